@@ -1,0 +1,46 @@
+"""Build ipcfast._ipcfast with cffi in API (out-of-line) mode.
+
+The cdef is csrc/ipcfast.h itself, minus the preprocessor lines cffi cannot read (integer
+#defines are kept), so the header the C code compiles against is the one Python sees.
+"""
+import pathlib
+import re
+
+from cffi import FFI
+
+HERE = pathlib.Path(__file__).resolve().parent
+CSRC = HERE / "csrc"
+
+
+def _version() -> str:
+    text = (HERE / "ipcfast" / "_version.py").read_text()
+    return re.search(r'__version__\s*=\s*"([^"]+)"', text).group(1)
+
+
+def _cdef() -> str:
+    keep = re.compile(r"#define\s+IPCF_[A-Z0-9_]+\s+-?(0x[0-9a-fA-F]+|\d+)\b")
+    lines = []
+    for line in (CSRC / "ipcfast.h").read_text().splitlines():
+        if line.lstrip().startswith("#"):
+            m = keep.match(line.strip())
+            if not m:
+                continue
+            line = m.group(0)
+        lines.append(line)
+    return "\n".join(lines)
+
+
+ffibuilder = FFI()
+ffibuilder.cdef(_cdef())
+ffibuilder.set_source(
+    "ipcfast._ipcfast",
+    '#include "ipcfast.h"',
+    sources=[str(p.relative_to(HERE)) for p in sorted(CSRC.glob("*.c"))],
+    include_dirs=[str(CSRC.relative_to(HERE))],
+    define_macros=[("IPCF_PKG_VERSION", _version())],
+    extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+    libraries=["rt", "pthread"],
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

@@ -1,0 +1,41 @@
+/* atomics.h - the only ordering primitives ipcfast uses.
+ *
+ * acquire: a load that later loads/stores cannot be reordered before. Used to read the
+ *          OTHER side's position: everything the other side wrote before its matching
+ *          release store is visible after the acquire load returns.
+ * release: a store that earlier loads/stores cannot be reordered after. Used to publish
+ *          our own position once the bytes it covers are written (producer) or no longer
+ *          read (consumer).
+ * relaxed: only atomicity. Used for our own position (only we write it) and statistics.
+ * full fence: the store->load ordering needed by the "publish, then check for sleepers"
+ *          / "announce sleeping, then re-check" handshake (Dekker): see futex.c.
+ */
+#ifndef IPCF_ATOMICS_H
+#define IPCF_ATOMICS_H
+
+#include <stdint.h>
+
+#define ipcf_load_relaxed(p)      __atomic_load_n((p), __ATOMIC_RELAXED)
+#define ipcf_load_acquire(p)      __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define ipcf_store_relaxed(p, v)  __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define ipcf_store_release(p, v)  __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define ipcf_fetch_add(p, v)      __atomic_fetch_add((p), (v), __ATOMIC_SEQ_CST)
+#define ipcf_fetch_sub(p, v)      __atomic_fetch_sub((p), (v), __ATOMIC_SEQ_CST)
+#define ipcf_cas(p, expp, v)      __atomic_compare_exchange_n((p), (expp), (v), 0, \
+                                      __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)
+#define ipcf_fence_seq_cst()      __atomic_thread_fence(__ATOMIC_SEQ_CST)
+
+static inline void ipcf_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#else
+    __asm__ __volatile__("" ::: "memory");
+#endif
+}
+
+#define IPCF_CACHELINE 128 /* two 64-byte lines: defeats the adjacent-line prefetcher */
+
+#endif

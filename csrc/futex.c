@@ -1,0 +1,108 @@
+/* futex.c - see futex.h. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "atomics.h"
+#include "futex.h"
+#include "segment.h"
+
+/* How long a waiter spins before it sleeps. A peer that answers within this window costs
+ * no syscall on either side; one that does not lets us sleep instead of burning a core. */
+#ifndef IPCF_SPIN_NS
+#define IPCF_SPIN_NS 50000
+#endif
+
+uint64_t ipcf_deadline(int64_t timeout_ns)
+{
+    return timeout_ns < 0 ? 0 : ipcf_now_ns() + (uint64_t)timeout_ns;
+}
+
+int64_t ipcf_remaining(uint64_t deadline)
+{
+    if (!deadline)
+        return -1;
+    uint64_t now = ipcf_now_ns();
+    return now >= deadline ? 0 : (int64_t)(deadline - now);
+}
+
+static int futex_wait_abs(uint32_t *word, uint32_t expected, uint64_t deadline)
+{
+    struct timespec ts, *tp = NULL;
+    if (deadline) {
+        ts.tv_sec = (time_t)(deadline / 1000000000u);
+        ts.tv_nsec = (long)(deadline % 1000000000u);
+        tp = &ts;
+    }
+    /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline, so a spurious or
+     * early return never stretches the total wait. */
+    long r = syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expected, tp, NULL, FUTEX_BITSET_MATCH_ANY);
+    return r == 0 ? 0 : errno;
+}
+
+void ipcf_event_wake(struct ipcf_event *ev)
+{
+    /* Pairs with the fence in ipcf_wait: our caller's release store (a new tail, head, ...)
+     * is ordered before this load of waiters. */
+    ipcf_fence_seq_cst();
+    if (ipcf_load_relaxed(&ev->waiters) == 0)
+        return;
+    ipcf_fetch_add(&ev->seq, 1);
+    syscall(SYS_futex, &ev->seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+int ipcf_wait(struct ipcf_event *ev, ipcf_ready_fn ready, void *arg, int64_t timeout_ns,
+              uint64_t *sleeps)
+{
+    int r = ready(arg);
+    if (r || timeout_ns == 0)
+        return r ? r : IPCF_ETIMEOUT;
+
+    uint64_t start = ipcf_now_ns();
+    uint64_t deadline = timeout_ns < 0 ? 0 : start + (uint64_t)timeout_ns;
+    uint64_t spin_end = start + IPCF_SPIN_NS;
+    if (deadline && deadline < spin_end)
+        spin_end = deadline;
+
+    /* 1. bounded spin: the peer is probably awake and about to publish */
+    for (unsigned i = 1;; i++) {
+        ipcf_cpu_relax();
+        if ((r = ready(arg)) != 0)
+            return r;
+        if ((i & 63) == 0 && ipcf_now_ns() >= spin_end)
+            break;
+    }
+    if (deadline && ipcf_now_ns() >= deadline)
+        return IPCF_ETIMEOUT;
+
+    /* 2. sleep on the futex word */
+    if (sleeps)
+        __atomic_fetch_add(sleeps, 1, __ATOMIC_RELAXED);
+    ipcf_fetch_add(&ev->waiters, 1);
+    for (;;) {
+        uint32_t seen = ipcf_load_acquire(&ev->seq);
+        /* Pairs with the fence in ipcf_event_wake: waiters++ is visible to the waker before
+         * we re-check, or our re-check sees what the waker published. */
+        ipcf_fence_seq_cst();
+        if ((r = ready(arg)) != 0)
+            break;
+        int e = futex_wait_abs(&ev->seq, seen, deadline);
+        if (e == ETIMEDOUT) {
+            r = ready(arg);
+            if (!r)
+                r = IPCF_ETIMEOUT;
+            break;
+        }
+        if (e == EINTR) {
+            r = IPCF_EINTR;
+            break;
+        }
+        /* 0 (woken, maybe spuriously) or EAGAIN (seq moved): re-check */
+    }
+    ipcf_fetch_sub(&ev->waiters, 1);
+    return r;
+}

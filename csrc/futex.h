@@ -1,0 +1,33 @@
+/* futex.h - process-shared wait/wake on a struct ipcf_event, with a deadline.
+ *
+ * Protocol (the waker's side costs one fence and one load when nobody sleeps):
+ *   waker:  publish state (release store);  ipcf_event_wake(ev)
+ *             -> seq_cst fence; if waiters: seq++, FUTEX_WAKE all
+ *   waiter: ipcf_wait(ev, ready, ...)
+ *             -> spin on ready() for a bounded time (no syscall while the peer is awake)
+ *             -> waiters++; loop { v = seq; seq_cst fence; if ready() break; FUTEX_WAIT(seq, v) }
+ * The fences pair up Dekker-style: either the waker sees waiters != 0, or the waiter's
+ * re-check of ready() sees the published state. A wake between reading v and sleeping
+ * changes seq, so FUTEX_WAIT returns at once. Never FUTEX_PRIVATE_FLAG: the word is shared
+ * between processes.
+ */
+#ifndef IPCF_FUTEX_H
+#define IPCF_FUTEX_H
+
+#include "ipcfast.h"
+
+/* > 0: ready; 0: keep waiting; < 0: stop and return this code. */
+typedef int (*ipcf_ready_fn)(void *arg);
+
+/* Wait until ready(arg) != 0 or timeout_ns passes (< 0: forever, 0: check once).
+ * Returns ready()'s positive value or its negative code, IPCF_ETIMEOUT, or IPCF_EINTR.
+ * *sleeps (may be NULL) is incremented each time the caller actually goes to sleep. */
+int ipcf_wait(struct ipcf_event *ev, ipcf_ready_fn ready, void *arg, int64_t timeout_ns,
+              uint64_t *sleeps);
+void ipcf_event_wake(struct ipcf_event *ev);
+
+/* Deadline helpers: 0 means none. */
+uint64_t ipcf_deadline(int64_t timeout_ns);
+int64_t ipcf_remaining(uint64_t deadline);   /* -1 forever, else >= 0 */
+
+#endif

@@ -1,0 +1,451 @@
+/* queue.c - the many-producer many-consumer queue behind ipcfast.Queue.
+ *
+ * A QUEUE segment holds the control block (side locks, counters, futex events) and names a
+ * chain of QPART ring segments "<name>.<gen>". Producers (holding the producer lock) append
+ * to ring `write_gen`; consumers (holding the consumer lock) read ring `read_gen`. When a
+ * record does not fit, the producer creates ring write_gen+1 (the base capacity, or a ring
+ * sized for one oversized message), writes there and store-releases write_gen. A consumer
+ * that finds ring R empty and sees (acquire) write_gen > R knows R will never get another
+ * record - every record of R was published before write_gen moved - so it unlinks R and
+ * moves read_gen on. So the queue grows without bound while consumers lag and gives the
+ * memory back as they catch up; `maxsize` (items) is the only thing that blocks a put.
+ *
+ * Crash safety: every step is a single release store under a robust lock, so a peer
+ * killed anywhere leaves a consistent queue. A producer killed while creating ring gen+1
+ * leaves a file nobody references; the next producer replaces it. A consumer killed between
+ * unlinking ring R and moving read_gen leaves a read_gen whose file is gone; the next
+ * consumer sees ENOENT with write_gen > R and moves on.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "futex.h"
+#include "lock.h"
+#include "ring.h"
+#include "segment.h"
+
+#define QNAME_MAX (IPCF_NAME_MAX - 21)   /* room for ".<gen>" */
+
+struct qring {
+    struct ipcf_seg seg;
+    struct ipcf_rb rb;
+    uint64_t gen;
+    int mapped;
+};
+
+struct ipcf_queue {
+    struct ipcf_seg seg;
+    struct ipcf_queue_ctl *ctl;
+    struct qring w;            /* the producer side's current ring */
+    struct qring r;            /* the consumer side's current ring */
+    uint64_t maxsize;
+    uint64_t ring_cap;
+    char name[IPCF_NAME_MAX + 1];
+};
+
+static void part_name(char *out, const char *base, uint64_t gen)
+{
+    snprintf(out, IPCF_NAME_MAX + 24, "%s.%llu", base, (unsigned long long)gen);
+}
+
+static void qring_drop(struct qring *x)
+{
+    if (x->mapped)
+        ipcf_seg_close(&x->seg);
+    x->mapped = 0;
+}
+
+static void qring_bind(struct qring *x, uint64_t gen)
+{
+    x->gen = gen;
+    x->mapped = 1;
+    x->rb.ctl = x->seg.ctl;
+    x->rb.data = x->seg.data;
+    x->rb.cap = x->seg.capacity;
+    x->rb.head_cache = ipcf_load_acquire(&x->rb.ctl->head);
+    x->rb.tail_cache = ipcf_load_acquire(&x->rb.ctl->tail);
+}
+
+static int qring_map(struct ipcf_queue *q, struct qring *x, uint64_t gen)
+{
+    if (x->mapped && x->gen == gen)
+        return 0;
+    qring_drop(x);
+    char pn[IPCF_NAME_MAX + 24];
+    part_name(pn, q->name, gen);
+    int rc = ipcf_seg_open(&x->seg, pn, IPCF_KIND_QPART, 0);
+    if (rc)
+        return rc;
+    qring_bind(x, gen);
+    return 0;
+}
+
+static int qring_new(struct ipcf_queue *q, struct qring *x, uint64_t gen, uint64_t cap)
+{
+    char pn[IPCF_NAME_MAX + 24];
+    part_name(pn, q->name, gen);
+    qring_drop(x);
+    int rc = ipcf_seg_create(&x->seg, pn, IPCF_KIND_QPART, cap, 0, NULL, 0);
+    if (rc == -EEXIST) {
+        /* left by a producer that died before publishing it: nobody can reference it */
+        ipcf_seg_unlink(pn);
+        rc = ipcf_seg_create(&x->seg, pn, IPCF_KIND_QPART, cap, 0, NULL, 0);
+    }
+    if (rc)
+        return rc;
+    ipcf_seg_publish(&x->seg);
+    qring_bind(x, gen);
+    return 0;
+}
+
+static int queue_init(struct ipcf_queue *q, const char *name)
+{
+    q->ctl = q->seg.ctl;
+    q->maxsize = q->seg.hdr->param[0];
+    q->ring_cap = q->seg.hdr->param[1];
+    strcpy(q->name, name);
+    return 0;
+}
+
+int ipcf_queue_create(const char *name, uint64_t ring_capacity, uint64_t maxsize, ipcf_queue **out)
+{
+    int rc = ipcf_name_check(name);
+    if (rc)
+        return rc;
+    if (strlen(name) > QNAME_MAX)
+        return IPCF_EBADNAME;
+    if (ring_capacity < IPCF_MIN_CAPACITY || ring_capacity > IPCF_MAX_CAPACITY ||
+        (ring_capacity & (ring_capacity - 1)))
+        return IPCF_EBADARG;
+    struct ipcf_queue *q = calloc(1, sizeof *q);
+    if (!q)
+        return -ENOMEM;
+    uint64_t params[2] = {maxsize, ring_capacity};
+    rc = ipcf_seg_create(&q->seg, name, IPCF_KIND_QUEUE, 0,
+                         IPCF_F_MULTI_PRODUCER | IPCF_F_MULTI_CONSUMER | IPCF_F_AUTO_UNLINK,
+                         params, 2);
+    if (rc) {
+        free(q);
+        return rc;
+    }
+    queue_init(q, name);
+    rc = ipcf_lock_init(q->ctl->plock);
+    if (!rc)
+        rc = ipcf_lock_init(q->ctl->clock);
+    if (!rc)
+        rc = qring_new(q, &q->w, 0, ring_capacity);
+    if (rc) {
+        ipcf_seg_close(&q->seg);
+        ipcf_seg_unlink(name);
+        free(q);
+        return rc;
+    }
+    ipcf_seg_register(&q->seg);
+    ipcf_seg_publish(&q->seg);
+    *out = q;
+    return 0;
+}
+
+int ipcf_queue_attach(const char *name, ipcf_queue **out)
+{
+    struct ipcf_queue *q = calloc(1, sizeof *q);
+    if (!q)
+        return -ENOMEM;
+    int rc = strlen(name) > QNAME_MAX ? IPCF_EBADNAME : ipcf_seg_open(&q->seg, name, IPCF_KIND_QUEUE, 1);
+    if (rc) {
+        free(q);
+        return rc;
+    }
+    queue_init(q, name);
+    *out = q;
+    return 0;
+}
+
+int ipcf_queue_close(ipcf_queue *q)
+{
+    uint64_t first = ipcf_load_acquire(&q->ctl->read_gen);
+    uint64_t last_gen = ipcf_load_acquire(&q->ctl->write_gen);
+    qring_drop(&q->w);
+    qring_drop(&q->r);
+    int last = ipcf_seg_close(&q->seg);
+    if (last) {
+        char pn[IPCF_NAME_MAX + 24];
+        for (uint64_t g = first; g <= last_gen + 1; g++) {   /* +1: a half-made next ring */
+            part_name(pn, q->name, g);
+            ipcf_seg_unlink(pn);
+        }
+        ipcf_seg_unlink(q->name);
+    }
+    free(q);
+    return last;
+}
+
+void ipcf_queue_after_fork(ipcf_queue *q) { ipcf_seg_register(&q->seg); }
+uint64_t ipcf_queue_maxsize(const ipcf_queue *q) { return q->maxsize; }
+uint64_t ipcf_queue_ring_capacity(const ipcf_queue *q) { return q->ring_cap; }
+
+int64_t ipcf_queue_qsize(const ipcf_queue *q)
+{
+    /* items_got first: every item counted there was counted in items_put before it */
+    uint64_t got = ipcf_load_acquire(&q->ctl->items_got);
+    uint64_t put = ipcf_load_acquire(&q->ctl->items_put);
+    int64_t n = (int64_t)(put - got);
+    return n < 0 ? 0 : n;
+}
+
+int64_t ipcf_queue_unfinished(const ipcf_queue *q)
+{
+    uint64_t done = ipcf_load_acquire(&q->ctl->tasks_done);
+    uint64_t put = ipcf_load_acquire(&q->ctl->items_put);
+    int64_t n = (int64_t)(put - done);
+    return n < 0 ? 0 : n;
+}
+
+/* ---- waiting predicates (no lock held) ---- */
+
+static int space_ready_n(struct ipcf_queue *q, uint64_t n)
+{
+    return ipcf_queue_qsize(q) + (int64_t)n <= (int64_t)q->maxsize;
+}
+
+struct space_arg { struct ipcf_queue *q; uint64_t n; };
+
+static int space_ready(void *p)
+{
+    struct space_arg *a = p;
+    return space_ready_n(a->q, a->n);
+}
+
+/* Counts, not ring positions: this runs without the consumer lock, while another thread of
+ * this process may be remapping q->r. items_put moves after the tail it covers is
+ * published, items_got before the head it covers moves, so an item counted here is readable. */
+static int data_ready(void *p)
+{
+    struct ipcf_queue *q = p;
+    uint64_t got = ipcf_load_acquire(&q->ctl->items_got);
+    return (int64_t)(ipcf_load_acquire(&q->ctl->items_put) - got) > 0;
+}
+
+int ipcf_queue_empty(const ipcf_queue *q)
+{
+    return ipcf_queue_qsize(q) == 0;
+}
+
+/* ---- producer ---- */
+
+/* Make q->w a ring (of the current write generation or a new one) with room for `need`
+ * bytes now. Called with the producer lock held. *grew is set when a new ring was made;
+ * the caller publishes write_gen after writing into it. */
+static int writable_ring(struct ipcf_queue *q, uint64_t need, int *grew)
+{
+    uint64_t gen = ipcf_load_relaxed(&q->ctl->write_gen);
+    int rc = qring_map(q, &q->w, gen);
+    if (rc)
+        return rc;
+    int oversized = q->w.rb.cap > q->ring_cap;   /* a ring made for one big message */
+    if (!oversized && need <= q->w.rb.cap && ipcf_rb_room(&q->w.rb, ipcf_rb_tail(&q->w.rb), need))
+        return 0;
+    uint64_t cap = q->ring_cap;
+    while (cap < need)
+        cap <<= 1;
+    if ((rc = qring_new(q, &q->w, gen + 1, cap)) != 0)
+        return rc;
+    *grew = 1;
+    return 0;
+}
+
+static int put_locked(struct ipcf_queue *q, const char *buf, const uint64_t *lens, uint64_t n)
+{
+    uint64_t i = 0;
+    while (i < n) {
+        int grew = 0;
+        int rc = writable_ring(q, ipcf_rec_size(lens[i]), &grew);
+        if (rc)
+            return rc;
+        struct ipcf_rb *b = &q->w.rb;
+        uint64_t tail = ipcf_rb_tail(b), start = i, bytes = 0;
+        while (i < n && ipcf_rb_room(b, tail, ipcf_rec_size(lens[i]))) {
+            tail = ipcf_rb_write(b, tail, buf, lens[i]);
+            buf += lens[i];
+            bytes += lens[i];
+            i++;
+            if (q->w.rb.cap > q->ring_cap)
+                break;                     /* oversized rings carry one message */
+        }
+        ipcf_rb_publish(b, tail, i - start, bytes);
+        if (grew)   /* release: ring gen+1 exists and ring gen gets nothing more; pairs with
+                     * the consumer's acquire of write_gen in get_locked */
+            ipcf_store_release(&q->ctl->write_gen, q->w.gen);
+        /* counted after publishing: a producer killed in between leaves qsize one short
+         * (never a phantom item that could wedge a maxsize=1 queue) */
+        ipcf_store_release(&q->ctl->items_put, q->ctl->items_put + (i - start));
+        ipcf_store_relaxed(&q->ctl->bytes_put, q->ctl->bytes_put + bytes);
+    }
+    return 0;
+}
+
+int ipcf_queue_put_many(ipcf_queue *q, const char *buf, const uint64_t *lens, uint64_t n,
+                        int64_t timeout_ns)
+{
+    if (n == 0)
+        return 0;
+    if (q->maxsize && n > q->maxsize)
+        return IPCF_ETOOBIG;
+    for (uint64_t i = 0; i < n; i++)
+        if (lens[i] > 0xfffffff0u)
+            return IPCF_ETOOBIG;
+    uint64_t deadline = ipcf_deadline(timeout_ns);
+    for (;;) {
+        int rc;
+        if (q->maxsize) {
+            struct space_arg a = {q, n};
+            rc = ipcf_wait(&q->ctl->space, space_ready, &a, ipcf_remaining(deadline), &q->ctl->full_waits);
+            if (rc < 0)
+                return rc == IPCF_ETIMEOUT ? IPCF_EFULL : rc;
+        }
+        if ((rc = ipcf_lock(q->ctl->plock, deadline)) != 0)
+            return rc == IPCF_ETIMEOUT ? IPCF_EFULL : rc;
+        if (q->maxsize && !space_ready_n(q, n)) {   /* another producer got there first */
+            ipcf_unlock(q->ctl->plock);
+            continue;
+        }
+        rc = put_locked(q, buf, lens, n);
+        ipcf_unlock(q->ctl->plock);
+        ipcf_event_wake(&q->ctl->data);
+        return rc;
+    }
+}
+
+int ipcf_queue_put(ipcf_queue *q, const char *buf, uint64_t len, int64_t timeout_ns)
+{
+    return ipcf_queue_put_many(q, buf, &len, 1, timeout_ns);
+}
+
+/* ---- consumer ---- */
+
+/* Called with the consumer lock held: point q->r at a ring that has a record, moving past
+ * drained rings. Returns 1 with a record ready, 0 when the queue is empty. */
+static int readable_ring(struct ipcf_queue *q)
+{
+    for (;;) {
+        uint64_t gen = ipcf_load_relaxed(&q->ctl->read_gen);
+        int rc = qring_map(q, &q->r, gen);
+        if (rc == 0) {
+            uint8_t *body;
+            uint32_t len;
+            if (ipcf_rb_next(&q->r.rb, ipcf_rb_head(&q->r.rb), &body, &len))
+                return 1;
+        } else if (rc != -ENOENT) {
+            return rc;
+        }
+        /* acquire: pairs with the producer's release of write_gen; if it moved past us,
+         * every record of ring `gen` is visible to the re-check below */
+        if (ipcf_load_acquire(&q->ctl->write_gen) == gen)
+            return 0;
+        if (rc == 0) {
+            uint8_t *body;
+            uint32_t len;
+            if (ipcf_rb_next(&q->r.rb, ipcf_rb_head(&q->r.rb), &body, &len))
+                return 1;
+        }
+        char pn[IPCF_NAME_MAX + 24];
+        part_name(pn, q->name, gen);
+        ipcf_seg_unlink(pn);           /* drained for good: give the memory back */
+        qring_drop(&q->r);
+        ipcf_store_release(&q->ctl->read_gen, gen + 1);
+    }
+}
+
+static int64_t get_locked(struct ipcf_queue *q, char *buf, uint64_t cap, uint64_t *lens,
+                          uint64_t max, uint64_t *need)
+{
+    int rc = readable_ring(q);
+    if (rc <= 0)
+        return rc == 0 ? IPCF_EEMPTY : rc;
+    struct ipcf_rb *b = &q->r.rb;
+    uint64_t head = ipcf_rb_head(b), used = 0, n = 0, bytes = 0;
+    uint8_t *body;
+    uint32_t len;
+    while (n < max && ipcf_rb_next(b, head, &body, &len)) {
+        if (used + len > cap) {
+            if (n == 0) {
+                *need = len;
+                return IPCF_EBUFSMALL;
+            }
+            break;
+        }
+        memcpy(buf + used, body, len);
+        used += len;
+        bytes += len;
+        lens[n++] = len;
+        head += ipcf_rec_size(len);
+    }
+    /* counted before the head moves: a consumer killed in between leaves the item to be
+     * read again and qsize one short (never a phantom item that keeps a queue "full") */
+    ipcf_store_release(&q->ctl->items_got, q->ctl->items_got + n);
+    ipcf_store_relaxed(&q->ctl->bytes_got, q->ctl->bytes_got + bytes);
+    ipcf_rb_consume(b, head, n, bytes);
+    return (int64_t)n;
+}
+
+int64_t ipcf_queue_get_many(ipcf_queue *q, char *buf, uint64_t cap, uint64_t *lens,
+                            uint64_t max, int64_t timeout_ns, uint64_t *need)
+{
+    if (max == 0)
+        return IPCF_EBADARG;
+    uint64_t deadline = ipcf_deadline(timeout_ns);
+    for (;;) {
+        int rc = ipcf_lock(q->ctl->clock, deadline);
+        if (rc)
+            return rc == IPCF_ETIMEOUT ? IPCF_EEMPTY : rc;
+        int64_t n = get_locked(q, buf, cap, lens, max, need);
+        ipcf_unlock(q->ctl->clock);
+        if (n > 0) {
+            if (q->maxsize)
+                ipcf_event_wake(&q->ctl->space);
+            return n;
+        }
+        if (n != IPCF_EEMPTY)
+            return n;
+        rc = ipcf_wait(&q->ctl->data, data_ready, q, ipcf_remaining(deadline), &q->ctl->empty_waits);
+        if (rc < 0)
+            return rc == IPCF_ETIMEOUT ? IPCF_EEMPTY : rc;
+    }
+}
+
+int64_t ipcf_queue_get(ipcf_queue *q, char *buf, uint64_t cap, int64_t timeout_ns, uint64_t *need)
+{
+    uint64_t len;
+    int64_t n = ipcf_queue_get_many(q, buf, cap, &len, 1, timeout_ns, need);
+    return n == 1 ? (int64_t)len : n;
+}
+
+/* ---- JoinableQueue ---- */
+
+int ipcf_queue_task_done(ipcf_queue *q)
+{
+    uint64_t done = ipcf_load_acquire(&q->ctl->tasks_done);
+    for (;;) {
+        if (done >= ipcf_load_acquire(&q->ctl->items_got))
+            return IPCF_EJOIN;
+        if (ipcf_cas(&q->ctl->tasks_done, &done, done + 1))
+            break;
+    }
+    if (done + 1 >= ipcf_load_acquire(&q->ctl->items_put))
+        ipcf_event_wake(&q->ctl->join);
+    return 0;
+}
+
+static int join_ready(void *p)
+{
+    return ipcf_queue_unfinished(p) == 0;
+}
+
+int ipcf_queue_join(ipcf_queue *q, int64_t timeout_ns)
+{
+    int rc = ipcf_wait(&q->ctl->join, join_ready, q, timeout_ns, NULL);
+    return rc > 0 ? 0 : rc;
+}

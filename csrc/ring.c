@@ -1,0 +1,395 @@
+/* ring.c - ipcfast.Ring: one segment holding one byte ring, with blocking, batch and
+ * zero-copy forms. Sides marked multi-producer / multi-consumer take their robust lock. */
+#define _GNU_SOURCE
+#include <stdlib.h>
+#include <string.h>
+
+#include "futex.h"
+#include "lock.h"
+#include "ring.h"
+#include "segment.h"
+
+struct ipcf_ring {
+    struct ipcf_seg seg;
+    struct ipcf_rb rb;
+    struct ipcf_ring_ctl *ctl;
+    uint32_t flags;
+    uint64_t max_msg;
+    int claimed;                 /* a claim is open: producer side held */
+    uint64_t claim_len;
+    int peeked;                  /* a view is open: consumer side held */
+    uint64_t peek_next;
+    uint64_t peek_len;
+};
+
+static int ring_init(struct ipcf_ring *r)
+{
+    r->ctl = r->seg.ctl;
+    r->rb.ctl = r->ctl;
+    r->rb.data = r->seg.data;
+    r->rb.cap = r->seg.capacity;
+    r->rb.head_cache = ipcf_load_acquire(&r->ctl->head);
+    r->rb.tail_cache = ipcf_load_acquire(&r->ctl->tail);
+    r->flags = r->seg.hdr->flags;
+    r->max_msg = ipcf_rb_max_message(r->seg.capacity);
+    return 0;
+}
+
+int ipcf_ring_create(const char *name, uint64_t capacity, uint32_t flags, ipcf_ring **out)
+{
+    if (flags & ~(uint32_t)(IPCF_F_MULTI_PRODUCER | IPCF_F_MULTI_CONSUMER | IPCF_F_AUTO_UNLINK))
+        return IPCF_EBADARG;
+    if (capacity == 0)
+        return IPCF_EBADARG;
+    struct ipcf_ring *r = calloc(1, sizeof *r);
+    if (!r)
+        return -ENOMEM;
+    int rc = ipcf_seg_create(&r->seg, name, IPCF_KIND_RING, capacity, flags, NULL, 0);
+    if (!rc) {
+        struct ipcf_ring_ctl *c = r->seg.ctl;
+        rc = ipcf_lock_init(c->plock);
+        if (!rc)
+            rc = ipcf_lock_init(c->clock);
+        if (rc) {
+            ipcf_seg_close(&r->seg);
+            ipcf_seg_unlink(name);
+        }
+    }
+    if (rc) {
+        free(r);
+        return rc;
+    }
+    ring_init(r);
+    ipcf_seg_register(&r->seg);
+    ipcf_seg_publish(&r->seg);
+    *out = r;
+    return 0;
+}
+
+int ipcf_ring_attach(const char *name, ipcf_ring **out)
+{
+    struct ipcf_ring *r = calloc(1, sizeof *r);
+    if (!r)
+        return -ENOMEM;
+    int rc = ipcf_seg_open(&r->seg, name, IPCF_KIND_RING, 1);
+    if (rc) {
+        free(r);
+        return rc;
+    }
+    ring_init(r);
+    *out = r;
+    return 0;
+}
+
+int ipcf_ring_close(ipcf_ring *r)
+{
+    if (r->claimed)
+        ipcf_ring_abort(r);
+    if (r->peeked)
+        ipcf_ring_unpeek(r);          /* an open view is dropped unconsumed */
+    char name[IPCF_NAME_MAX + 1];
+    strcpy(name, r->seg.name + 1);
+    int last = ipcf_seg_close(&r->seg);
+    if (last)
+        ipcf_seg_unlink(name);
+    free(r);
+    return last;
+}
+
+void ipcf_ring_after_fork(ipcf_ring *r) { ipcf_seg_register(&r->seg); }
+uint64_t ipcf_ring_capacity(const ipcf_ring *r) { return r->seg.capacity; }
+uint64_t ipcf_ring_max_message(const ipcf_ring *r) { return r->max_msg; }
+uint32_t ipcf_ring_flags(const ipcf_ring *r) { return r->flags; }
+
+uint64_t ipcf_ring_count(const ipcf_ring *r)
+{
+    uint64_t out = ipcf_load_acquire(&r->ctl->msgs_out);
+    uint64_t in = ipcf_load_acquire(&r->ctl->msgs_in);
+    return in > out ? in - out : 0;
+}
+
+uint64_t ipcf_ring_used(const ipcf_ring *r)
+{
+    uint64_t head = ipcf_load_acquire(&r->ctl->head);
+    uint64_t tail = ipcf_load_acquire(&r->ctl->tail);
+    return tail - head <= r->seg.capacity ? tail - head : 0;
+}
+
+/* ---- side locks ---- */
+
+static int lock_side(struct ipcf_ring *r, uint32_t flag, void *slot, uint64_t deadline)
+{
+    return (r->flags & flag) ? ipcf_lock(slot, deadline) : 0;
+}
+
+static void unlock_side(struct ipcf_ring *r, uint32_t flag, void *slot)
+{
+    if (r->flags & flag)
+        ipcf_unlock(slot);
+}
+
+#define LOCK_P(r, d)  lock_side((r), IPCF_F_MULTI_PRODUCER, (r)->ctl->plock, (d))
+#define UNLOCK_P(r)   unlock_side((r), IPCF_F_MULTI_PRODUCER, (r)->ctl->plock)
+#define LOCK_C(r, d)  lock_side((r), IPCF_F_MULTI_CONSUMER, (r)->ctl->clock, (d))
+#define UNLOCK_C(r)   unlock_side((r), IPCF_F_MULTI_CONSUMER, (r)->ctl->clock)
+
+/* ---- waiting ---- */
+
+struct room_arg { struct ipcf_ring *r; uint64_t need; };
+
+static int room_ready(void *p)
+{
+    struct room_arg *a = p;
+    return ipcf_rb_has_room(a->r->ctl, a->r->rb.cap, a->need);
+}
+
+static int data_ready(void *p)
+{
+    return ipcf_rb_has_data(((struct ipcf_ring *)p)->ctl);
+}
+
+static int wait_room(struct ipcf_ring *r, uint64_t need, uint64_t deadline)
+{
+    struct room_arg a = {r, need};
+    int rc = ipcf_wait(&r->ctl->space, room_ready, &a, ipcf_remaining(deadline), &r->ctl->full_waits);
+    return rc == IPCF_ETIMEOUT ? IPCF_EFULL : (rc < 0 ? rc : 0);
+}
+
+static int wait_data(struct ipcf_ring *r, uint64_t deadline)
+{
+    int rc = ipcf_wait(&r->ctl->data, data_ready, r, ipcf_remaining(deadline), &r->ctl->empty_waits);
+    return rc == IPCF_ETIMEOUT ? IPCF_EEMPTY : (rc < 0 ? rc : 0);
+}
+
+/* Map a lock timeout to the side's "nothing happened" code. */
+static int lock_fail(int rc, int as)
+{
+    return rc == IPCF_ETIMEOUT ? as : rc;
+}
+
+/* ---- producer ---- */
+
+int ipcf_ring_send(ipcf_ring *r, const char *buf, uint64_t len, int64_t timeout_ns)
+{
+    if (len > r->max_msg)
+        return IPCF_ETOOBIG;
+    if (r->claimed)
+        return IPCF_ESTATE;
+    uint64_t need = ipcf_rec_size(len);
+    uint64_t deadline = ipcf_deadline(timeout_ns);
+    for (;;) {
+        int rc = LOCK_P(r, deadline);
+        if (rc)
+            return lock_fail(rc, IPCF_EFULL);
+        uint64_t tail = ipcf_rb_tail(&r->rb);
+        if (ipcf_rb_room(&r->rb, tail, need)) {
+            ipcf_rb_publish(&r->rb, ipcf_rb_write(&r->rb, tail, buf, len), 1, len);
+            UNLOCK_P(r);
+            ipcf_event_wake(&r->ctl->data);
+            return 0;
+        }
+        UNLOCK_P(r);
+        if ((rc = wait_room(r, need, deadline)) != 0)
+            return rc;
+    }
+}
+
+int ipcf_ring_send_many(ipcf_ring *r, const char *buf, const uint64_t *lens, uint64_t n,
+                        int64_t timeout_ns, uint64_t *sent)
+{
+    *sent = 0;
+    if (r->claimed)
+        return IPCF_ESTATE;
+    for (uint64_t i = 0; i < n; i++)
+        if (lens[i] > r->max_msg)
+            return IPCF_ETOOBIG;
+    uint64_t deadline = ipcf_deadline(timeout_ns);
+    uint64_t i = 0;
+    while (i < n) {
+        int rc = LOCK_P(r, deadline);
+        if (rc)
+            return lock_fail(rc, IPCF_EFULL);
+        uint64_t tail = ipcf_rb_tail(&r->rb), start = i, bytes = 0;
+        while (i < n && ipcf_rb_room(&r->rb, tail, ipcf_rec_size(lens[i]))) {
+            tail = ipcf_rb_write(&r->rb, tail, buf, lens[i]);
+            buf += lens[i];
+            bytes += lens[i];
+            i++;
+        }
+        if (i > start)      /* one release store publishes the whole batch */
+            ipcf_rb_publish(&r->rb, tail, i - start, bytes);
+        UNLOCK_P(r);
+        if (i > start)
+            ipcf_event_wake(&r->ctl->data);
+        *sent = i;
+        if (i < n && (rc = wait_room(r, ipcf_rec_size(lens[i]), deadline)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+int ipcf_ring_claim(ipcf_ring *r, uint64_t len, int64_t timeout_ns, char **out)
+{
+    if (len > r->max_msg)
+        return IPCF_ETOOBIG;
+    if (r->claimed)
+        return IPCF_ESTATE;
+    uint64_t need = ipcf_rec_size(len);
+    uint64_t deadline = ipcf_deadline(timeout_ns);
+    for (;;) {
+        int rc = LOCK_P(r, deadline);
+        if (rc)
+            return lock_fail(rc, IPCF_EFULL);
+        uint64_t tail = ipcf_rb_tail(&r->rb);
+        if (ipcf_rb_room(&r->rb, tail, need)) {
+            /* keep the producer side until commit/abort; nothing is visible yet */
+            r->claimed = 1;
+            r->claim_len = len;
+            *out = (char *)r->rb.data + (tail & (r->rb.cap - 1)) + IPCF_REC_HDR;
+            return 0;
+        }
+        UNLOCK_P(r);
+        if ((rc = wait_room(r, need, deadline)) != 0)
+            return rc;
+    }
+}
+
+int ipcf_ring_commit(ipcf_ring *r, uint64_t len)
+{
+    if (!r->claimed || len > r->claim_len)
+        return r->claimed ? IPCF_EBADARG : IPCF_ESTATE;
+    uint64_t tail = ipcf_rb_tail(&r->rb);
+    uint8_t *p = r->rb.data + (tail & (r->rb.cap - 1));
+    uint32_t h[2] = {(uint32_t)len, 0};
+    memcpy(p, h, sizeof h);
+    ipcf_rb_publish(&r->rb, tail + ipcf_rec_size(len), 1, len);
+    r->claimed = 0;
+    UNLOCK_P(r);
+    ipcf_event_wake(&r->ctl->data);
+    return 0;
+}
+
+int ipcf_ring_abort(ipcf_ring *r)
+{
+    if (!r->claimed)
+        return IPCF_ESTATE;
+    r->claimed = 0;         /* tail never moved: the claimed bytes were never visible */
+    UNLOCK_P(r);
+    return 0;
+}
+
+/* ---- consumer ---- */
+
+int64_t ipcf_ring_recv(ipcf_ring *r, char *buf, uint64_t cap, int64_t timeout_ns)
+{
+    if (r->peeked)
+        return IPCF_ESTATE;
+    uint64_t deadline = ipcf_deadline(timeout_ns);
+    for (;;) {
+        int rc = LOCK_C(r, deadline);
+        if (rc)
+            return lock_fail(rc, IPCF_EEMPTY);
+        uint64_t head = ipcf_rb_head(&r->rb);
+        uint8_t *body;
+        uint32_t len;
+        if (ipcf_rb_next(&r->rb, head, &body, &len)) {
+            if (len > cap) {
+                UNLOCK_C(r);
+                return IPCF_EBUFSMALL;
+            }
+            memcpy(buf, body, len);
+            ipcf_rb_consume(&r->rb, head + ipcf_rec_size(len), 1, len);
+            UNLOCK_C(r);
+            ipcf_event_wake(&r->ctl->space);
+            return (int64_t)len;
+        }
+        UNLOCK_C(r);
+        if ((rc = wait_data(r, deadline)) != 0)
+            return rc;
+    }
+}
+
+int64_t ipcf_ring_recv_many(ipcf_ring *r, char *buf, uint64_t cap, uint64_t *lens,
+                            uint64_t max, int64_t timeout_ns)
+{
+    if (r->peeked)
+        return IPCF_ESTATE;
+    if (max == 0)
+        return 0;
+    uint64_t deadline = ipcf_deadline(timeout_ns);
+    for (;;) {
+        int rc = LOCK_C(r, deadline);
+        if (rc)
+            return lock_fail(rc, IPCF_EEMPTY);
+        uint64_t head = ipcf_rb_head(&r->rb), used = 0, n = 0, bytes = 0;
+        uint8_t *body;
+        uint32_t len;
+        while (n < max && ipcf_rb_next(&r->rb, head, &body, &len) && used + len <= cap) {
+            memcpy(buf + used, body, len);
+            used += len;
+            bytes += len;
+            lens[n++] = len;
+            head += ipcf_rec_size(len);
+        }
+        if (n) {
+            ipcf_rb_consume(&r->rb, head, n, bytes);
+            UNLOCK_C(r);
+            ipcf_event_wake(&r->ctl->space);
+            return (int64_t)n;
+        }
+        int have = ipcf_rb_next(&r->rb, head, &body, &len);
+        UNLOCK_C(r);
+        if (have)                        /* the first record alone is larger than buf */
+            return IPCF_EBUFSMALL;
+        if ((rc = wait_data(r, deadline)) != 0)
+            return rc;
+    }
+}
+
+int ipcf_ring_peek(ipcf_ring *r, int64_t timeout_ns, char **ptr, uint64_t *len_out)
+{
+    if (r->peeked)
+        return IPCF_ESTATE;
+    uint64_t deadline = ipcf_deadline(timeout_ns);
+    for (;;) {
+        int rc = LOCK_C(r, deadline);
+        if (rc)
+            return lock_fail(rc, IPCF_EEMPTY);
+        uint64_t head = ipcf_rb_head(&r->rb);
+        uint8_t *body;
+        uint32_t len;
+        if (ipcf_rb_next(&r->rb, head, &body, &len)) {
+            /* keep the consumer side until release; the producer cannot reuse these bytes
+             * because head has not moved */
+            r->peeked = 1;
+            r->peek_next = head + ipcf_rec_size(len);
+            r->peek_len = len;
+            *ptr = (char *)body;
+            *len_out = len;
+            return 0;
+        }
+        UNLOCK_C(r);
+        if ((rc = wait_data(r, deadline)) != 0)
+            return rc;
+    }
+}
+
+int ipcf_ring_release(ipcf_ring *r)
+{
+    if (!r->peeked)
+        return IPCF_ESTATE;
+    ipcf_rb_consume(&r->rb, r->peek_next, 1, r->peek_len);
+    r->peeked = 0;
+    UNLOCK_C(r);
+    ipcf_event_wake(&r->ctl->space);
+    return 0;
+}
+
+int ipcf_ring_unpeek(ipcf_ring *r)
+{
+    if (!r->peeked)
+        return IPCF_ESTATE;
+    r->peeked = 0;          /* head never moved: the record stays for the next reader */
+    UNLOCK_C(r);
+    return 0;
+}

@@ -1,0 +1,358 @@
+/* segment.c - see segment.h. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "atomics.h"
+#include "segment.h"
+
+_Static_assert(sizeof(struct ipcf_event) == 8, "event layout");
+_Static_assert(sizeof(struct ipcf_seg_hdr) == 640, "segment header layout");
+_Static_assert(sizeof(struct ipcf_seg_hdr) <= IPCF_CTL_OFFSET, "header overlaps control block");
+_Static_assert(sizeof(struct ipcf_ring_ctl) == 768, "ring control layout");
+_Static_assert(sizeof(struct ipcf_queue_ctl) == 896, "queue control layout");
+_Static_assert(IPCF_CTL_OFFSET + sizeof(struct ipcf_queue_ctl) <= IPCF_HDR_SIZE, "control too big");
+_Static_assert(IPCF_CTL_OFFSET + sizeof(struct ipcf_ring_ctl) <= IPCF_HDR_SIZE, "control too big");
+_Static_assert(__builtin_offsetof(struct ipcf_ring_ctl, head) == 128, "head on its own line");
+_Static_assert(__builtin_offsetof(struct ipcf_ring_ctl, data) == 256, "data event line");
+_Static_assert(__builtin_offsetof(struct ipcf_ring_ctl, plock) == 512, "producer lock line");
+_Static_assert(__builtin_offsetof(struct ipcf_queue_ctl, read_gen) == 128, "read_gen line");
+_Static_assert(__builtin_offsetof(struct ipcf_queue_ctl, plock) == 640, "queue lock line");
+
+#define STR2(x) #x
+#define STR(x) STR2(x)
+#ifndef IPCF_PKG_VERSION
+#define IPCF_PKG_VERSION unknown
+#endif
+
+const char *ipcf_build_version(void) { return STR(IPCF_PKG_VERSION); }
+uint32_t ipcf_layout_version(void) { return IPCF_LAYOUT_VERSION; }
+
+uint64_t ipcf_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int ipcf_name_check(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > IPCF_NAME_MAX || name[0] == '.')
+        return IPCF_EBADNAME;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '.' || c == '_' || c == '-';
+        if (!ok)
+            return IPCF_EBADNAME;
+    }
+    return 0;
+}
+
+static int set_name(struct ipcf_seg *s, const char *name)
+{
+    int rc = ipcf_name_check(name);
+    if (rc)
+        return rc;
+    s->name[0] = '/';
+    strcpy(s->name + 1, name);
+    return 0;
+}
+
+int ipcf_seg_unlink(const char *name)
+{
+    char path[IPCF_NAME_MAX + 2];
+    int rc = ipcf_name_check(name);
+    if (rc)
+        return rc;
+    path[0] = '/';
+    strcpy(path + 1, name);
+    return shm_unlink(path) == 0 ? 0 : -errno;
+}
+
+/* ---- process identity: pid plus start time, so a recycled pid is not mistaken for a peer ---- */
+
+uint64_t ipcf_proc_start(int32_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');      /* comm may contain spaces and parentheses */
+    if (!p)
+        return 0;
+    /* after ")" come fields 3.. ; starttime is field 22 */
+    int field = 2;
+    unsigned long long start = 0;
+    for (p++; *p; p++) {
+        if (*p == ' ') {
+            field++;
+            if (field == 22) {
+                sscanf(p + 1, "%llu", &start);
+                break;
+            }
+        }
+    }
+    return start;
+}
+
+static uint64_t self_word(void)
+{
+    static uint64_t cached;
+    static int32_t cached_pid;
+    int32_t pid = (int32_t)getpid();
+    if (cached_pid != pid) {          /* recomputed after fork */
+        uint64_t start = ipcf_proc_start(pid);
+        cached = ((start & 0xffffffffu) << 32) | (uint32_t)pid;
+        cached_pid = pid;
+    }
+    return cached;
+}
+
+int ipcf_pid_alive(int32_t pid, uint64_t start_ticks)
+{
+    if (pid <= 0)
+        return 0;
+    if (kill(pid, 0) != 0 && errno == ESRCH)
+        return 0;
+    uint64_t start = ipcf_proc_start(pid);
+    if (start == 0)
+        return kill(pid, 0) == 0 || errno == EPERM;  /* no /proc: trust kill() */
+    return (start & 0xffffffffu) == (start_ticks & 0xffffffffu);
+}
+
+static int peer_alive(uint64_t word)
+{
+    return ipcf_pid_alive((int32_t)(word & 0xffffffffu), word >> 32);
+}
+
+void ipcf_seg_register(struct ipcf_seg *s)
+{
+    uint64_t me = self_word();
+    s->peer_slot = -1;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < IPCF_MAX_PEERS; i++) {
+            uint64_t cur = ipcf_load_relaxed(&s->hdr->peers[i]);
+            /* pass 0 takes free slots; pass 1 reclaims the slots of dead processes */
+            if ((pass == 0 && cur != 0) || (pass == 1 && (cur == 0 || peer_alive(cur))))
+                continue;
+            if (ipcf_cas(&s->hdr->peers[i], &cur, me)) {
+                s->peer_slot = i;
+                return;
+            }
+        }
+    }
+    /* table full of live peers: we still work, we just do not count for last-one-out */
+}
+
+static int live_peers(struct ipcf_seg_hdr *h, uint32_t *dead)
+{
+    int live = 0;
+    if (dead)
+        *dead = 0;
+    for (int i = 0; i < IPCF_MAX_PEERS; i++) {
+        uint64_t w = ipcf_load_acquire(&h->peers[i]);
+        if (!w)
+            continue;
+        if (peer_alive(w))
+            live++;
+        else if (dead)
+            (*dead)++;
+    }
+    return live;
+}
+
+/* ---- mapping ---- */
+
+static int map_segment(struct ipcf_seg *s, int fd, uint64_t capacity)
+{
+    size_t len = IPCF_HDR_SIZE + 2 * (size_t)capacity;
+    uint8_t *base = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (base == MAP_FAILED)
+        return -errno;
+    int rc = 0;
+    if (mmap(base, IPCF_HDR_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED)
+        rc = -errno;
+    for (int i = 0; rc == 0 && capacity && i < 2; i++) {
+        void *at = base + IPCF_HDR_SIZE + (size_t)i * capacity;
+        if (mmap(at, capacity, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, IPCF_HDR_SIZE) == MAP_FAILED)
+            rc = -errno;
+    }
+    if (rc) {
+        munmap(base, len);
+        return rc;
+    }
+    s->base = base;
+    s->map_len = len;
+    s->hdr = (struct ipcf_seg_hdr *)base;
+    s->ctl = base + IPCF_CTL_OFFSET;
+    s->data = capacity ? base + IPCF_HDR_SIZE : NULL;
+    s->capacity = capacity;
+    return 0;
+}
+
+int ipcf_seg_create(struct ipcf_seg *s, const char *name, uint32_t kind, uint64_t capacity,
+                    uint32_t flags, const uint64_t *params, int nparams)
+{
+    memset(s, 0, sizeof *s);
+    s->peer_slot = -1;
+    int rc = set_name(s, name);
+    if (rc)
+        return rc;
+    if (capacity && (capacity < IPCF_MIN_CAPACITY || capacity > IPCF_MAX_CAPACITY ||
+                     (capacity & (capacity - 1))))
+        return IPCF_EBADARG;
+    int fd = shm_open(s->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    uint64_t total = IPCF_HDR_SIZE + capacity;
+    if (ftruncate(fd, (off_t)total) != 0 || (rc = map_segment(s, fd, capacity)) != 0) {
+        if (!rc)
+            rc = -errno;
+        close(fd);
+        shm_unlink(s->name);
+        return rc;
+    }
+    close(fd);
+    struct ipcf_seg_hdr *h = s->hdr;         /* fresh file: all zero */
+    h->version = IPCF_LAYOUT_VERSION;
+    h->kind = kind;
+    h->total_size = total;
+    h->data_offset = IPCF_HDR_SIZE;
+    h->capacity = capacity;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    h->created_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    h->creator_pid = (int32_t)getpid();
+    h->creator_start = self_word() >> 32;
+    h->flags = flags;
+    for (int i = 0; i < nparams && i < 7; i++)
+        h->param[i] = params[i];
+    return 0;   /* the caller initialises its control block, then calls ipcf_seg_publish */
+}
+
+/* The magic goes in last, with release order: an attacher that sees it (acquire) sees the
+ * whole initialised header and control block. */
+void ipcf_seg_publish(struct ipcf_seg *s)
+{
+    ipcf_store_release(&s->hdr->magic, (uint64_t)IPCF_MAGIC);
+}
+
+int ipcf_seg_open(struct ipcf_seg *s, const char *name, uint32_t kind, int join)
+{
+    memset(s, 0, sizeof *s);
+    s->peer_slot = -1;
+    int rc = set_name(s, name);
+    if (rc)
+        return rc;
+    int fd = shm_open(s->name, O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    struct ipcf_seg_hdr h;
+    if (fstat(fd, &st) != 0) {
+        rc = -errno;
+        goto out;
+    }
+    if ((uint64_t)st.st_size < IPCF_HDR_SIZE) {
+        rc = st.st_size == 0 ? IPCF_ENOTREADY : IPCF_ETRUNCATED;
+        goto out;
+    }
+    if (pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h) {
+        rc = IPCF_ETRUNCATED;
+        goto out;
+    }
+    uint64_t magic = ipcf_load_acquire(&h.magic);
+    if (magic == 0 && h.version == 0 && h.kind == 0) {
+        rc = IPCF_ENOTREADY;
+        goto out;
+    }
+    if (magic != IPCF_MAGIC) {
+        rc = IPCF_EBADMAGIC;
+        goto out;
+    }
+    if (h.version != IPCF_LAYOUT_VERSION) {
+        rc = IPCF_EVERSION;
+        goto out;
+    }
+    if (kind && h.kind != kind) {
+        rc = IPCF_EKIND;
+        goto out;
+    }
+    if (h.data_offset != IPCF_HDR_SIZE || h.total_size != IPCF_HDR_SIZE + h.capacity ||
+        (h.capacity && (h.capacity < IPCF_MIN_CAPACITY || (h.capacity & (h.capacity - 1)))) ||
+        (uint64_t)st.st_size != h.total_size) {
+        rc = IPCF_ETRUNCATED;
+        goto out;
+    }
+    rc = map_segment(s, fd, h.capacity);
+    if (rc == 0 && join)
+        ipcf_seg_register(s);
+out:
+    close(fd);
+    return rc;
+}
+
+int ipcf_seg_close(struct ipcf_seg *s)
+{
+    int last = 0;
+    if (!s->base)
+        return 0;
+    if (s->peer_slot >= 0) {
+        uint64_t me = self_word();
+        ipcf_cas(&s->hdr->peers[s->peer_slot], &me, 0);
+        if ((s->hdr->flags & IPCF_F_AUTO_UNLINK) && live_peers(s->hdr, NULL) == 0)
+            last = 1;
+    }
+    munmap(s->base, s->map_len);
+    s->base = NULL;
+    return last;
+}
+
+/* ---- inspection for the operator commands ---- */
+
+int ipcf_seg_inspect(const char *name, struct ipcf_seg_info *out)
+{
+    struct ipcf_seg s;
+    memset(out, 0, sizeof *out);
+    int rc = ipcf_seg_open(&s, name, 0, 0);   /* look, do not join */
+    if (rc)
+        return rc;
+    struct ipcf_seg_hdr *h = s.hdr;
+    out->kind = h->kind;
+    out->flags = h->flags;
+    out->version = h->version;
+    out->creator_pid = h->creator_pid;
+    out->capacity = h->capacity;
+    out->created_ns = h->created_ns;
+    out->param0 = h->param[0];
+    out->param1 = h->param[1];
+    out->live_peers = (uint32_t)live_peers(h, &out->dead_peers);
+    if (h->kind == IPCF_KIND_RING || h->kind == IPCF_KIND_QPART) {
+        struct ipcf_ring_ctl *c = s.ctl;
+        uint64_t v[8] = {c->msgs_in, c->msgs_out, c->bytes_in, c->bytes_out, c->full_waits,
+                         c->empty_waits, c->data.waiters, c->space.waiters};
+        memcpy(out->counters, v, sizeof v);
+    } else if (h->kind == IPCF_KIND_QUEUE) {
+        struct ipcf_queue_ctl *c = s.ctl;
+        uint64_t v[8] = {c->items_put, c->items_got, c->bytes_put, c->bytes_got, c->full_waits,
+                         c->empty_waits, c->write_gen, c->read_gen};
+        memcpy(out->counters, v, sizeof v);
+    }
+    munmap(s.base, s.map_len);
+    return 0;
+}

@@ -1,0 +1,38 @@
+/* segment.h - POSIX shared-memory segments: create (O_EXCL, 0600), attach (validated),
+ * detach, unlink, and the peer table that says which processes are attached.
+ *
+ * A segment is one file in /dev/shm: a 4 KiB header page (struct ipcf_seg_hdr, then a
+ * kind-specific control block at IPCF_CTL_OFFSET) followed by `capacity` data bytes.
+ * The data bytes are mapped twice, back to back, so a record that wraps around the end of
+ * the ring is still contiguous in our address space: no padding records, no split copies.
+ */
+#ifndef IPCF_SEGMENT_H
+#define IPCF_SEGMENT_H
+
+#include <stddef.h>
+#include "ipcfast.h"
+
+struct ipcf_seg {
+    void *base;                 /* start of our reservation: header page */
+    size_t map_len;             /* bytes reserved: header + 2 * capacity */
+    struct ipcf_seg_hdr *hdr;
+    void *ctl;                  /* kind-specific control block */
+    uint8_t *data;              /* double-mapped data, NULL when capacity == 0 */
+    uint64_t capacity;
+    int peer_slot;              /* our slot in hdr->peers, -1 when none was free */
+    char name[IPCF_NAME_MAX + 2];   /* "/" + name */
+};
+
+int ipcf_seg_create(struct ipcf_seg *s, const char *name, uint32_t kind, uint64_t capacity,
+                    uint32_t flags, const uint64_t *params, int nparams);
+/* The caller of create initialises its control block, then publishes (magic last). */
+void ipcf_seg_publish(struct ipcf_seg *s);
+/* kind 0 accepts any kind; join registers this process in the peer table. */
+int ipcf_seg_open(struct ipcf_seg *s, const char *name, uint32_t kind, int join);
+/* Unregister and unmap. Returns 1 if no live process remains attached and the segment has
+ * IPCF_F_AUTO_UNLINK (the caller then unlinks whatever else belongs to it), else 0. */
+int ipcf_seg_close(struct ipcf_seg *s);
+void ipcf_seg_register(struct ipcf_seg *s);   /* take a peer slot (also used after fork) */
+uint64_t ipcf_now_ns(void);                   /* CLOCK_MONOTONIC */
+
+#endif

@@ -1,0 +1,185 @@
+"""The only module that touches the cffi extension.
+
+It loads ``ipcfast._ipcfast``, refuses a build whose version stamp differs from this
+package, and turns C result codes into Python exceptions in one place (:func:`check`).
+Blocking calls go through :func:`call_blocking`, which gives C a bounded slice of the
+caller's timeout at a time so that Ctrl-C and other signal handlers run promptly.
+"""
+from __future__ import annotations
+
+import errno as _errno
+import os
+import queue as _queue
+import secrets
+import time
+import weakref
+from typing import Callable, Optional
+
+from ._version import __version__
+
+try:
+    from ._ipcfast import ffi, lib
+except ImportError as exc:  # pragma: no cover - depends on the install
+    raise ImportError(
+        "ipcfast's C extension is not built; install the package with `pip install .` "
+        f"(original error: {exc})"
+    ) from exc
+
+_built = ffi.string(lib.ipcf_build_version()).decode()
+if _built != __version__:  # pragma: no cover - only with a stale build
+    raise ImportError(
+        f"ipcfast C extension was built for version {_built} but the Python package is "
+        f"{__version__}; rebuild it with `pip install .`"
+    )
+
+
+class IpcfastError(Exception):
+    """Base class of ipcfast's own errors."""
+
+
+class IncompatibleSegmentError(IpcfastError, ValueError):
+    """The named segment exists but is not an ipcfast segment of the expected kind/version."""
+
+
+# C result codes, mirrored for the wrappers.
+EEMPTY = lib.IPCF_EEMPTY
+EFULL = lib.IPCF_EFULL
+EINTR = lib.IPCF_EINTR
+ETIMEOUT = lib.IPCF_ETIMEOUT
+ETOOBIG = lib.IPCF_ETOOBIG
+EBUFSMALL = lib.IPCF_EBUFSMALL
+
+#: longest single wait inside C before control returns to Python to run signal handlers
+SLICE_NS = 100_000_000
+
+_MESSAGES = {
+    lib.IPCF_ETIMEOUT: "timed out",
+    lib.IPCF_EINTR: "interrupted",
+    lib.IPCF_ECLOSED: "closed",
+    lib.IPCF_ETOOBIG: "message too big",
+    lib.IPCF_EBADMAGIC: "is not an ipcfast segment (bad magic number)",
+    lib.IPCF_EVERSION: f"was made by an ipcfast with another layout version (this one reads layout {lib.IPCF_LAYOUT_VERSION})",
+    lib.IPCF_EKIND: "is an ipcfast segment of another kind",
+    lib.IPCF_ETRUNCATED: "is truncated or its header is inconsistent",
+    lib.IPCF_EBADNAME: (f"is not a valid name: use 1 to {lib.IPCF_NAME_MAX} characters from "
+                        "[A-Za-z0-9._-], not starting with '.'"),
+    lib.IPCF_EBADARG: "invalid argument",
+    lib.IPCF_EBUFSMALL: "buffer too small",
+    lib.IPCF_ESTATE: "call out of order",
+    lib.IPCF_ENOTREADY: "is still being initialised by its creator",
+    lib.IPCF_EJOIN: "task_done() called too many times",
+}
+
+_INCOMPATIBLE = (lib.IPCF_EBADMAGIC, lib.IPCF_EVERSION, lib.IPCF_EKIND, lib.IPCF_ETRUNCATED,
+                 lib.IPCF_ENOTREADY)
+
+
+def error(rc: int, what: str = "", name: Optional[str] = None) -> BaseException:
+    """The exception for C result code *rc* (negative)."""
+    subject = f"{what} {name!r}" if name else what
+    if rc == EEMPTY:
+        return _queue.Empty()
+    if rc == EFULL:
+        return _queue.Full()
+    if rc in _INCOMPATIBLE:
+        return IncompatibleSegmentError(f"{subject} {_MESSAGES[rc]}".strip())
+    if rc in (lib.IPCF_EBADNAME, lib.IPCF_EBADARG, lib.IPCF_ETOOBIG, lib.IPCF_ECLOSED, lib.IPCF_EJOIN):
+        return ValueError(f"{subject} {_MESSAGES[rc]}".strip() if rc == lib.IPCF_EBADNAME
+                          else _MESSAGES[rc])
+    if rc in _MESSAGES:
+        return IpcfastError(f"{subject}: {_MESSAGES[rc]}")
+    if -200 < rc < 0:
+        # OSError picks the subclass: FileNotFoundError, FileExistsError, PermissionError ...
+        return OSError(-rc, os.strerror(-rc), name)
+    return IpcfastError(f"{subject}: unexpected result code {rc}")
+
+
+def check(rc: int, what: str = "", name: Optional[str] = None) -> int:
+    """Return *rc* if it is not an error, else raise the matching exception."""
+    if rc < 0:
+        raise error(rc, what, name)
+    return rc
+
+
+def first_slice(block: bool, timeout: Optional[float]) -> int:
+    """Nanoseconds to pass to C on the first try (validates *timeout* like the stdlib)."""
+    if not block:
+        return 0
+    if timeout is None:
+        return SLICE_NS
+    if timeout < 0:
+        raise ValueError("'timeout' must be a non-negative number")
+    ns = int(timeout * 1e9)
+    return ns if ns < SLICE_NS else SLICE_NS
+
+
+def call_blocking(fn: Callable[[int], int], block: bool, timeout: Optional[float],
+                  nothing: int, start: Optional[float] = None) -> int:
+    """Call ``fn(timeout_ns)`` until it returns something other than *nothing* (the code for
+    "not yet": EFULL/EEMPTY) or EINTR, or until the caller's deadline passes.
+
+    Each call waits at most SLICE_NS inside C; between calls Python runs signal handlers, so
+    Ctrl-C raises KeyboardInterrupt here within about 100 ms.
+    """
+    if not block:
+        return fn(0)
+    if timeout is None:
+        while True:
+            rc = fn(SLICE_NS)
+            if rc != nothing and rc != EINTR:
+                return rc
+    if timeout < 0:
+        raise ValueError("'timeout' must be a non-negative number")
+    deadline = (time.monotonic() if start is None else start) + timeout
+    while True:
+        left = deadline - time.monotonic()
+        ns = int(left * 1e9) if left > 0 else 0
+        rc = fn(ns if ns < SLICE_NS else SLICE_NS)
+        if rc != nothing and rc != EINTR:
+            return rc
+        if left <= 0:
+            return nothing
+
+
+def new_name(prefix: str) -> str:
+    """A fresh segment name: prefix, pid and 64 random bits."""
+    return f"ipcf-{prefix}-{os.getpid()}-{secrets.token_hex(8)}"
+
+
+def as_buffer(data) -> tuple:
+    """(argument for a ``const char *`` parameter, its length in bytes)."""
+    if type(data) is bytes:
+        return data, len(data)
+    buf = ffi.from_buffer(data)
+    return buf, len(buf)
+
+
+# Raw (uncleared) scratch memory: the C side always writes before Python reads.
+new_raw = ffi.new_allocator(should_clear_after_alloc=False)
+
+
+class HandleTable:
+    """Live native handles of one kind, re-registered as peers in a forked child."""
+
+    def __init__(self, after_fork: Callable) -> None:
+        self._objs: "weakref.WeakSet" = weakref.WeakSet()
+        self._after_fork = after_fork
+        os.register_at_fork(after_in_child=self._child)
+
+    def add(self, obj) -> None:
+        self._objs.add(obj)
+
+    def _child(self) -> None:
+        for obj in list(self._objs):
+            h = getattr(obj, "_h", None)
+            if h is not None:
+                self._after_fork(h)
+
+
+__all__ = ["ffi", "lib", "check", "error", "IpcfastError", "IncompatibleSegmentError",
+           "call_blocking", "first_slice", "new_name", "as_buffer", "new_raw", "HandleTable",
+           "errno_name"]
+
+
+def errno_name(code: int) -> str:
+    return _errno.errorcode.get(code, str(code))
