@@ -17,13 +17,18 @@
 #define IPCF_SPIN_NS 50000
 #endif
 
-uint64_t ipcf_deadline(int64_t timeout_ns)
+uint64_t ipcf_deadline(struct ipcf_timeout *t)
 {
-    return timeout_ns < 0 ? 0 : ipcf_now_ns() + (uint64_t)timeout_ns;
+    if (t->ns < 0)
+        return 0;
+    if (!t->deadline)
+        t->deadline = ipcf_now_ns() + (uint64_t)t->ns;
+    return t->deadline;
 }
 
-int64_t ipcf_remaining(uint64_t deadline)
+int64_t ipcf_remaining(struct ipcf_timeout *t)
 {
+    uint64_t deadline = ipcf_deadline(t);
     if (!deadline)
         return -1;
     uint64_t now = ipcf_now_ns();

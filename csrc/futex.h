@@ -26,8 +26,20 @@ int ipcf_wait(struct ipcf_event *ev, ipcf_ready_fn ready, void *arg, int64_t tim
               uint64_t *sleeps);
 void ipcf_event_wake(struct ipcf_event *ev);
 
-/* Deadline helpers: 0 means none. */
-uint64_t ipcf_deadline(int64_t timeout_ns);
-int64_t ipcf_remaining(uint64_t deadline);   /* -1 forever, else >= 0 */
+/* A caller's timeout, turned into an absolute deadline only when something has to wait:
+ * the fast path never reads the clock. */
+struct ipcf_timeout {
+    int64_t ns;          /* < 0 forever, 0 no wait, else the caller's timeout */
+    uint64_t deadline;   /* CLOCK_MONOTONIC ns, 0 until first needed */
+};
+
+static inline struct ipcf_timeout ipcf_timeout_of(int64_t ns)
+{
+    struct ipcf_timeout t = {ns, 0};
+    return t;
+}
+
+uint64_t ipcf_deadline(struct ipcf_timeout *t);   /* 0 means forever */
+int64_t ipcf_remaining(struct ipcf_timeout *t);   /* -1 forever, else >= 0 ns left */
 
 #endif

@@ -30,14 +30,17 @@ static inline int ipcf_lock_init(void *slot)
     return -rc;
 }
 
+#include "futex.h"
+
 uint64_t ipcf_now_ns(void);
 
-/* deadline: absolute CLOCK_MONOTONIC ns, 0 = forever; a deadline already passed makes it a
- * single try. Returns 0, IPCF_ETIMEOUT or -errno. */
-static inline int ipcf_lock(void *slot, uint64_t deadline)
+/* Take the lock before the caller's deadline (a deadline already passed makes it a single
+ * try). Returns 0, IPCF_ETIMEOUT or -errno. */
+static inline int ipcf_lock(void *slot, struct ipcf_timeout *t)
 {
     pthread_mutex_t *m = (pthread_mutex_t *)slot;
     int rc = pthread_mutex_trylock(m);
+    uint64_t deadline = rc == EBUSY ? ipcf_deadline(t) : 0;
     if (rc == EBUSY && deadline && ipcf_now_ns() >= deadline) {
         rc = ETIMEDOUT;
     } else if (rc == EBUSY) {

@@ -297,16 +297,16 @@ int ipcf_queue_put_many(ipcf_queue *q, const char *buf, const uint64_t *lens, ui
     for (uint64_t i = 0; i < n; i++)
         if (lens[i] > 0xfffffff0u)
             return IPCF_ETOOBIG;
-    uint64_t deadline = ipcf_deadline(timeout_ns);
+    struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
     for (;;) {
         int rc;
         if (q->maxsize) {
             struct space_arg a = {q, n};
-            rc = ipcf_wait(&q->ctl->space, space_ready, &a, ipcf_remaining(deadline), &q->ctl->full_waits);
+            rc = ipcf_wait(&q->ctl->space, space_ready, &a, ipcf_remaining(&to), &q->ctl->full_waits);
             if (rc < 0)
                 return rc == IPCF_ETIMEOUT ? IPCF_EFULL : rc;
         }
-        if ((rc = ipcf_lock(q->ctl->plock, deadline)) != 0)
+        if ((rc = ipcf_lock(q->ctl->plock, &to)) != 0)
             return rc == IPCF_ETIMEOUT ? IPCF_EFULL : rc;
         if (q->maxsize && !space_ready_n(q, n)) {   /* another producer got there first */
             ipcf_unlock(q->ctl->plock);
@@ -396,9 +396,9 @@ int64_t ipcf_queue_get_many(ipcf_queue *q, char *buf, uint64_t cap, uint64_t *le
 {
     if (max == 0)
         return IPCF_EBADARG;
-    uint64_t deadline = ipcf_deadline(timeout_ns);
+    struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
     for (;;) {
-        int rc = ipcf_lock(q->ctl->clock, deadline);
+        int rc = ipcf_lock(q->ctl->clock, &to);
         if (rc)
             return rc == IPCF_ETIMEOUT ? IPCF_EEMPTY : rc;
         int64_t n = get_locked(q, buf, cap, lens, max, need);
@@ -410,7 +410,7 @@ int64_t ipcf_queue_get_many(ipcf_queue *q, char *buf, uint64_t cap, uint64_t *le
         }
         if (n != IPCF_EEMPTY)
             return n;
-        rc = ipcf_wait(&q->ctl->data, data_ready, q, ipcf_remaining(deadline), &q->ctl->empty_waits);
+        rc = ipcf_wait(&q->ctl->data, data_ready, q, ipcf_remaining(&to), &q->ctl->empty_waits);
         if (rc < 0)
             return rc == IPCF_ETIMEOUT ? IPCF_EEMPTY : rc;
     }

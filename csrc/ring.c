@@ -117,9 +117,9 @@ uint64_t ipcf_ring_used(const ipcf_ring *r)
 
 /* ---- side locks ---- */
 
-static int lock_side(struct ipcf_ring *r, uint32_t flag, void *slot, uint64_t deadline)
+static int lock_side(struct ipcf_ring *r, uint32_t flag, void *slot, struct ipcf_timeout *to)
 {
-    return (r->flags & flag) ? ipcf_lock(slot, deadline) : 0;
+    return (r->flags & flag) ? ipcf_lock(slot, to) : 0;
 }
 
 static void unlock_side(struct ipcf_ring *r, uint32_t flag, void *slot)
@@ -148,16 +148,16 @@ static int data_ready(void *p)
     return ipcf_rb_has_data(((struct ipcf_ring *)p)->ctl);
 }
 
-static int wait_room(struct ipcf_ring *r, uint64_t need, uint64_t deadline)
+static int wait_room(struct ipcf_ring *r, uint64_t need, struct ipcf_timeout *to)
 {
     struct room_arg a = {r, need};
-    int rc = ipcf_wait(&r->ctl->space, room_ready, &a, ipcf_remaining(deadline), &r->ctl->full_waits);
+    int rc = ipcf_wait(&r->ctl->space, room_ready, &a, ipcf_remaining(to), &r->ctl->full_waits);
     return rc == IPCF_ETIMEOUT ? IPCF_EFULL : (rc < 0 ? rc : 0);
 }
 
-static int wait_data(struct ipcf_ring *r, uint64_t deadline)
+static int wait_data(struct ipcf_ring *r, struct ipcf_timeout *to)
 {
-    int rc = ipcf_wait(&r->ctl->data, data_ready, r, ipcf_remaining(deadline), &r->ctl->empty_waits);
+    int rc = ipcf_wait(&r->ctl->data, data_ready, r, ipcf_remaining(to), &r->ctl->empty_waits);
     return rc == IPCF_ETIMEOUT ? IPCF_EEMPTY : (rc < 0 ? rc : 0);
 }
 
@@ -176,9 +176,9 @@ int ipcf_ring_send(ipcf_ring *r, const char *buf, uint64_t len, int64_t timeout_
     if (r->claimed)
         return IPCF_ESTATE;
     uint64_t need = ipcf_rec_size(len);
-    uint64_t deadline = ipcf_deadline(timeout_ns);
+    struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
     for (;;) {
-        int rc = LOCK_P(r, deadline);
+        int rc = LOCK_P(r, &to);
         if (rc)
             return lock_fail(rc, IPCF_EFULL);
         uint64_t tail = ipcf_rb_tail(&r->rb);
@@ -189,7 +189,7 @@ int ipcf_ring_send(ipcf_ring *r, const char *buf, uint64_t len, int64_t timeout_
             return 0;
         }
         UNLOCK_P(r);
-        if ((rc = wait_room(r, need, deadline)) != 0)
+        if ((rc = wait_room(r, need, &to)) != 0)
             return rc;
     }
 }
@@ -203,10 +203,10 @@ int ipcf_ring_send_many(ipcf_ring *r, const char *buf, const uint64_t *lens, uin
     for (uint64_t i = 0; i < n; i++)
         if (lens[i] > r->max_msg)
             return IPCF_ETOOBIG;
-    uint64_t deadline = ipcf_deadline(timeout_ns);
+    struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
     uint64_t i = 0;
     while (i < n) {
-        int rc = LOCK_P(r, deadline);
+        int rc = LOCK_P(r, &to);
         if (rc)
             return lock_fail(rc, IPCF_EFULL);
         uint64_t tail = ipcf_rb_tail(&r->rb), start = i, bytes = 0;
@@ -222,7 +222,7 @@ int ipcf_ring_send_many(ipcf_ring *r, const char *buf, const uint64_t *lens, uin
         if (i > start)
             ipcf_event_wake(&r->ctl->data);
         *sent = i;
-        if (i < n && (rc = wait_room(r, ipcf_rec_size(lens[i]), deadline)) != 0)
+        if (i < n && (rc = wait_room(r, ipcf_rec_size(lens[i]), &to)) != 0)
             return rc;
     }
     return 0;
@@ -235,9 +235,9 @@ int ipcf_ring_claim(ipcf_ring *r, uint64_t len, int64_t timeout_ns, char **out)
     if (r->claimed)
         return IPCF_ESTATE;
     uint64_t need = ipcf_rec_size(len);
-    uint64_t deadline = ipcf_deadline(timeout_ns);
+    struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
     for (;;) {
-        int rc = LOCK_P(r, deadline);
+        int rc = LOCK_P(r, &to);
         if (rc)
             return lock_fail(rc, IPCF_EFULL);
         uint64_t tail = ipcf_rb_tail(&r->rb);
@@ -249,7 +249,7 @@ int ipcf_ring_claim(ipcf_ring *r, uint64_t len, int64_t timeout_ns, char **out)
             return 0;
         }
         UNLOCK_P(r);
-        if ((rc = wait_room(r, need, deadline)) != 0)
+        if ((rc = wait_room(r, need, &to)) != 0)
             return rc;
     }
 }
@@ -284,9 +284,9 @@ int64_t ipcf_ring_recv(ipcf_ring *r, char *buf, uint64_t cap, int64_t timeout_ns
 {
     if (r->peeked)
         return IPCF_ESTATE;
-    uint64_t deadline = ipcf_deadline(timeout_ns);
+    struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
     for (;;) {
-        int rc = LOCK_C(r, deadline);
+        int rc = LOCK_C(r, &to);
         if (rc)
             return lock_fail(rc, IPCF_EEMPTY);
         uint64_t head = ipcf_rb_head(&r->rb);
@@ -304,7 +304,7 @@ int64_t ipcf_ring_recv(ipcf_ring *r, char *buf, uint64_t cap, int64_t timeout_ns
             return (int64_t)len;
         }
         UNLOCK_C(r);
-        if ((rc = wait_data(r, deadline)) != 0)
+        if ((rc = wait_data(r, &to)) != 0)
             return rc;
     }
 }
@@ -316,9 +316,9 @@ int64_t ipcf_ring_recv_many(ipcf_ring *r, char *buf, uint64_t cap, uint64_t *len
         return IPCF_ESTATE;
     if (max == 0)
         return 0;
-    uint64_t deadline = ipcf_deadline(timeout_ns);
+    struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
     for (;;) {
-        int rc = LOCK_C(r, deadline);
+        int rc = LOCK_C(r, &to);
         if (rc)
             return lock_fail(rc, IPCF_EEMPTY);
         uint64_t head = ipcf_rb_head(&r->rb), used = 0, n = 0, bytes = 0;
@@ -341,7 +341,7 @@ int64_t ipcf_ring_recv_many(ipcf_ring *r, char *buf, uint64_t cap, uint64_t *len
         UNLOCK_C(r);
         if (have)                        /* the first record alone is larger than buf */
             return IPCF_EBUFSMALL;
-        if ((rc = wait_data(r, deadline)) != 0)
+        if ((rc = wait_data(r, &to)) != 0)
             return rc;
     }
 }
@@ -350,9 +350,9 @@ int ipcf_ring_peek(ipcf_ring *r, int64_t timeout_ns, char **ptr, uint64_t *len_o
 {
     if (r->peeked)
         return IPCF_ESTATE;
-    uint64_t deadline = ipcf_deadline(timeout_ns);
+    struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
     for (;;) {
-        int rc = LOCK_C(r, deadline);
+        int rc = LOCK_C(r, &to);
         if (rc)
             return lock_fail(rc, IPCF_EEMPTY);
         uint64_t head = ipcf_rb_head(&r->rb);
@@ -369,7 +369,7 @@ int ipcf_ring_peek(ipcf_ring *r, int64_t timeout_ns, char **ptr, uint64_t *len_o
             return 0;
         }
         UNLOCK_C(r);
-        if ((rc = wait_data(r, deadline)) != 0)
+        if ((rc = wait_data(r, &to)) != 0)
             return rc;
     }
 }

@@ -1,0 +1,317 @@
+"""Queue, SimpleQueue, JoinableQueue: drop-in replacements for multiprocessing's queues.
+
+Items are pickled in the caller (an unpicklable object raises right there and nothing
+reaches the queue), moved by one call into C, and unpickled by the receiver. There is no
+feeder thread: ``put`` returns once the item is in shared memory, so nothing is lost when
+a process exits and nothing can deadlock at exit.
+"""
+from __future__ import annotations
+
+import itertools
+import queue as _queue
+from typing import Any, Callable, Iterable, List, Optional
+
+from . import _native as N
+from . import _pickle
+from ._native import ffi, lib
+
+_SCRATCH = 64 * 1024          # get() copies items up to this size with no extra allocation
+_MANY_BYTES = 1 << 20         # get_many() moves at most this many bytes per call
+_MANY_ITEMS = 1 << 14
+
+_put = lib.ipcf_queue_put
+_get = lib.ipcf_queue_get
+_SLICE = N.SLICE_NS
+
+
+class Queue:
+    """``multiprocessing.Queue`` over shared memory.
+
+    ``maxsize`` bounds the number of items (``put`` blocks, or raises ``queue.Full``, when
+    that many are queued); ``maxsize <= 0`` means unbounded: the shared ring chains to
+    further rings as it fills and gives them back as consumers drain them. Keyword-only
+    extras: ``capacity`` (bytes of each shared ring), ``name`` (segment name, for attaching
+    from unrelated processes with :meth:`Queue.attach`), ``dumps``/``loads`` (serializer;
+    the default is pickle with multiprocessing's reducers).
+
+    Any number of producer and consumer processes and threads may share a queue; items from
+    one producer arrive in the order it put them, each exactly once. The queue's memory is
+    freed when the last process that has it open closes it or exits.
+    """
+
+    _handles = N.HandleTable(lambda h: lib.ipcf_queue_after_fork(h))
+
+    def __init__(self, maxsize: int = 0, *, ctx: Any = None, capacity: int = 1 << 20,
+                 name: Optional[str] = None, dumps: Optional[Callable[[Any], bytes]] = None,
+                 loads: Optional[Callable[[bytes], Any]] = None) -> None:
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int):
+            raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}")
+        if isinstance(capacity, bool) or not isinstance(capacity, int):
+            raise ValueError(f"capacity must be a positive int, not {capacity!r}")
+        if capacity < lib.IPCF_MIN_CAPACITY or capacity > lib.IPCF_MAX_CAPACITY:
+            raise ValueError(f"capacity {capacity} is outside {lib.IPCF_MIN_CAPACITY}.."
+                             f"{lib.IPCF_MAX_CAPACITY} bytes")
+        cap = 1 << (capacity - 1).bit_length()
+        name = N.new_name("q") if name is None else name
+        out = ffi.new("ipcf_queue **")
+        N.check(lib.ipcf_queue_create(name.encode(), cap, max(maxsize, 0), out),
+                type(self).__name__, name)
+        self._setup(out[0], name, dumps, loads)
+
+    @classmethod
+    def attach(cls, name: str, *, dumps: Optional[Callable] = None,
+               loads: Optional[Callable] = None) -> "Queue":
+        """Open the existing queue *name* from any process (FileNotFoundError if absent)."""
+        self = cls.__new__(cls)
+        out = ffi.new("ipcf_queue **")
+        N.check(lib.ipcf_queue_attach(name.encode(), out), cls.__name__, name)
+        self._setup(out[0], name, dumps, loads)
+        return self
+
+    def _setup(self, h, name: str, dumps, loads) -> None:
+        self._h = h
+        self._closed = False
+        self.name = name
+        self._maxsize = lib.ipcf_queue_maxsize(h)
+        self.capacity = lib.ipcf_queue_ring_capacity(h)
+        self._custom = (dumps, loads)
+        self._dumps = dumps or _pickle.dumps
+        self._loads = loads or _pickle.loads
+        self._loads_view = loads is None      # pickle.loads reads our scratch buffer in place
+        self._bufs: List = []
+        self._many: List = []
+        self._need = ffi.new("uint64_t *")
+        self._handles.add(self)
+
+    # ---- lifetime and identity ----
+    def __reduce__(self):
+        if self._closed:
+            raise ValueError(f"Queue {self!r} is closed")
+        return (_attach, (type(self), self.name) + self._custom)
+
+    def __repr__(self) -> str:
+        return f"<ipcfast.{type(self).__name__} {self.name!r}{' closed' if self._closed else ''}>"
+
+    def _closed_error(self) -> ValueError:
+        return ValueError(f"Queue {self!r} is closed")
+
+    def close(self) -> None:
+        """This process will use the queue no more. Items already put stay for the other
+        processes; the last process to close removes the shared memory. Idempotent."""
+        self._closed = True
+        h, self._h = getattr(self, "_h", None), None
+        if h is not None:
+            lib.ipcf_queue_close(h)
+
+    def join_thread(self) -> None:
+        """Compatibility: there is no feeder thread to join. Only valid after close()."""
+        assert self._closed, f"Queue {self!r} not closed"
+
+    def cancel_join_thread(self) -> None:
+        """Compatibility: there is no feeder thread, so nothing can block at exit."""
+
+    def __del__(self) -> None:
+        self.close()
+
+    # ---- state ----
+    def qsize(self) -> int:
+        """Approximate number of items queued."""
+        h = self._h
+        if h is None:
+            raise self._closed_error()
+        return lib.ipcf_queue_qsize(h)
+
+    def empty(self) -> bool:
+        return self.qsize() == 0
+
+    def full(self) -> bool:
+        return self._maxsize > 0 and self.qsize() >= self._maxsize
+
+    @property
+    def maxsize(self) -> int:
+        return self._maxsize
+
+    # ---- producer ----
+    def put(self, obj: Any, block: bool = True, timeout: Optional[float] = None) -> None:
+        """Put *obj* on the queue. Blocks only while ``maxsize`` items are queued; raises
+        queue.Full on timeout (or at once with block=False), ValueError once closed."""
+        h = self._h
+        if h is None:
+            raise self._closed_error()
+        data = self._dumps(obj)
+        rc = _put(h, data, len(data), _SLICE if block and timeout is None else N.first_slice(block, timeout))
+        if rc:
+            self._put_slow(rc, h, data, block, timeout)
+
+    def _put_slow(self, rc: int, h, data: bytes, block: bool, timeout: Optional[float]) -> None:
+        if rc == N.EFULL or rc == N.EINTR:
+            rc = N.call_blocking(lambda t: _put(h, data, len(data), t), block, timeout, N.EFULL)
+        N.check(rc, type(self).__name__, self.name)
+
+    def put_nowait(self, obj: Any) -> None:
+        return self.put(obj, False)
+
+    def put_many(self, objs: Iterable[Any], block: bool = True,
+                 timeout: Optional[float] = None) -> None:
+        """Put all of *objs* with one call into C, all or nothing: with ``maxsize`` it waits
+        until there is room for every one (queue.Full on timeout, ValueError if there are
+        more than maxsize)."""
+        h = self._h
+        if h is None:
+            raise self._closed_error()
+        dumps = self._dumps
+        datas = [dumps(o) for o in objs]
+        if not datas:
+            return
+        if self._maxsize and len(datas) > self._maxsize:
+            raise ValueError(f"put_many of {len(datas)} items can never fit a queue of "
+                             f"maxsize {self._maxsize}")
+        lens = ffi.new("uint64_t[]", [len(d) for d in datas])
+        blob = b"".join(datas)
+        n = len(datas)
+        rc = N.call_blocking(lambda t: lib.ipcf_queue_put_many(h, blob, lens, n, t),
+                             block, timeout, N.EFULL)
+        N.check(rc, type(self).__name__, self.name)
+
+    # ---- consumer ----
+    def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
+        """Remove and return an item. Blocks until one is available; raises queue.Empty on
+        timeout (or at once with block=False), ValueError once closed."""
+        h = self._h
+        if h is None:
+            raise self._closed_error()
+        bufs = self._bufs
+        buf = bufs.pop() if bufs else N.new_raw("char[]", _SCRATCH)
+        n = _get(h, buf, _SCRATCH, _SLICE if block and timeout is None else N.first_slice(block, timeout),
+                 self._need)
+        if n >= 0:
+            obj = self._loads(ffi.buffer(buf, n) if self._loads_view else ffi.unpack(buf, n))
+            bufs.append(buf)
+            return obj
+        bufs.append(buf)
+        return self._get_slow(n, h, block, timeout)
+
+    def _get_slow(self, n: int, h, block: bool, timeout: Optional[float]) -> Any:
+        size = _SCRATCH
+        buf = N.new_raw("char[]", size)
+        start = None if timeout is None else __import__("time").monotonic()
+        while True:
+            if n == N.EBUFSMALL:            # an item larger than our buffer: grow and retry
+                size = max(self._need[0], size)
+                buf = N.new_raw("char[]", size)
+            elif n != N.EEMPTY and n != N.EINTR:
+                break
+            n = N.call_blocking(lambda t: _get(h, buf, size, t, self._need), block, timeout,
+                                N.EEMPTY, start)
+            if n >= 0 or (n == N.EEMPTY and (not block or timeout is not None)):
+                break
+        N.check(n, type(self).__name__, self.name)
+        return self._loads(ffi.buffer(buf, n) if self._loads_view else ffi.unpack(buf, n))
+
+    def get_nowait(self) -> Any:
+        return self.get(False)
+
+    def get_many(self, block: bool = True, timeout: Optional[float] = None,
+                 max_messages_to_get: int = 1_000_000_000) -> List[Any]:
+        """Remove and return up to *max_messages_to_get* items (at least one) with one call
+        into C; blocks like :meth:`get` for the first. faster-fifo compatible."""
+        h = self._h
+        if h is None:
+            raise self._closed_error()
+        if max_messages_to_get < 1:
+            raise ValueError("max_messages_to_get must be >= 1")
+        many = self._many
+        buf, lens = many.pop() if many else (N.new_raw("char[]", _MANY_BYTES),
+                                             N.new_raw("uint64_t[]", _MANY_ITEMS))
+        k = min(max_messages_to_get, _MANY_ITEMS)
+        need = self._need
+        n = N.call_blocking(lambda t: lib.ipcf_queue_get_many(h, buf, _MANY_BYTES, lens, k, t, need),
+                            block, timeout, N.EEMPTY)
+        if n < 0:
+            many.append((buf, lens))
+            if n == N.EBUFSMALL:
+                return [self.get(block=False)]
+            N.check(n, type(self).__name__, self.name)
+        sizes = ffi.unpack(lens, n)
+        loads = self._loads
+        if self._loads_view:
+            mv = memoryview(ffi.buffer(buf, sum(sizes)))
+            out = [loads(mv[a:b]) for a, b in zip(itertools.accumulate(sizes, initial=0),
+                                                   itertools.accumulate(sizes))]
+            mv.release()
+        else:
+            raw = ffi.unpack(buf, sum(sizes))
+            out = [loads(raw[a:b]) for a, b in zip(itertools.accumulate(sizes, initial=0),
+                                                    itertools.accumulate(sizes))]
+        many.append((buf, lens))
+        return out
+
+
+def _attach(cls, name, dumps=None, loads=None):
+    return cls.attach(name, dumps=dumps, loads=loads)
+
+
+class JoinableQueue(Queue):
+    """``multiprocessing.JoinableQueue``: a Queue that counts unfinished tasks."""
+
+    def task_done(self) -> None:
+        """Mark one item got from the queue as processed (ValueError if called more times
+        than items were got)."""
+        h = self._h
+        if h is None:
+            raise self._closed_error()
+        N.check(lib.ipcf_queue_task_done(h), type(self).__name__, self.name)
+
+    def join(self) -> None:
+        """Block until every item put has been got and marked done with task_done()."""
+        h = self._h
+        if h is None:
+            raise self._closed_error()
+        N.call_blocking(lambda t: lib.ipcf_queue_join(h, t), True, None, N.ETIMEOUT)
+
+
+class SimpleQueue:
+    """``multiprocessing.SimpleQueue``: unbounded, with just get, put, empty and close."""
+
+    def __init__(self, *, ctx: Any = None, **kwargs: Any) -> None:
+        self._q = Queue(**kwargs)
+
+    @classmethod
+    def attach(cls, name: str, **kwargs: Any) -> "SimpleQueue":
+        self = cls.__new__(cls)
+        self._q = Queue.attach(name, **kwargs)
+        return self
+
+    def __reduce__(self):
+        return (_attach_simple, (self._q,))
+
+    def __repr__(self) -> str:
+        return repr(self._q).replace("Queue", "SimpleQueue", 1)
+
+    @property
+    def name(self) -> str:
+        return self._q.name
+
+    def get(self) -> Any:
+        return self._q.get()
+
+    def put(self, obj: Any) -> None:
+        self._q.put(obj)
+
+    def empty(self) -> bool:
+        return self._q.empty()
+
+    def close(self) -> None:
+        self._q.close()
+
+    def get_many(self, max_messages_to_get: int = 1_000_000_000) -> List[Any]:
+        return self._q.get_many(max_messages_to_get=max_messages_to_get)
+
+    def put_many(self, objs: Iterable[Any]) -> None:
+        self._q.put_many(objs)
+
+
+def _attach_simple(q: Queue) -> SimpleQueue:
+    self = SimpleQueue.__new__(SimpleQueue)
+    self._q = q
+    return self
