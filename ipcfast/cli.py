@@ -1,0 +1,253 @@
+"""`ipcfast` / `python -m ipcfast`: bench | ls | stat | rm | gc.
+
+Exit codes: 0 success, 1 a named segment is missing, not ipcfast's, or could not be
+removed, 2 usage error.
+"""
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+from . import _native as N
+from ._native import ffi, lib
+
+SHM = "/dev/shm"
+KINDS = {lib.IPCF_KIND_RING: "ring", lib.IPCF_KIND_QUEUE: "queue", lib.IPCF_KIND_QPART: "queue-ring"}
+_PART = re.compile(r"^(?P<queue>.+)\.(?P<gen>\d+)$")
+
+
+@dataclass
+class Segment:
+    name: str
+    kind: str
+    capacity: int
+    size: int
+    live: int
+    dead: int
+    creator: int
+    age: float
+    owner: str
+    counters: List[int]
+    param0: int
+    param1: int
+
+    @property
+    def orphaned(self) -> bool:
+        return self.live == 0
+
+
+def inspect(name: str) -> Segment:
+    """Describe one segment; raises FileNotFoundError, IncompatibleSegmentError, OSError."""
+    info = ffi.new("struct ipcf_seg_info *")
+    N.check(lib.ipcf_seg_inspect(name.encode(), info), "segment", name)
+    st = os.stat(os.path.join(SHM, name))
+    try:
+        import pwd
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except (KeyError, ImportError):
+        owner = str(st.st_uid)
+    return Segment(name=name, kind=KINDS.get(info.kind, str(info.kind)), capacity=info.capacity,
+                   size=st.st_size, live=info.live_peers, dead=info.dead_peers,
+                   creator=info.creator_pid, age=max(0.0, time.time() - info.created_ns / 1e9),
+                   owner=owner, counters=list(info.counters), param0=info.param0,
+                   param1=info.param1)
+
+
+def scan() -> Dict[str, Segment]:
+    """Every ipcfast segment in /dev/shm that we may read (others are skipped silently)."""
+    found: Dict[str, Segment] = {}
+    try:
+        names = sorted(os.listdir(SHM))
+    except FileNotFoundError:
+        return found
+    for name in names:
+        if lib.ipcf_name_check(name.encode()) != 0:
+            continue
+        try:
+            found[name] = inspect(name)
+        except (OSError, N.IpcfastError, ValueError):
+            continue
+    return found
+
+
+def _size(n: int) -> str:
+    for unit, k in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if n >= k:
+            return f"{n / k:.1f}{unit}"
+    return str(n)
+
+
+def _age(s: float) -> str:
+    if s < 120:
+        return f"{s:.0f}s"
+    if s < 7200:
+        return f"{s / 60:.0f}m"
+    return f"{s / 3600:.1f}h"
+
+
+def _held(seg: Segment) -> str:
+    c = seg.counters
+    if seg.kind == "queue":
+        return f"{max(0, c[0] - c[1])} items"
+    return f"{max(0, c[0] - c[1])} msgs / {_size(max(0, c[2] - c[3]))}"
+
+
+def cmd_ls(args) -> int:
+    segs = scan()
+    if not segs:
+        print("no ipcfast segments")
+        return 0
+    print(f"{'NAME':44} {'KIND':10} {'CAPACITY':>9} {'HELD':>20} {'PROCS':>10} {'OWNER':>8} {'AGE':>6}")
+    for s in segs.values():
+        procs = f"{s.live} alive" + (f"/{s.dead} dead" if s.dead else "")
+        cap = "-" if s.kind == "queue" else _size(s.capacity)
+        print(f"{s.name:44} {s.kind:10} {cap:>9} {_held(s):>20} {procs:>10} {s.owner:>8} {_age(s.age):>6}")
+    return 0
+
+
+def _stat_lines(s: Segment) -> List[str]:
+    c = s.counters
+    if s.kind == "queue":
+        rows = [("items put", c[0]), ("items got", c[1]), ("bytes put", c[2]), ("bytes got", c[3]),
+                ("full waits", c[4]), ("empty waits", c[5]), ("write ring", c[6]), ("read ring", c[7]),
+                ("maxsize", s.param0 or "unbounded"), ("ring capacity", s.param1)]
+    else:
+        rows = [("messages in", c[0]), ("messages out", c[1]), ("bytes in", c[2]), ("bytes out", c[3]),
+                ("full waits", c[4]), ("empty waits", c[5]), ("waiting consumers", c[6]),
+                ("waiting producers", c[7]), ("capacity", s.capacity)]
+    rows.append(("processes", f"{s.live} alive, {s.dead} dead"))
+    return [f"  {k:18} {v}" for k, v in rows]
+
+
+def _named(name: str) -> Optional[Segment]:
+    try:
+        return inspect(name)
+    except FileNotFoundError:
+        print(f"ipcfast: no segment named {name!r} in {SHM}", file=sys.stderr)
+    except PermissionError:
+        print(f"ipcfast: permission denied reading {name!r}", file=sys.stderr)
+    except (N.IpcfastError, ValueError, OSError) as exc:
+        print(f"ipcfast: {name!r} is not an ipcfast segment ({exc})", file=sys.stderr)
+    return None
+
+
+def cmd_stat(args) -> int:
+    seg = _named(args.name)
+    if seg is None:
+        return 1
+    while True:
+        print(f"{seg.name} ({seg.kind})")
+        print("\n".join(_stat_lines(seg)))
+        if not args.watch:
+            return 0
+        try:
+            time.sleep(args.interval)
+        except KeyboardInterrupt:
+            return 0
+        prev, seg = seg, _named(args.name)
+        if seg is None:
+            return 1
+        rate = (seg.counters[1] - prev.counters[1]) / args.interval
+        print(f"  {'rate out':18} {rate:,.0f}/s\n")
+
+
+def _queue_parts(name: str) -> List[str]:
+    try:
+        return [n for n in os.listdir(SHM)
+                if (m := _PART.match(n)) and m.group("queue") == name]
+    except FileNotFoundError:
+        return []
+
+
+def _remove(seg: Segment, dry_run: bool) -> int:
+    names = [seg.name] + (_queue_parts(seg.name) if seg.kind == "queue" else [])
+    rc = 0
+    for n in names:
+        if dry_run:
+            print(f"would remove {n}")
+            continue
+        err = lib.ipcf_seg_unlink(n.encode())
+        if err == 0:
+            print(f"removed {n}")
+        elif err != -errno.ENOENT:
+            print(f"ipcfast: cannot remove {n!r}: {os.strerror(-err)}", file=sys.stderr)
+            rc = 1
+    return rc
+
+
+def cmd_rm(args) -> int:
+    rc = 0
+    for name in args.names:
+        seg = _named(name)
+        if seg is None:
+            rc = 1
+            continue
+        if seg.kind == "queue-ring":
+            print(f"ipcfast: {name!r} is one ring of a queue; remove the queue instead", file=sys.stderr)
+            rc = 1
+            continue
+        rc |= _remove(seg, args.dry_run)
+    return rc
+
+
+def cmd_gc(args) -> int:
+    segs = scan()
+    rc = 0
+    removed = 0
+    for s in segs.values():
+        if s.kind == "queue-ring":
+            m = _PART.match(s.name)
+            parent = segs.get(m.group("queue")) if m else None
+            if parent is not None or (m and os.path.exists(os.path.join(SHM, m.group("queue")))):
+                continue          # handled with (or kept by) its queue
+            rc |= _remove(s, args.dry_run)     # a ring whose queue is gone
+            removed += 1
+            continue
+        if s.orphaned:
+            rc |= _remove(s, args.dry_run)
+            removed += 1
+    if not removed:
+        print("nothing to collect")
+    return rc
+
+
+def cmd_bench(args) -> int:
+    from . import bench
+    return bench.main(args.rest)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    p = argparse.ArgumentParser(prog="ipcfast", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("bench", help="compare ipcfast with multiprocessing and other peers",
+                       add_help=False)
+    b.add_argument("rest", nargs=argparse.REMAINDER)
+    b.set_defaults(fn=cmd_bench)
+    sub.add_parser("ls", help="list ipcfast segments on this host").set_defaults(fn=cmd_ls)
+    s = sub.add_parser("stat", help="counters of one segment")
+    s.add_argument("name")
+    s.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
+    s.add_argument("--interval", type=float, default=1.0)
+    s.set_defaults(fn=cmd_stat)
+    r = sub.add_parser("rm", help="remove segments (a queue with its rings)")
+    r.add_argument("names", nargs="+")
+    r.add_argument("--dry-run", action="store_true")
+    r.set_defaults(fn=cmd_rm)
+    g = sub.add_parser("gc", help="remove segments no live process has open")
+    g.add_argument("--dry-run", action="store_true")
+    g.set_defaults(fn=cmd_gc)
+    if argv and argv[0] == "bench":          # everything after `bench` belongs to the runner
+        return cmd_bench(argparse.Namespace(rest=argv[1:]))
+    args = p.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
