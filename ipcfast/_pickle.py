@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import copyreg
-import io
 import pickle
 from multiprocessing.reduction import ForkingPickler
 
@@ -22,20 +21,31 @@ class _Pickler(pickle.Pickler):
     dispatch_table = collections.ChainMap(ForkingPickler._extra_reducers, copyreg.dispatch_table)
 
 
+class _Sink:
+    """The pickler's file: its write is list.append, so a dump costs no BytesIO calls."""
+
+    __slots__ = ("write",)
+
+
+def _new_pickler():
+    chunks: list = []
+    sink = _Sink()
+    sink.write = chunks.append
+    return _Pickler(sink, 5), chunks
+
+
 _pool: list = []
 
 
 def dumps(obj) -> bytes:
     """Pickle *obj* (protocol 5) with multiprocessing's reducers. Raises what pickle raises."""
     try:
-        buf, p = _pool.pop()
+        p, chunks = _pool.pop()
     except IndexError:
-        buf = io.BytesIO()
-        p = _Pickler(buf, 5)
-    buf.seek(0)
-    buf.truncate()
-    p.clear_memo()
-    p.dump(obj)            # on error this pickler (with its half-written frame) is dropped
-    data = buf.getvalue()
-    _pool.append((buf, p))
+        p, chunks = _new_pickler()
+    p.dump(obj)            # on error this pickler (maybe holding half a frame) is dropped
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    chunks.clear()
+    p.clear_memo()         # the memo would keep obj alive
+    _pool.append((p, chunks))
     return data

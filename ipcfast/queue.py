@@ -21,6 +21,8 @@ _MANY_ITEMS = 1 << 14
 
 _put = lib.ipcf_queue_put
 _get = lib.ipcf_queue_get
+_view = ffi.buffer
+_unpack = ffi.unpack
 _SLICE = N.SLICE_NS
 
 
@@ -78,7 +80,7 @@ class Queue:
         self._dumps = dumps or _pickle.dumps
         self._loads = loads or _pickle.loads
         self._loads_view = loads is None      # pickle.loads reads our scratch buffer in place
-        self._bufs: List = []
+        self._buf = None
         self._many: List = []
         self._need = ffi.new("uint64_t *")
         self._handles.add(self)
@@ -180,15 +182,16 @@ class Queue:
         h = self._h
         if h is None:
             raise self._closed_error()
-        bufs = self._bufs
-        buf = bufs.pop() if bufs else N.new_raw("char[]", _SCRATCH)
+        buf, self._buf = self._buf, None        # a thread racing us allocates its own
+        if buf is None:
+            buf = N.new_raw("char[]", _SCRATCH)
         n = _get(h, buf, _SCRATCH, _SLICE if block and timeout is None else N.first_slice(block, timeout),
                  self._need)
         if n >= 0:
-            obj = self._loads(ffi.buffer(buf, n) if self._loads_view else ffi.unpack(buf, n))
-            bufs.append(buf)
+            obj = self._loads(_view(buf, n) if self._loads_view else _unpack(buf, n))
+            self._buf = buf
             return obj
-        bufs.append(buf)
+        self._buf = buf
         return self._get_slow(n, h, block, timeout)
 
     def _get_slow(self, n: int, h, block: bool, timeout: Optional[float]) -> Any:
@@ -206,7 +209,7 @@ class Queue:
             if n >= 0 or (n == N.EEMPTY and (not block or timeout is not None)):
                 break
         N.check(n, type(self).__name__, self.name)
-        return self._loads(ffi.buffer(buf, n) if self._loads_view else ffi.unpack(buf, n))
+        return self._loads(_view(buf, n) if self._loads_view else _unpack(buf, n))
 
     def get_nowait(self) -> Any:
         return self.get(False)

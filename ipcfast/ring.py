@@ -10,6 +10,10 @@ from ._native import ffi, lib
 
 _SCRATCH = 64 * 1024          # recv_bytes copies records up to this size in one call
 _MANY_BYTES = 1 << 20         # recv_many moves at most this many bytes per call
+_SLICE = N.SLICE_NS
+_send = lib.ipcf_ring_send
+_recv = lib.ipcf_ring_recv
+_unpack = ffi.unpack
 
 
 def _fmt_size(n: int) -> str:
@@ -67,7 +71,7 @@ class Ring:
     def _setup(self, h, name: str) -> None:
         self._h = h
         self.name = name
-        self._scratch: List = []
+        self._scratch = None
         self.capacity = lib.ipcf_ring_capacity(h)
         self.max_message = lib.ipcf_ring_max_message(h)
         flags = lib.ipcf_ring_flags(h)
@@ -110,10 +114,13 @@ class Ring:
     def closed(self) -> bool:
         return self._h is None
 
+    def _closed_error(self) -> ValueError:
+        return ValueError(f"Ring {self.name!r} is closed")
+
     def _live(self):
         h = self._h
         if h is None:
-            raise ValueError(f"Ring {self.name!r} is closed")
+            raise self._closed_error()
         return h
 
     def _too_big(self, n: int) -> ValueError:
@@ -137,18 +144,20 @@ class Ring:
     def send_bytes(self, data, block: bool = True, timeout: Optional[float] = None) -> None:
         """Append one message (any bytes-like object). Blocks while the ring is full; raises
         queue.Full on timeout or, with block=False, at once."""
-        h = self._live()
+        h = self._h
+        if h is None:
+            raise self._closed_error()
         if type(data) is bytes:
             n = len(data)
         else:
             data, n = N.as_buffer(data)
-        rc = lib.ipcf_ring_send(h, data, n, N.first_slice(block, timeout))
-        if rc == 0:
-            return
+        rc = _send(h, data, n, _SLICE if block and timeout is None else N.first_slice(block, timeout))
+        if rc:
+            self._send_slow(rc, h, data, n, block, timeout)
+
+    def _send_slow(self, rc: int, h, data, n: int, block: bool, timeout: Optional[float]) -> None:
         if rc == N.EFULL or rc == N.EINTR:
-            rc = N.call_blocking(lambda t: lib.ipcf_ring_send(h, data, n, t), block, timeout, N.EFULL)
-            if rc == 0:
-                return
+            rc = N.call_blocking(lambda t: _send(h, data, n, t), block, timeout, N.EFULL)
         if rc == N.ETOOBIG:
             raise self._too_big(n)
         N.check(rc, "Ring", self.name)
@@ -216,28 +225,27 @@ class Ring:
         N.check(lib.ipcf_ring_commit(h, size), "Ring", self.name)
 
     # ---- consumer ----
-    def _buf(self):
-        try:
-            return self._scratch.pop()
-        except IndexError:
-            return N.new_raw("char[]", _SCRATCH)
-
     def recv_bytes(self, block: bool = True, timeout: Optional[float] = None) -> bytes:
         """Remove and return the oldest message. Blocks while the ring is empty; raises
         queue.Empty on timeout or, with block=False, at once."""
-        h = self._live()
-        buf = self._buf()
-        try:
-            n = lib.ipcf_ring_recv(h, buf, _SCRATCH, N.first_slice(block, timeout))
-            if n >= 0:
-                return ffi.unpack(buf, n)
-            if n == N.EEMPTY or n == N.EINTR:
-                n = N.call_blocking(lambda t: lib.ipcf_ring_recv(h, buf, _SCRATCH, t),
-                                    block, timeout, N.EEMPTY)
-                if n >= 0:
-                    return ffi.unpack(buf, n)
-        finally:
-            self._scratch.append(buf)
+        h = self._h
+        if h is None:
+            raise self._closed_error()
+        buf, self._scratch = self._scratch, None     # a thread racing us allocates its own
+        if buf is None:
+            buf = N.new_raw("char[]", _SCRATCH)
+        n = _recv(h, buf, _SCRATCH, _SLICE if block and timeout is None else N.first_slice(block, timeout))
+        if n >= 0:
+            self._scratch = buf
+            return _unpack(buf, n)
+        return self._recv_slow(n, h, buf, block, timeout)
+
+    def _recv_slow(self, n: int, h, buf, block: bool, timeout: Optional[float]) -> bytes:
+        if n == N.EEMPTY or n == N.EINTR:
+            n = N.call_blocking(lambda t: _recv(h, buf, _SCRATCH, t), block, timeout, N.EEMPTY)
+        self._scratch = buf
+        if n >= 0:
+            return _unpack(buf, n)
         if n == N.EBUFSMALL:            # larger than the scratch buffer: copy it out in place
             with self.view(block=False) as mv:
                 return mv.tobytes()

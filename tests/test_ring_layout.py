@@ -1,0 +1,93 @@
+"""The shared-memory layout seen through cffi must match the C layout.
+
+These mirror the _Static_asserts in csrc/segment.c: if the cdef that Python sees (built from
+csrc/ipcfast.h) ever drifts from what the C compiler lays out, or somebody edits a struct
+without updating the asserts, a process built from one and a process built from the other
+would silently disagree about where `head`, `tail` and the locks live.
+"""
+from __future__ import annotations
+
+import pytest
+
+from ipcfast._native import ffi, lib
+
+
+def test_segment_header_is_640_bytes():
+    assert ffi.sizeof("struct ipcf_seg_hdr") == 640
+
+
+def test_ring_control_block_is_768_bytes():
+    assert ffi.sizeof("struct ipcf_ring_ctl") == 768
+
+
+def test_queue_control_block_is_896_bytes():
+    assert ffi.sizeof("struct ipcf_queue_ctl") == 896
+
+
+def test_event_is_a_futex_word_plus_waiter_count():
+    assert ffi.sizeof("struct ipcf_event") == 8
+    assert ffi.offsetof("struct ipcf_event", "seq") == 0
+    assert ffi.offsetof("struct ipcf_event", "waiters") == 4
+
+
+@pytest.mark.parametrize("field, offset", [
+    ("tail", 0),          # producer line
+    ("head", 128),        # consumer line, its own 128-byte line
+    ("data", 256),        # consumers' event
+    ("space", 384),       # producers' event
+    ("plock", 512),       # producer mutex
+    ("clock", 640),       # consumer mutex
+])
+def test_ring_control_field_offsets(field, offset):
+    assert ffi.offsetof("struct ipcf_ring_ctl", field) == offset
+
+
+@pytest.mark.parametrize("field, offset", [
+    ("write_gen", 0),
+    ("read_gen", 128),
+    ("plock", 640),
+    ("clock", 768),
+])
+def test_queue_control_field_offsets(field, offset):
+    assert ffi.offsetof("struct ipcf_queue_ctl", field) == offset
+
+
+def test_hot_fields_of_each_side_sit_on_different_128_byte_lines():
+    lines = {f: ffi.offsetof("struct ipcf_ring_ctl", f) // 128
+             for f in ("tail", "head", "data", "space", "plock", "clock")}
+    assert len(set(lines.values())) == len(lines), lines
+
+
+def test_segment_header_fields_used_by_attach_validation():
+    off = lambda f: ffi.offsetof("struct ipcf_seg_hdr", f)  # noqa: E731
+    assert off("magic") == 0
+    assert off("version") == 8
+    assert off("kind") == 12
+    assert off("total_size") == 16
+    assert off("data_offset") == 24
+    assert off("capacity") == 32
+    assert off("peers") + 8 * lib.IPCF_MAX_PEERS == ffi.sizeof("struct ipcf_seg_hdr")
+
+
+def test_header_does_not_overlap_the_control_block():
+    assert ffi.sizeof("struct ipcf_seg_hdr") <= lib.IPCF_CTL_OFFSET
+
+
+@pytest.mark.parametrize("ctl", ["struct ipcf_ring_ctl", "struct ipcf_queue_ctl"])
+def test_control_block_fits_in_the_header_page(ctl):
+    assert lib.IPCF_CTL_OFFSET + ffi.sizeof(ctl) <= lib.IPCF_HDR_SIZE
+
+
+def test_header_page_is_page_aligned_for_the_double_mapping():
+    # the data area is mmapped (twice) at file offset IPCF_HDR_SIZE: it must be page aligned
+    import mmap
+    assert lib.IPCF_HDR_SIZE % mmap.PAGESIZE == 0
+    assert lib.IPCF_MIN_CAPACITY % mmap.PAGESIZE == 0
+
+
+def test_layout_version_of_the_library_matches_the_header_constant():
+    assert lib.ipcf_layout_version() == lib.IPCF_LAYOUT_VERSION
+
+
+def test_magic_spells_ipcfast():
+    assert lib.IPCF_MAGIC.to_bytes(8, "little") == b"IPCFAST\0"
