@@ -29,6 +29,8 @@
 #define IPCF_ESTATE      -1014  /* call out of order (commit without claim, ...) */
 #define IPCF_ENOTREADY   -1015  /* segment still being initialised by its creator */
 #define IPCF_EJOIN       -1016  /* task_done() called more times than items were put */
+#define IPCF_EBUSY       -1017  /* exclusive mailbox: another live receiver holds the right */
+#define IPCF_EPEERDEAD   -1018  /* the receiver died holding the message we awaited a receipt for */
 
 /* ---- layout constants ---- */
 #define IPCF_MAGIC          0x0054534146435049   /* "IPCFAST\0" little-endian */
@@ -36,6 +38,7 @@
 #define IPCF_KIND_RING      1
 #define IPCF_KIND_QUEUE     2
 #define IPCF_KIND_QPART     3   /* one ring of a queue's chain */
+#define IPCF_KIND_MAILBOX   4
 #define IPCF_NAME_MAX       200
 #define IPCF_MAX_PEERS      64
 #define IPCF_HDR_SIZE       4096 /* header page; data starts here */
@@ -48,6 +51,8 @@
 #define IPCF_F_MULTI_PRODUCER 1  /* producers serialise on a robust process-shared mutex */
 #define IPCF_F_MULTI_CONSUMER 2  /* consumers likewise */
 #define IPCF_F_AUTO_UNLINK    4  /* the last live process to detach removes the name */
+#define IPCF_F_PIPE           8  /* one direction of a Pipe: tracks writer and reader ends */
+#define IPCF_PIPE_ENDS       16
 
 /* ---- shared layout (fixed-width integers only; checked by _Static_assert and tests) ---- */
 struct ipcf_event {           /* a futex word plus a count of sleepers on it */
@@ -89,6 +94,8 @@ struct ipcf_ring_ctl {        /* at IPCF_CTL_OFFSET in a RING or QPART segment *
     uint8_t  pad3[120];
     uint8_t  plock[128];      /* producer mutex (pthread robust, process-shared) */
     uint8_t  clock[128];      /* consumer mutex */
+    uint64_t writers[16];     /* IPCF_F_PIPE: processes holding the sending end open */
+    uint64_t readers[16];     /* IPCF_F_PIPE: processes holding the receiving end open */
 };
 
 struct ipcf_queue_ctl {       /* at IPCF_CTL_OFFSET in a QUEUE segment */
@@ -111,6 +118,83 @@ struct ipcf_queue_ctl {       /* at IPCF_CTL_OFFSET in a QUEUE segment */
     uint8_t  pad4[112];
     uint8_t  plock[128];
     uint8_t  clock[128];
+};
+
+struct ipcf_mbox_ctl {        /* at IPCF_CTL_OFFSET in a MAILBOX segment */
+    uint8_t  lock[128];       /* the mailbox mutex (pthread robust, process-shared) */
+    struct ipcf_event data;   /* receivers sleep here for messages (and for the right) */
+    uint8_t  pad0[120];
+    struct ipcf_event space;  /* senders sleep here for room */
+    uint8_t  pad1[120];
+    struct ipcf_event receipt;/* senders sleep here for a receipt */
+    uint8_t  pad2[120];
+    /* everything below is read and written under `lock` (counters also read without it) */
+    uint64_t capacity;        /* bytes held at most; 0 = rendezvous; ~0 = unbounded */
+    uint64_t next_seq;
+    uint64_t bytes_held;      /* bodies of WRITING, READY and READING slots */
+    uint64_t published;       /* messages ever made READY: receivers wait for it to move */
+    uint64_t freed;           /* slots ever freed: senders wait for it to move */
+    uint64_t taken;           /* messages ever taken by a receiver */
+    uint64_t holder;          /* exclusive policy: process word of the right's holder, 0 = free */
+    uint64_t holder_id;       /* its receiver id */
+    uint32_t nslots;
+    uint32_t stride;          /* bytes per slot: header + max_message, page aligned */
+    uint32_t max_message;
+    uint32_t policy;          /* IPCF_POLICY_* */
+    uint32_t count;           /* READY messages */
+    uint32_t free_head;       /* free slots (index + 1, 0 = none), linked by `next` */
+    uint32_t high_water;      /* slots [0, high_water) have ever been used */
+    uint32_t ready_head;      /* READY slots by (priority desc, seq asc), index + 1 */
+    uint32_t ready_tail;
+    uint32_t receivers_waiting;
+    uint32_t repairs;         /* times the state was rebuilt after a holder died */
+    uint32_t reserved;
+};
+
+struct ipcf_mbox_slot {       /* 128 bytes at the start of each slot; the body follows */
+    uint32_t state;           /* IPCF_SLOT_* */
+    uint32_t flags;           /* IPCF_MSG_* */
+    uint32_t length;
+    int32_t  type;
+    int32_t  priority;
+    uint32_t next;            /* list links, index + 1 */
+    uint32_t prev;
+    int32_t  receiver_pid;
+    uint64_t sender;
+    uint64_t to;
+    uint64_t seq;
+    uint64_t sent_at;         /* CLOCK_MONOTONIC ns */
+    uint64_t owner;           /* process word of the writer (WRITING) or reader (READING) */
+    uint64_t waiter;          /* process word of a sender awaiting the receipt */
+    uint64_t receiver;        /* id of the receiver that took it */
+    uint64_t received_at;
+    uint8_t  pad[32];
+};
+
+#define IPCF_POLICY_SHARED    0  /* any receiver may take any message (the system picks) */
+#define IPCF_POLICY_EXCLUSIVE 1  /* one receiving process at a time holds the right */
+#define IPCF_MB_UNBOUNDED     0xffffffffffffffff
+#define IPCF_SLOT_FREE    0
+#define IPCF_SLOT_WRITING 1
+#define IPCF_SLOT_READY   2
+#define IPCF_SLOT_READING 3
+#define IPCF_SLOT_TAKEN   4      /* received; the receipt awaits its sender */
+#define IPCF_SLOT_LOST    5      /* its receiver died while reading; the sender learns it */
+#define IPCF_MSG_RECEIPT  1      /* the sender waits for a receipt */
+
+/* What a receiver learns about a message, and a sender about its receipt. */
+struct ipcf_msg_info {
+    int32_t  type;
+    int32_t  priority;
+    uint64_t sender;
+    uint64_t to;
+    uint64_t seq;
+    uint64_t length;
+    uint64_t sent_at;
+    uint64_t receiver;
+    int32_t  receiver_pid;
+    uint32_t slot;
+    uint64_t received_at;
 };
 
 /* ---- version stamp: checked by ipcfast/_native.py on import ---- */
@@ -165,6 +249,11 @@ int ipcf_ring_abort(ipcf_ring *r);
 int ipcf_ring_peek(ipcf_ring *r, int64_t timeout_ns, char **ptr, uint64_t *len);
 int ipcf_ring_release(ipcf_ring *r);
 int ipcf_ring_unpeek(ipcf_ring *r);         /* end a view, leaving the record unread */
+/* Pipes: hold this ring's sending and/or receiving end (kept across fork by after_fork).
+ * On an IPCF_F_PIPE ring, recv on an empty ring with no live writer and send on a full ring
+ * with no live reader return IPCF_ECLOSED. */
+int ipcf_ring_hold(ipcf_ring *r, int writer, int reader);
+int ipcf_ring_poll(ipcf_ring *r, int64_t timeout_ns);   /* 1 readable or at EOF, 0 not */
 
 /* ---- Queue: a control segment plus a chain of rings that grows when one fills ---- */
 typedef struct ipcf_queue ipcf_queue;
@@ -188,5 +277,34 @@ int ipcf_queue_task_done(ipcf_queue *q);
 int ipcf_queue_join(ipcf_queue *q, int64_t timeout_ns);
 int64_t ipcf_queue_unfinished(const ipcf_queue *q);
 int ipcf_queue_empty(const ipcf_queue *q);
+
+/* ---- Mailbox: priorities, types, addressing, capacities, receipts, receive policies ---- */
+typedef struct ipcf_mbox ipcf_mbox;
+int ipcf_mbox_create(const char *name, uint64_t capacity, uint32_t max_message,
+                     uint32_t max_messages, uint32_t policy, ipcf_mbox **out);
+int ipcf_mbox_attach(const char *name, ipcf_mbox **out);
+int ipcf_mbox_close(ipcf_mbox *m);
+void ipcf_mbox_after_fork(ipcf_mbox *m);
+const struct ipcf_mbox_ctl *ipcf_mbox_ctl(const ipcf_mbox *m);
+/* Post a message. With `flags & IPCF_MSG_RECEIPT` the slot stays ours until the receipt is
+ * collected with ipcf_mbox_await (or the post withdrawn): out->slot and out->seq name it.
+ * Waits for room up to timeout (IPCF_EFULL). On a rendezvous mailbox a non-blocking post
+ * fails with IPCF_EFULL unless a receiver is waiting. */
+int ipcf_mbox_post(ipcf_mbox *m, const char *buf, uint64_t len, int32_t type, int32_t priority,
+                   uint64_t sender, uint64_t to, uint32_t flags, int64_t timeout_ns,
+                   struct ipcf_msg_info *out);
+/* 0 with the receipt in *out; IPCF_ETIMEOUT; IPCF_EPEERDEAD (the receiver died reading it). */
+int ipcf_mbox_await(ipcf_mbox *m, uint32_t slot, uint64_t seq, int64_t timeout_ns,
+                    struct ipcf_msg_info *out);
+/* Take a receipted post back: 0 withdrawn unread, 1 it was taken meanwhile (*out is the
+ * receipt), IPCF_EPEERDEAD. */
+int ipcf_mbox_withdraw(ipcf_mbox *m, uint32_t slot, uint64_t seq, struct ipcf_msg_info *out);
+/* Receive the best message for receiver `me`: highest priority, oldest first, addressed to
+ * `me` or to anyone (0), of type `type` when has_type. Returns its length (body in buf) or
+ * IPCF_EEMPTY, IPCF_EBUSY (exclusive, held by another live process; wait_right waits for
+ * it instead), IPCF_EBUFSMALL (out->length is the size needed; nothing taken). */
+int64_t ipcf_mbox_recv(ipcf_mbox *m, char *buf, uint64_t cap, uint64_t me, int has_type,
+                       int32_t type, int wait_right, int64_t timeout_ns, struct ipcf_msg_info *out);
+int ipcf_mbox_release(ipcf_mbox *m);        /* give up the exclusive right if we hold it */
 
 #endif

@@ -35,12 +35,13 @@ static inline int ipcf_lock_init(void *slot)
 uint64_t ipcf_now_ns(void);
 
 /* Take the lock before the caller's deadline (a deadline already passed makes it a single
- * try). Returns 0, IPCF_ETIMEOUT or -errno. */
+ * try). Returns 0, or 1 when the previous owner died holding it (the caller may repair
+ * derived state), IPCF_ETIMEOUT or -errno. */
 static inline int ipcf_lock(void *slot, struct ipcf_timeout *t)
 {
     pthread_mutex_t *m = (pthread_mutex_t *)slot;
     int rc = pthread_mutex_trylock(m);
-    uint64_t deadline = rc == EBUSY ? ipcf_deadline(t) : 0;
+    uint64_t deadline = rc == EBUSY && t ? ipcf_deadline(t) : 0;   /* t NULL: forever */
     if (rc == EBUSY && deadline && ipcf_now_ns() >= deadline) {
         rc = ETIMEDOUT;
     } else if (rc == EBUSY) {
@@ -51,8 +52,8 @@ static inline int ipcf_lock(void *slot, struct ipcf_timeout *t)
             rc = pthread_mutex_lock(m);
         }
     }
-    if (rc == EOWNERDEAD)              /* previous owner died holding it: state is consistent */
-        rc = pthread_mutex_consistent(m);
+    if (rc == EOWNERDEAD)              /* previous owner died holding it */
+        return pthread_mutex_consistent(m) == 0 ? 1 : -ENOTRECOVERABLE;
     if (rc == ETIMEDOUT)
         return IPCF_ETIMEOUT;
     return -rc;

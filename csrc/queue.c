@@ -306,7 +306,7 @@ int ipcf_queue_put_many(ipcf_queue *q, const char *buf, const uint64_t *lens, ui
             if (rc < 0)
                 return rc == IPCF_ETIMEOUT ? IPCF_EFULL : rc;
         }
-        if ((rc = ipcf_lock(q->ctl->plock, &to)) != 0)
+        if ((rc = ipcf_lock(q->ctl->plock, &to)) < 0)
             return rc == IPCF_ETIMEOUT ? IPCF_EFULL : rc;
         if (q->maxsize && !space_ready_n(q, n)) {   /* another producer got there first */
             ipcf_unlock(q->ctl->plock);
@@ -399,7 +399,7 @@ int64_t ipcf_queue_get_many(ipcf_queue *q, char *buf, uint64_t cap, uint64_t *le
     struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
     for (;;) {
         int rc = ipcf_lock(q->ctl->clock, &to);
-        if (rc)
+        if (rc < 0)
             return rc == IPCF_ETIMEOUT ? IPCF_EEMPTY : rc;
         int64_t n = get_locked(q, buf, cap, lens, max, need);
         ipcf_unlock(q->ctl->clock);

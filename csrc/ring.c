@@ -17,6 +17,8 @@ struct ipcf_ring {
     uint64_t max_msg;
     int claimed;                 /* a claim is open: producer side held */
     uint64_t claim_len;
+    int writer_slot, reader_slot; /* IPCF_F_PIPE: our entries in ctl->writers / readers */
+    int holds_writer, holds_reader;
     int peeked;                  /* a view is open: consumer side held */
     uint64_t peek_next;
     uint64_t peek_len;
@@ -32,12 +34,14 @@ static int ring_init(struct ipcf_ring *r)
     r->rb.tail_cache = ipcf_load_acquire(&r->ctl->tail);
     r->flags = r->seg.hdr->flags;
     r->max_msg = ipcf_rb_max_message(r->seg.capacity);
+    r->writer_slot = r->reader_slot = -1;
     return 0;
 }
 
 int ipcf_ring_create(const char *name, uint64_t capacity, uint32_t flags, ipcf_ring **out)
 {
-    if (flags & ~(uint32_t)(IPCF_F_MULTI_PRODUCER | IPCF_F_MULTI_CONSUMER | IPCF_F_AUTO_UNLINK))
+    if (flags & ~(uint32_t)(IPCF_F_MULTI_PRODUCER | IPCF_F_MULTI_CONSUMER | IPCF_F_AUTO_UNLINK |
+                            IPCF_F_PIPE))
         return IPCF_EBADARG;
     if (capacity == 0)
         return IPCF_EBADARG;
@@ -87,6 +91,12 @@ int ipcf_ring_close(ipcf_ring *r)
         ipcf_ring_abort(r);
     if (r->peeked)
         ipcf_ring_unpeek(r);          /* an open view is dropped unconsumed */
+    if (r->holds_writer || r->holds_reader) {
+        ipcf_table_del(r->ctl->writers, r->writer_slot);
+        ipcf_table_del(r->ctl->readers, r->reader_slot);
+        ipcf_event_wake(&r->ctl->data);     /* a reader may now be at EOF */
+        ipcf_event_wake(&r->ctl->space);    /* a writer may now have no reader */
+    }
     char name[IPCF_NAME_MAX + 1];
     strcpy(name, r->seg.name + 1);
     int last = ipcf_seg_close(&r->seg);
@@ -96,7 +106,41 @@ int ipcf_ring_close(ipcf_ring *r)
     return last;
 }
 
-void ipcf_ring_after_fork(ipcf_ring *r) { ipcf_seg_register(&r->seg); }
+void ipcf_ring_after_fork(ipcf_ring *r)
+{
+    ipcf_seg_register(&r->seg);
+    if (r->holds_writer)
+        r->writer_slot = ipcf_table_add(r->ctl->writers, IPCF_PIPE_ENDS);
+    if (r->holds_reader)
+        r->reader_slot = ipcf_table_add(r->ctl->readers, IPCF_PIPE_ENDS);
+}
+
+int ipcf_ring_hold(ipcf_ring *r, int writer, int reader)
+{
+    if (!(r->flags & IPCF_F_PIPE))
+        return IPCF_EBADARG;
+    if (writer && !r->holds_writer) {
+        r->holds_writer = 1;
+        r->writer_slot = ipcf_table_add(r->ctl->writers, IPCF_PIPE_ENDS);
+    }
+    if (reader && !r->holds_reader) {
+        r->holds_reader = 1;
+        r->reader_slot = ipcf_table_add(r->ctl->readers, IPCF_PIPE_ENDS);
+    }
+    return 0;
+}
+
+/* Is the other end of a pipe direction gone? `thorough` also counts entries of processes
+ * that died without closing (reads /proc: only after a wait timed out). */
+static int end_gone(uint64_t *table, int thorough)
+{
+    if (thorough)
+        return ipcf_table_live(table, IPCF_PIPE_ENDS, NULL) == 0;
+    for (int i = 0; i < IPCF_PIPE_ENDS; i++)
+        if (ipcf_load_acquire(&table[i]))
+            return 0;
+    return 1;
+}
 uint64_t ipcf_ring_capacity(const ipcf_ring *r) { return r->seg.capacity; }
 uint64_t ipcf_ring_max_message(const ipcf_ring *r) { return r->max_msg; }
 uint32_t ipcf_ring_flags(const ipcf_ring *r) { return r->flags; }
@@ -140,25 +184,44 @@ struct room_arg { struct ipcf_ring *r; uint64_t need; };
 static int room_ready(void *p)
 {
     struct room_arg *a = p;
-    return ipcf_rb_has_room(a->r->ctl, a->r->rb.cap, a->need);
+    struct ipcf_ring_ctl *c = a->r->ctl;
+    return ipcf_rb_has_room(c, a->r->rb.cap, a->need) ||
+           ((a->r->flags & IPCF_F_PIPE) && end_gone(c->readers, 0));
 }
 
 static int data_ready(void *p)
 {
-    return ipcf_rb_has_data(((struct ipcf_ring *)p)->ctl);
+    struct ipcf_ring *r = p;
+    return ipcf_rb_has_data(r->ctl) || ((r->flags & IPCF_F_PIPE) && end_gone(r->ctl->writers, 0));
 }
 
+/* Wait for room; IPCF_ECLOSED when this pipe direction has lost every reader. */
 static int wait_room(struct ipcf_ring *r, uint64_t need, struct ipcf_timeout *to)
 {
     struct room_arg a = {r, need};
     int rc = ipcf_wait(&r->ctl->space, room_ready, &a, ipcf_remaining(to), &r->ctl->full_waits);
+    int pipe = r->flags & IPCF_F_PIPE;
+    if (pipe && !ipcf_rb_has_room(r->ctl, r->rb.cap, need) && end_gone(r->ctl->readers, rc == IPCF_ETIMEOUT))
+        return IPCF_ECLOSED;
     return rc == IPCF_ETIMEOUT ? IPCF_EFULL : (rc < 0 ? rc : 0);
 }
 
+/* Wait for a record; IPCF_ECLOSED at the end of a pipe direction whose writers are gone
+ * (their records were published before they left, so emptiness re-checked after is final). */
 static int wait_data(struct ipcf_ring *r, struct ipcf_timeout *to)
 {
     int rc = ipcf_wait(&r->ctl->data, data_ready, r, ipcf_remaining(to), &r->ctl->empty_waits);
+    if ((r->flags & IPCF_F_PIPE) && end_gone(r->ctl->writers, rc == IPCF_ETIMEOUT) &&
+        !ipcf_rb_has_data(r->ctl))
+        return IPCF_ECLOSED;
     return rc == IPCF_ETIMEOUT ? IPCF_EEMPTY : (rc < 0 ? rc : 0);
+}
+
+int ipcf_ring_poll(ipcf_ring *r, int64_t timeout_ns)
+{
+    struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
+    int rc = ipcf_rb_has_data(r->ctl) ? 0 : wait_data(r, &to);
+    return rc == 0 || rc == IPCF_ECLOSED ? 1 : (rc == IPCF_EEMPTY ? 0 : rc);
 }
 
 /* Map a lock timeout to the side's "nothing happened" code. */
@@ -179,7 +242,7 @@ int ipcf_ring_send(ipcf_ring *r, const char *buf, uint64_t len, int64_t timeout_
     struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
     for (;;) {
         int rc = LOCK_P(r, &to);
-        if (rc)
+        if (rc < 0)
             return lock_fail(rc, IPCF_EFULL);
         uint64_t tail = ipcf_rb_tail(&r->rb);
         if (ipcf_rb_room(&r->rb, tail, need)) {
@@ -207,7 +270,7 @@ int ipcf_ring_send_many(ipcf_ring *r, const char *buf, const uint64_t *lens, uin
     uint64_t i = 0;
     while (i < n) {
         int rc = LOCK_P(r, &to);
-        if (rc)
+        if (rc < 0)
             return lock_fail(rc, IPCF_EFULL);
         uint64_t tail = ipcf_rb_tail(&r->rb), start = i, bytes = 0;
         while (i < n && ipcf_rb_room(&r->rb, tail, ipcf_rec_size(lens[i]))) {
@@ -238,7 +301,7 @@ int ipcf_ring_claim(ipcf_ring *r, uint64_t len, int64_t timeout_ns, char **out)
     struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
     for (;;) {
         int rc = LOCK_P(r, &to);
-        if (rc)
+        if (rc < 0)
             return lock_fail(rc, IPCF_EFULL);
         uint64_t tail = ipcf_rb_tail(&r->rb);
         if (ipcf_rb_room(&r->rb, tail, need)) {
@@ -287,7 +350,7 @@ int64_t ipcf_ring_recv(ipcf_ring *r, char *buf, uint64_t cap, int64_t timeout_ns
     struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
     for (;;) {
         int rc = LOCK_C(r, &to);
-        if (rc)
+        if (rc < 0)
             return lock_fail(rc, IPCF_EEMPTY);
         uint64_t head = ipcf_rb_head(&r->rb);
         uint8_t *body;
@@ -319,7 +382,7 @@ int64_t ipcf_ring_recv_many(ipcf_ring *r, char *buf, uint64_t cap, uint64_t *len
     struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
     for (;;) {
         int rc = LOCK_C(r, &to);
-        if (rc)
+        if (rc < 0)
             return lock_fail(rc, IPCF_EEMPTY);
         uint64_t head = ipcf_rb_head(&r->rb), used = 0, n = 0, bytes = 0;
         uint8_t *body;
@@ -353,7 +416,7 @@ int ipcf_ring_peek(ipcf_ring *r, int64_t timeout_ns, char **ptr, uint64_t *len_o
     struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
     for (;;) {
         int rc = LOCK_C(r, &to);
-        if (rc)
+        if (rc < 0)
             return lock_fail(rc, IPCF_EEMPTY);
         uint64_t head = ipcf_rb_head(&r->rb);
         uint8_t *body;

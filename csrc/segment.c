@@ -16,13 +16,14 @@
 _Static_assert(sizeof(struct ipcf_event) == 8, "event layout");
 _Static_assert(sizeof(struct ipcf_seg_hdr) == 640, "segment header layout");
 _Static_assert(sizeof(struct ipcf_seg_hdr) <= IPCF_CTL_OFFSET, "header overlaps control block");
-_Static_assert(sizeof(struct ipcf_ring_ctl) == 768, "ring control layout");
+_Static_assert(sizeof(struct ipcf_ring_ctl) == 1024, "ring control layout");
 _Static_assert(sizeof(struct ipcf_queue_ctl) == 896, "queue control layout");
 _Static_assert(IPCF_CTL_OFFSET + sizeof(struct ipcf_queue_ctl) <= IPCF_HDR_SIZE, "control too big");
 _Static_assert(IPCF_CTL_OFFSET + sizeof(struct ipcf_ring_ctl) <= IPCF_HDR_SIZE, "control too big");
 _Static_assert(__builtin_offsetof(struct ipcf_ring_ctl, head) == 128, "head on its own line");
 _Static_assert(__builtin_offsetof(struct ipcf_ring_ctl, data) == 256, "data event line");
 _Static_assert(__builtin_offsetof(struct ipcf_ring_ctl, plock) == 512, "producer lock line");
+_Static_assert(__builtin_offsetof(struct ipcf_ring_ctl, writers) == 768, "pipe end tables");
 _Static_assert(__builtin_offsetof(struct ipcf_queue_ctl, read_gen) == 128, "read_gen line");
 _Static_assert(__builtin_offsetof(struct ipcf_queue_ctl, plock) == 640, "queue lock line");
 
@@ -140,32 +141,38 @@ static int peer_alive(uint64_t word)
     return ipcf_pid_alive((int32_t)(word & 0xffffffffu), word >> 32);
 }
 
-void ipcf_seg_register(struct ipcf_seg *s)
+uint64_t ipcf_self_word(void) { return self_word(); }
+
+int ipcf_table_add(uint64_t *table, int n)
 {
     uint64_t me = self_word();
-    s->peer_slot = -1;
     for (int pass = 0; pass < 2; pass++) {
-        for (int i = 0; i < IPCF_MAX_PEERS; i++) {
-            uint64_t cur = ipcf_load_relaxed(&s->hdr->peers[i]);
+        for (int i = 0; i < n; i++) {
+            uint64_t cur = ipcf_load_relaxed(&table[i]);
             /* pass 0 takes free slots; pass 1 reclaims the slots of dead processes */
             if ((pass == 0 && cur != 0) || (pass == 1 && (cur == 0 || peer_alive(cur))))
                 continue;
-            if (ipcf_cas(&s->hdr->peers[i], &cur, me)) {
-                s->peer_slot = i;
-                return;
-            }
+            if (ipcf_cas(&table[i], &cur, me))
+                return i;
         }
     }
-    /* table full of live peers: we still work, we just do not count for last-one-out */
+    return -1;   /* full of live processes: the caller works on, uncounted */
 }
 
-static int live_peers(struct ipcf_seg_hdr *h, uint32_t *dead)
+void ipcf_table_del(uint64_t *table, int slot)
+{
+    uint64_t me = self_word();
+    if (slot >= 0)
+        ipcf_cas(&table[slot], &me, 0);
+}
+
+int ipcf_table_live(uint64_t *table, int n, uint32_t *dead)
 {
     int live = 0;
     if (dead)
         *dead = 0;
-    for (int i = 0; i < IPCF_MAX_PEERS; i++) {
-        uint64_t w = ipcf_load_acquire(&h->peers[i]);
+    for (int i = 0; i < n; i++) {
+        uint64_t w = ipcf_load_acquire(&table[i]);
         if (!w)
             continue;
         if (peer_alive(w))
@@ -176,18 +183,30 @@ static int live_peers(struct ipcf_seg_hdr *h, uint32_t *dead)
     return live;
 }
 
+void ipcf_seg_register(struct ipcf_seg *s)
+{
+    s->peer_slot = ipcf_table_add(s->hdr->peers, IPCF_MAX_PEERS);
+}
+
 /* ---- mapping ---- */
 
-static int map_segment(struct ipcf_seg *s, int fd, uint64_t capacity)
+static int is_ring(uint32_t kind)
 {
-    size_t len = IPCF_HDR_SIZE + 2 * (size_t)capacity;
+    return kind == IPCF_KIND_RING || kind == IPCF_KIND_QPART;
+}
+
+/* Rings map their data twice back to back (records never split); other kinds once. */
+static int map_segment(struct ipcf_seg *s, int fd, uint64_t capacity, uint32_t kind)
+{
+    int copies = is_ring(kind) ? 2 : 1;
+    size_t len = IPCF_HDR_SIZE + copies * (size_t)capacity;
     uint8_t *base = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (base == MAP_FAILED)
         return -errno;
     int rc = 0;
     if (mmap(base, IPCF_HDR_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED)
         rc = -errno;
-    for (int i = 0; rc == 0 && capacity && i < 2; i++) {
+    for (int i = 0; rc == 0 && capacity && i < copies; i++) {
         void *at = base + IPCF_HDR_SIZE + (size_t)i * capacity;
         if (mmap(at, capacity, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, IPCF_HDR_SIZE) == MAP_FAILED)
             rc = -errno;
@@ -214,13 +233,13 @@ int ipcf_seg_create(struct ipcf_seg *s, const char *name, uint32_t kind, uint64_
     if (rc)
         return rc;
     if (capacity && (capacity < IPCF_MIN_CAPACITY || capacity > IPCF_MAX_CAPACITY ||
-                     (capacity & (capacity - 1))))
+                     (is_ring(kind) && (capacity & (capacity - 1))) || capacity % IPCF_MIN_CAPACITY))
         return IPCF_EBADARG;
     int fd = shm_open(s->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;
     uint64_t total = IPCF_HDR_SIZE + capacity;
-    if (ftruncate(fd, (off_t)total) != 0 || (rc = map_segment(s, fd, capacity)) != 0) {
+    if (ftruncate(fd, (off_t)total) != 0 || (rc = map_segment(s, fd, capacity, kind)) != 0) {
         if (!rc)
             rc = -errno;
         close(fd);
@@ -294,12 +313,13 @@ int ipcf_seg_open(struct ipcf_seg *s, const char *name, uint32_t kind, int join)
         goto out;
     }
     if (h.data_offset != IPCF_HDR_SIZE || h.total_size != IPCF_HDR_SIZE + h.capacity ||
-        (h.capacity && (h.capacity < IPCF_MIN_CAPACITY || (h.capacity & (h.capacity - 1)))) ||
+        (h.capacity && (h.capacity < IPCF_MIN_CAPACITY || h.capacity % IPCF_MIN_CAPACITY ||
+                        (is_ring(h.kind) && (h.capacity & (h.capacity - 1))))) ||
         (uint64_t)st.st_size != h.total_size) {
         rc = IPCF_ETRUNCATED;
         goto out;
     }
-    rc = map_segment(s, fd, h.capacity);
+    rc = map_segment(s, fd, h.capacity, h.kind);
     if (rc == 0 && join)
         ipcf_seg_register(s);
 out:
@@ -313,9 +333,8 @@ int ipcf_seg_close(struct ipcf_seg *s)
     if (!s->base)
         return 0;
     if (s->peer_slot >= 0) {
-        uint64_t me = self_word();
-        ipcf_cas(&s->hdr->peers[s->peer_slot], &me, 0);
-        if ((s->hdr->flags & IPCF_F_AUTO_UNLINK) && live_peers(s->hdr, NULL) == 0)
+        ipcf_table_del(s->hdr->peers, s->peer_slot);
+        if ((s->hdr->flags & IPCF_F_AUTO_UNLINK) && ipcf_table_live(s->hdr->peers, IPCF_MAX_PEERS, NULL) == 0)
             last = 1;
     }
     munmap(s->base, s->map_len);
@@ -341,7 +360,7 @@ int ipcf_seg_inspect(const char *name, struct ipcf_seg_info *out)
     out->created_ns = h->created_ns;
     out->param0 = h->param[0];
     out->param1 = h->param[1];
-    out->live_peers = (uint32_t)live_peers(h, &out->dead_peers);
+    out->live_peers = (uint32_t)ipcf_table_live(h->peers, IPCF_MAX_PEERS, &out->dead_peers);
     if (h->kind == IPCF_KIND_RING || h->kind == IPCF_KIND_QPART) {
         struct ipcf_ring_ctl *c = s.ctl;
         uint64_t v[8] = {c->msgs_in, c->msgs_out, c->bytes_in, c->bytes_out, c->full_waits,

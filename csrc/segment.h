@@ -35,4 +35,14 @@ int ipcf_seg_close(struct ipcf_seg *s);
 void ipcf_seg_register(struct ipcf_seg *s);   /* take a peer slot (also used after fork) */
 uint64_t ipcf_now_ns(void);                   /* CLOCK_MONOTONIC */
 
+/* Tables of attached processes, each entry (start_ticks_low32 << 32) | pid, 0 = free. */
+uint64_t ipcf_self_word(void);
+int ipcf_table_add(uint64_t *table, int n);        /* our slot, or -1 when full */
+void ipcf_table_del(uint64_t *table, int slot);
+int ipcf_table_live(uint64_t *table, int n, uint32_t *dead);
+static inline int ipcf_word_alive(uint64_t w)
+{
+    return w && ipcf_pid_alive((int32_t)(w & 0xffffffffu), w >> 32);
+}
+
 #endif

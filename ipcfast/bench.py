@@ -296,6 +296,16 @@ class IQueueCh(Channel):
         self.q.close()
 
 
+class IQueueListCh(IQueueCh):
+    """ipcfast.Queue carrying whole lists: put(list) / get() -> list."""
+
+    def sender(self) -> _Ops:
+        return _Ops(put_many=self.q.put)
+
+    def receiver(self) -> _Ops:
+        return _Ops(get_many=self.q.get)
+
+
 class ISimpleQueueCh(Channel):
     def __init__(self, variant: "Variant") -> None:
         self.q = _ISimpleQueue()
@@ -350,6 +360,9 @@ class FasterFifoCh(Channel):
         self.q.close()
 
 
+_POSIX_DEPTH = [None]     # the message queue depth the kernel granted (for the notes)
+
+
 class PosixMQCh(Channel):
     """posix_ipc.MessageQueue carrying pickled items (bounded by the kernel's mq limits)."""
 
@@ -368,6 +381,7 @@ class PosixMQCh(Channel):
                 if maxmsg is None:
                     raise
         self.depth = self.mq.max_messages
+        _POSIX_DEPTH[0] = self.depth
 
     def sender(self) -> _Ops:
         send, dumps = self.mq.send, pickle.dumps
@@ -954,6 +968,7 @@ class Variant:
     size: int = 0
     pilot: int = 1000
     min_count: int = 20
+    max_count: Optional[int] = None      # before --scale
 
 
 BATCH = 256                # items per put_many in the batched workload
@@ -992,6 +1007,7 @@ def build_variants(full: bool) -> List[Variant]:
         Impl(BASELINE, MPQueueCh, "obj", note="one per call"),
         Impl("multiprocessing.Queue put(list)", MPQueueCh, "batch", note=f"a list of {BATCH} per put"),
         Impl("ipcfast.Queue put_many/get_many", IQueueCh, "batch"),
+        Impl("ipcfast.Queue put(list)", IQueueListCh, "batch", note=f"a list of {BATCH} per put"),
         Impl("faster_fifo.Queue put_many/get_many", FasterFifoCh, "batch", requires="faster_fifo"),
     ]
     pp_impls = [
@@ -1025,7 +1041,8 @@ def build_variants(full: bool) -> List[Variant]:
                            pilot=max(4, min(5000, int(20e6 // (s + 200)))), min_count=4))
     out.append(Variant("pingpong", "pingpong",
                        "Ping-pong round trip: 2 processes bounce a small message",
-                       pp_impls, pilot=300, min_count=20))
+                       pp_impls, pilot=300, min_count=2000,
+                       max_count=60000 if full else 20000))
     out.append(Variant(f"mpmc-{MPMC[0]}x{MPMC[1]}", "mpmc",
                        f"{MPMC[0]} producers x {MPMC[1]} consumers, small objects",
                        mpmc_impls, pilot=2000))
@@ -1162,7 +1179,7 @@ class Options:
     @property
     def target(self) -> float:
         """Seconds one measurement should take."""
-        return (1.0 if self.full else 0.3) * self.scale
+        return (1.0 if self.full else 0.45) * self.scale
 
     @property
     def limit(self) -> float:
@@ -1177,7 +1194,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Options:
                     "and N x M queues. Every message is checked.")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true",
-                      help="~0.3 s per measurement, 3 repeats (default; about 1-2 minutes)")
+                      help="~0.45 s per measurement, 3 repeats (default; about a minute)")
     mode.add_argument("--full", action="store_true",
                       help="~1 s per measurement, 5 repeats, adds 16 MiB messages")
     ap.add_argument("--only", metavar="PATTERN",
@@ -1230,7 +1247,8 @@ def select(variants: List[Variant], pattern: Optional[str]) -> List[Variant]:
         picked = [i for i in v.impls if match(i.name) or match(f"{v.key}/{i.name}")]
         if picked:
             keep = [i for i in v.impls if i.name == BASELINE or i in picked]
-            out.append(Variant(v.key, v.kind, v.title, keep, v.size, v.pilot, v.min_count))
+            out.append(Variant(v.key, v.kind, v.title, keep, v.size, v.pilot, v.min_count,
+                               v.max_count))
     return out
 
 
@@ -1380,7 +1398,9 @@ def format_variant(res: dict) -> List[str]:
             tag = "skipped" if row["status"] == "skipped" else "FAILED"
             rows.append([name] + ["-"] * (len(head) - 2) + [f"{tag}: {why}"])
             continue
-        noisy = "(noisy)" if row["noisy"] else ""
+        noisy = " ".join(f for f, on in (("(noisy)", row["noisy"]),
+                                          ("(unstable pilots)", (row.get("pilot") or {}).get("unstable")))
+                         if on)
         ratio = fmt_ratio(row["ratio"]) + (" (baseline)" if row["impl"] == BASELINE else "")
         if latency:
             p50 = row["p50_us"]
@@ -1437,6 +1457,22 @@ def host_info() -> dict:
             "peers": {k: v for k, v in peers.items() if v}}
 
 
+def cpu_busy(seconds: float = 0.2) -> Optional[float]:
+    """Fraction of all CPU time spent busy over *seconds* (other processes' load)."""
+    def snap():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        idle = v[3] + (v[4] if len(v) > 4 else 0)
+        return sum(v[:8]), idle
+    try:
+        t0, i0 = snap()
+        time.sleep(seconds)
+        t1, i1 = snap()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 1.0 - (i1 - i0) / (t1 - t0) if t1 > t0 else None
+
+
 def _options_json(o: Options) -> dict:
     return {"mode": "full" if o.full else "quick", "only": o.only, "repeat": o.repeats,
             "time_limit": o.limit, "target_seconds": o.target, "scale": o.scale}
@@ -1448,6 +1484,7 @@ def plot(results: dict, path: str) -> Optional[str]:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter
     except ImportError:
         return "--plot needs matplotlib, which is not installed (pip install matplotlib)"
     vs = [w for w in results["workloads"] if any(r.get("ratio") for r in w["rows"])]
@@ -1475,9 +1512,17 @@ def plot(results: dict, path: str) -> Optional[str]:
         ax.barh(names, ratios, xerr=[lo, hi], color=colors, capsize=2)
         ax.axvline(1.0, color="black", linewidth=0.8)
         ax.set_xscale("log")
+        ax.set_xlim(min(ratios + [1.0]) / 1.6, max(ratios + [1.0]) * 2.2)
+        fmt = FuncFormatter(lambda x, _pos: f"{x:g}x")
+        ax.xaxis.set_major_formatter(fmt)
+        ax.xaxis.set_minor_formatter(FuncFormatter(
+            lambda x, _pos: f"{x:g}x" if x > 0 and round(x / 10 ** math.floor(math.log10(x)))
+            in (2, 5) else ""))
+        for y, (val, err) in enumerate(zip(ratios, hi)):
+            ax.text(val + err, y, f" {val:.2f}x", va="center", fontsize=7)
         ax.set_title(w["title"], fontsize=9)
         ax.tick_params(axis="y", labelsize=7)
-        ax.tick_params(axis="x", labelsize=7)
+        ax.tick_params(axis="x", which="both", labelsize=7)
         ax.set_xlabel("x multiprocessing.Queue (" + ("p50 latency" if w["kind"] == "pingpong"
                       else "throughput") + "; bigger is better)", fontsize=7)
     for ax in list(axes.flat)[len(vs):]:
@@ -1496,16 +1541,29 @@ def plot(results: dict, path: str) -> Optional[str]:
 
 
 def _calibrate(v: Variant, impl: Impl, o: Options) -> Tuple[int, dict]:
-    """A message count for which one measurement takes about o.target seconds."""
-    n = max(v.min_count, int(v.pilot * min(1.0, o.scale)))
+    """A message count for which one measurement takes about o.target seconds.
+
+    Pilots grow until one lasts a few tens of milliseconds; two more of that size follow
+    and the slowest of the three sets the count, so that an implementation whose speed
+    depends on where the scheduler puts its processes is not given a count that takes
+    ten times the target on its next run."""
+    n = max(int(v.min_count * min(1.0, o.scale)), int(v.pilot * min(1.0, o.scale)), 1)
     short = 0.04 * min(1.0, o.scale)
     for attempt in range(4):
         m = measure(v, impl, n, o.limit)
         if m["seconds"] >= short or attempt == 3:
             break
         n = int(n * min(20.0, max(2.0, 2 * short / max(m["seconds"], 1e-6))))
-    count = int(n * o.target / max(m["seconds"], 1e-9))
-    count = max(v.min_count, count)
+    pilots = [m] + [measure(v, impl, n, o.limit) for _ in range(2)]
+    slow = max(pilots, key=lambda p: p["seconds"])
+    fast = min(pilots, key=lambda p: p["seconds"])
+    count = int(n * o.target / max(slow["seconds"], 1e-9))
+    if v.max_count:
+        count = min(count, max(1, int(v.max_count * o.scale)))
+    count = max(int(v.min_count * min(1.0, o.scale)), count, 1)
+    slow = dict(slow, unstable=slow["seconds"] > 3 * fast["seconds"],
+                pilot_seconds=[p["seconds"] for p in pilots])
+    m = slow
     if v.kind == "mpmc":
         count -= count % MPMC[0]
         count = max(count, MPMC[0])
@@ -1542,11 +1600,18 @@ def run(options: Options, *, out=None) -> dict:
     runnable = {(v.key, i.name) for v in variants for i in v.impls
                 if not i.requires or avail[i.requires][0]}
     total = sum((o.repeats + 1) for _ in runnable)
+    busy = cpu_busy()
+    with contextlib.suppress(OSError, AttributeError):
+        results["host"]["loadavg_start"] = list(os.getloadavg())
+    results["host"]["cpu_busy_before"] = busy
     rep = Reporter(total, live, o.verbose)
     h = results["host"]
     rep.line(f"ipcfast {h['ipcfast_version']} benchmark ({'full' if o.full else 'quick'}): "
              f"{h['cpu_model']}, {h['cores']} cores ({h['usable_cores']} usable), "
              f"Linux {h['kernel']}, Python {h['python']}")
+    if busy is not None and busy > 0.15:
+        rep.line(f"warning: {busy:.0%} of the CPU time was already in use before the run "
+                 f"started; other processes will make these results noisy")
     for s in results["skipped"]:
         rep.line(f"skipping {s['module']}: {s['reason']}")
     if not variants:
@@ -1579,7 +1644,8 @@ def run(options: Options, *, out=None) -> dict:
                     row["count"], pilot = _calibrate(v, impl, o)
                     row["pilot"] = pilot
                     rep.advance(f"{v.key} / {impl.name}: calibrated to {row['count']} "
-                                f"(pilot {pilot['messages']} in {pilot['seconds']:.3f} s)")
+                                f"(pilots of {pilot['messages']}: " + ", ".join(
+                                    f"{x:.3f}" for x in pilot["pilot_seconds"]) + " s)")
                 except MeasureError as e:
                     row["status"], row["reason"] = "failed", f"{e.kind}: {e}"
                     rep.advance(f"{v.key} / {impl.name}: FAILED {e}")
@@ -1600,6 +1666,10 @@ def run(options: Options, *, out=None) -> dict:
                     except MeasureError as e:
                         row["status"], row["reason"] = "failed", f"{e.kind}: {e}"
                         rep.advance(f"{v.key} / {impl.name} #{r + 1}: FAILED {e}")
+            for row in res["rows"]:
+                if row["impl"].startswith("posix_ipc") and row["reps"] and _POSIX_DEPTH[0]:
+                    row["note"] = ", ".join(filter(None, [row["note"],
+                                                          f"depth {_POSIX_DEPTH[0]}"]))
             _finish_variant(res)
             for ln in format_variant(res):
                 rep.line(ln)
@@ -1625,6 +1695,8 @@ def run(options: Options, *, out=None) -> dict:
         results["failures"] = sum(1 for w in results["workloads"] for r in w["rows"]
                                   if r["status"] == "failed")
         results["duration_s"] = time.perf_counter() - t_run
+        with contextlib.suppress(OSError, AttributeError):
+            results["host"]["loadavg_end"] = list(os.getloadavg())
         if o.json_path:
             with open(o.json_path, "w") as f:
                 json.dump(results, f, indent=1, default=str)
