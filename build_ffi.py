@@ -38,7 +38,8 @@ ffibuilder.set_source(
     sources=[str(p.relative_to(HERE)) for p in sorted(CSRC.glob("*.c"))],
     include_dirs=[str(CSRC.relative_to(HERE))],
     define_macros=[("IPCF_PKG_VERSION", _version())],
-    extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+    extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter",
+                        "-Werror=implicit-function-declaration"],
     libraries=["rt", "pthread"],
 )
 

@@ -96,6 +96,8 @@ struct ipcf_ring_ctl {        /* at IPCF_CTL_OFFSET in a RING or QPART segment *
     uint8_t  clock[128];      /* consumer mutex */
     uint64_t writers[16];     /* IPCF_F_PIPE: processes holding the sending end open */
     uint64_t readers[16];     /* IPCF_F_PIPE: processes holding the receiving end open */
+    uint64_t pend_writers[16];/* ends in transit (pickled or forked, not yet attached): */
+    uint64_t pend_readers[16];/*   pairs (process word of the sender, expiry in CLOCK_MONOTONIC ns) */
 };
 
 struct ipcf_queue_ctl {       /* at IPCF_CTL_OFFSET in a QUEUE segment */
@@ -231,6 +233,7 @@ typedef struct ipcf_ring ipcf_ring;
 int ipcf_ring_create(const char *name, uint64_t capacity, uint32_t flags, ipcf_ring **out);
 int ipcf_ring_attach(const char *name, ipcf_ring **out);
 int ipcf_ring_close(ipcf_ring *r);          /* 1 when this was the last process and it unlinked */
+void ipcf_ring_before_fork(ipcf_ring *r);   /* parent: pipe ends this process holds go in transit */
 void ipcf_ring_after_fork(ipcf_ring *r);    /* child: register as a peer of its own */
 uint64_t ipcf_ring_capacity(const ipcf_ring *r);
 uint64_t ipcf_ring_max_message(const ipcf_ring *r);
@@ -254,6 +257,11 @@ int ipcf_ring_unpeek(ipcf_ring *r);         /* end a view, leaving the record un
  * with no live reader return IPCF_ECLOSED. */
 int ipcf_ring_hold(ipcf_ring *r, int writer, int reader);
 int ipcf_ring_poll(ipcf_ring *r, int64_t timeout_ns);   /* 1 readable or at EOF, 0 not */
+/* An end this process holds is about to travel (pickle, fork): count it open for ttl_ns or
+ * until the receiving process calls ipcf_ring_arrive with our process word. */
+int ipcf_ring_depart(ipcf_ring *r, int writer, int reader, int64_t ttl_ns);
+int ipcf_ring_arrive(ipcf_ring *r, int writer, int reader, uint64_t from);
+uint64_t ipcf_self_word(void);
 
 /* ---- Queue: a control segment plus a chain of rings that grows when one fills ---- */
 typedef struct ipcf_queue ipcf_queue;

@@ -24,6 +24,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "atomics.h"
 #include "futex.h"
 #include "lock.h"
 #include "segment.h"

@@ -19,6 +19,7 @@ struct ipcf_ring {
     uint64_t claim_len;
     int writer_slot, reader_slot; /* IPCF_F_PIPE: our entries in ctl->writers / readers */
     int holds_writer, holds_reader;
+    uint64_t fork_from;          /* our process word before a fork, for the child's arrive */
     int peeked;                  /* a view is open: consumer side held */
     uint64_t peek_next;
     uint64_t peek_len;
@@ -106,13 +107,24 @@ int ipcf_ring_close(ipcf_ring *r)
     return last;
 }
 
+/* A forked child holds what its parent held: the parent marks the ends in transit before
+ * fork(), so that it may close its copies at once without the peer seeing EOF. */
+void ipcf_ring_before_fork(ipcf_ring *r)
+{
+    r->fork_from = 0;
+    if ((r->holds_writer || r->holds_reader) &&
+        ipcf_ring_depart(r, r->holds_writer, r->holds_reader, 60000000000LL) == 0)
+        r->fork_from = ipcf_self_word();
+}
+
 void ipcf_ring_after_fork(ipcf_ring *r)
 {
     ipcf_seg_register(&r->seg);
-    if (r->holds_writer)
-        r->writer_slot = ipcf_table_add(r->ctl->writers, IPCF_PIPE_ENDS);
-    if (r->holds_reader)
-        r->reader_slot = ipcf_table_add(r->ctl->readers, IPCF_PIPE_ENDS);
+    int w = r->holds_writer, rd = r->holds_reader;
+    r->holds_writer = r->holds_reader = 0;
+    r->writer_slot = r->reader_slot = -1;
+    if (w || rd)
+        ipcf_ring_arrive(r, w, rd, r->fork_from);
 }
 
 int ipcf_ring_hold(ipcf_ring *r, int writer, int reader)
@@ -130,15 +142,69 @@ int ipcf_ring_hold(ipcf_ring *r, int writer, int reader)
     return 0;
 }
 
-/* Is the other end of a pipe direction gone? `thorough` also counts entries of processes
- * that died without closing (reads /proc: only after a wait timed out). */
-static int end_gone(uint64_t *table, int thorough)
+static int pend_add(uint64_t *pend, uint64_t expiry)
 {
-    if (thorough)
-        return ipcf_table_live(table, IPCF_PIPE_ENDS, NULL) == 0;
-    for (int i = 0; i < IPCF_PIPE_ENDS; i++)
-        if (ipcf_load_acquire(&table[i]))
+    uint64_t me = ipcf_self_word(), now = ipcf_now_ns();
+    for (int i = 0; i < IPCF_PIPE_ENDS; i += 2) {
+        uint64_t cur = ipcf_load_acquire(&pend[i]);
+        int stale = cur && (ipcf_load_relaxed(&pend[i + 1]) < now || !ipcf_word_alive(cur));
+        if ((cur == 0 || stale) && ipcf_cas(&pend[i], &cur, me)) {
+            ipcf_store_release(&pend[i + 1], expiry);
             return 0;
+        }
+    }
+    return IPCF_EFULL;
+}
+
+static void pend_del(uint64_t *pend, uint64_t from)
+{
+    for (int i = 0; i < IPCF_PIPE_ENDS; i += 2) {
+        uint64_t cur = from;
+        if (ipcf_cas(&pend[i], &cur, 0))
+            return;
+    }
+}
+
+int ipcf_ring_depart(ipcf_ring *r, int writer, int reader, int64_t ttl_ns)
+{
+    if (!(r->flags & IPCF_F_PIPE))
+        return IPCF_EBADARG;
+    uint64_t expiry = ipcf_now_ns() + (uint64_t)ttl_ns;
+    int rc = 0;
+    if (writer)
+        rc = pend_add(r->ctl->pend_writers, expiry);
+    if (reader && !rc)
+        rc = pend_add(r->ctl->pend_readers, expiry);
+    return rc;
+}
+
+int ipcf_ring_arrive(ipcf_ring *r, int writer, int reader, uint64_t from)
+{
+    int rc = ipcf_ring_hold(r, writer, reader);      /* hold first: never a gap */
+    if (writer)
+        pend_del(r->ctl->pend_writers, from);
+    if (reader)
+        pend_del(r->ctl->pend_readers, from);
+    return rc;
+}
+
+/* Is the other end of a pipe direction gone (no holder, none in transit)? `thorough` also
+ * discounts processes that died without closing and transits that expired (reads /proc:
+ * only after a wait timed out). */
+static int end_gone(uint64_t *table, uint64_t *pend, int thorough)
+{
+    if (thorough && ipcf_table_live(table, IPCF_PIPE_ENDS, NULL))
+        return 0;
+    uint64_t now = thorough ? ipcf_now_ns() : 0;
+    for (int i = 0; i < IPCF_PIPE_ENDS; i++) {
+        if (!thorough && ipcf_load_acquire(&table[i]))
+            return 0;
+        if (i % 2 == 0) {
+            uint64_t w = ipcf_load_acquire(&pend[i]);
+            if (w && (!thorough || (ipcf_load_relaxed(&pend[i + 1]) > now && ipcf_word_alive(w))))
+                return 0;
+        }
+    }
     return 1;
 }
 uint64_t ipcf_ring_capacity(const ipcf_ring *r) { return r->seg.capacity; }
@@ -186,13 +252,13 @@ static int room_ready(void *p)
     struct room_arg *a = p;
     struct ipcf_ring_ctl *c = a->r->ctl;
     return ipcf_rb_has_room(c, a->r->rb.cap, a->need) ||
-           ((a->r->flags & IPCF_F_PIPE) && end_gone(c->readers, 0));
+           ((a->r->flags & IPCF_F_PIPE) && end_gone(c->readers, c->pend_readers, 0));
 }
 
 static int data_ready(void *p)
 {
     struct ipcf_ring *r = p;
-    return ipcf_rb_has_data(r->ctl) || ((r->flags & IPCF_F_PIPE) && end_gone(r->ctl->writers, 0));
+    return ipcf_rb_has_data(r->ctl) || ((r->flags & IPCF_F_PIPE) && end_gone(r->ctl->writers, r->ctl->pend_writers, 0));
 }
 
 /* Wait for room; IPCF_ECLOSED when this pipe direction has lost every reader. */
@@ -201,7 +267,7 @@ static int wait_room(struct ipcf_ring *r, uint64_t need, struct ipcf_timeout *to
     struct room_arg a = {r, need};
     int rc = ipcf_wait(&r->ctl->space, room_ready, &a, ipcf_remaining(to), &r->ctl->full_waits);
     int pipe = r->flags & IPCF_F_PIPE;
-    if (pipe && !ipcf_rb_has_room(r->ctl, r->rb.cap, need) && end_gone(r->ctl->readers, rc == IPCF_ETIMEOUT))
+    if (pipe && !ipcf_rb_has_room(r->ctl, r->rb.cap, need) && end_gone(r->ctl->readers, r->ctl->pend_readers, rc == IPCF_ETIMEOUT))
         return IPCF_ECLOSED;
     return rc == IPCF_ETIMEOUT ? IPCF_EFULL : (rc < 0 ? rc : 0);
 }
@@ -211,7 +277,7 @@ static int wait_room(struct ipcf_ring *r, uint64_t need, struct ipcf_timeout *to
 static int wait_data(struct ipcf_ring *r, struct ipcf_timeout *to)
 {
     int rc = ipcf_wait(&r->ctl->data, data_ready, r, ipcf_remaining(to), &r->ctl->empty_waits);
-    if ((r->flags & IPCF_F_PIPE) && end_gone(r->ctl->writers, rc == IPCF_ETIMEOUT) &&
+    if ((r->flags & IPCF_F_PIPE) && end_gone(r->ctl->writers, r->ctl->pend_writers, rc == IPCF_ETIMEOUT) &&
         !ipcf_rb_has_data(r->ctl))
         return IPCF_ECLOSED;
     return rc == IPCF_ETIMEOUT ? IPCF_EEMPTY : (rc < 0 ? rc : 0);

@@ -16,7 +16,7 @@
 _Static_assert(sizeof(struct ipcf_event) == 8, "event layout");
 _Static_assert(sizeof(struct ipcf_seg_hdr) == 640, "segment header layout");
 _Static_assert(sizeof(struct ipcf_seg_hdr) <= IPCF_CTL_OFFSET, "header overlaps control block");
-_Static_assert(sizeof(struct ipcf_ring_ctl) == 1024, "ring control layout");
+_Static_assert(sizeof(struct ipcf_ring_ctl) == 1280, "ring control layout");
 _Static_assert(sizeof(struct ipcf_queue_ctl) == 896, "queue control layout");
 _Static_assert(IPCF_CTL_OFFSET + sizeof(struct ipcf_queue_ctl) <= IPCF_HDR_SIZE, "control too big");
 _Static_assert(IPCF_CTL_OFFSET + sizeof(struct ipcf_ring_ctl) <= IPCF_HDR_SIZE, "control too big");

@@ -7,7 +7,6 @@ caller's timeout at a time so that Ctrl-C and other signal handlers run promptly
 """
 from __future__ import annotations
 
-import errno as _errno
 import os
 import queue as _queue
 import secrets
@@ -159,27 +158,32 @@ new_raw = ffi.new_allocator(should_clear_after_alloc=False)
 
 
 class HandleTable:
-    """Live native handles of one kind, re-registered as peers in a forked child."""
+    """Live native handles of one kind; a forked child registers as a peer of each."""
 
-    def __init__(self, after_fork: Callable) -> None:
+    def __init__(self, after_fork: Callable, before_fork: Optional[Callable] = None) -> None:
         self._objs: "weakref.WeakSet" = weakref.WeakSet()
         self._after_fork = after_fork
+        self._before_fork = before_fork
         os.register_at_fork(after_in_child=self._child)
+        if before_fork is not None:
+            os.register_at_fork(before=self._parent)
 
     def add(self, obj) -> None:
         self._objs.add(obj)
 
-    def _child(self) -> None:
+    def _each(self, fn: Callable) -> None:
         for obj in list(self._objs):
             h = getattr(obj, "_h", None)
             if h is not None:
-                self._after_fork(h)
+                fn(h)
+
+    def _parent(self) -> None:
+        self._each(self._before_fork)
+
+    def _child(self) -> None:
+        self._each(self._after_fork)
 
 
 __all__ = ["ffi", "lib", "check", "error", "IpcfastError", "IncompatibleSegmentError",
            "call_blocking", "first_slice", "new_name", "as_buffer", "new_raw", "HandleTable",
-           "errno_name"]
-
-
-def errno_name(code: int) -> str:
-    return _errno.errorcode.get(code, str(code))
+]

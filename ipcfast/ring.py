@@ -39,17 +39,19 @@ class Ring:
     ``unlink()`` removes the name at once.
     """
 
-    _handles = N.HandleTable(lambda h: lib.ipcf_ring_after_fork(h))
+    _handles = N.HandleTable(lambda h: lib.ipcf_ring_after_fork(h),
+                             lambda h: lib.ipcf_ring_before_fork(h))
 
     def __init__(self, capacity: int = 1 << 20, *, name: Optional[str] = None,
-                 multi_producer: bool = True, multi_consumer: bool = True) -> None:
+                 multi_producer: bool = True, multi_consumer: bool = True,
+                 _flags: int = 0) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int):
             raise ValueError(f"capacity must be a positive int, not {capacity!r}")
         if capacity < lib.IPCF_MIN_CAPACITY or capacity > lib.IPCF_MAX_CAPACITY:
             raise ValueError(f"capacity {capacity} is outside {lib.IPCF_MIN_CAPACITY}.."
                              f"{lib.IPCF_MAX_CAPACITY} bytes")
         cap = 1 << (capacity - 1).bit_length()       # round up to a power of two
-        flags = lib.IPCF_F_AUTO_UNLINK
+        flags = lib.IPCF_F_AUTO_UNLINK | _flags
         if multi_producer:
             flags |= lib.IPCF_F_MULTI_PRODUCER
         if multi_consumer:
