@@ -3,8 +3,11 @@ from queue import Empty, Full
 
 from ._version import __version__
 from ._native import IncompatibleSegmentError, IpcfastError
+from .mailbox import Mailbox, Message, Receipt, ReceiverBusyError, ReceiverDiedError, receiver_id
+from .pipe import Connection, Pipe
 from .queue import JoinableQueue, Queue, SimpleQueue
 from .ring import Ring
 
-__all__ = ["__version__", "Ring", "Queue", "SimpleQueue", "JoinableQueue", "Empty", "Full",
-           "IpcfastError", "IncompatibleSegmentError"]
+__all__ = ["__version__", "Ring", "Queue", "SimpleQueue", "JoinableQueue", "Pipe", "Connection",
+           "Mailbox", "Message", "Receipt", "receiver_id", "Empty", "Full", "IpcfastError",
+           "IncompatibleSegmentError", "ReceiverBusyError", "ReceiverDiedError"]

@@ -1,0 +1,328 @@
+"""Mailbox: indirect communication through a named port, as in the notes ipcfast is built
+from: messages with a header and a body, priorities, types, addressing, all three buffer
+capacities, blocking and non-blocking send and receive, receipts, and a choice of receive
+policy when several processes receive.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import queue as _queue
+import time
+from typing import Any, Callable, Optional, Union
+
+from . import _native as N
+from . import _pickle
+from ._native import IpcfastError, ffi, lib
+
+_SCRATCH = 64 * 1024
+_INT32 = (-(1 << 31), (1 << 31) - 1)
+_POLICIES = {"shared": lib.IPCF_POLICY_SHARED, "exclusive": lib.IPCF_POLICY_EXCLUSIVE}
+_RENDEZVOUS_GRACE = 0.01   # a non-blocking rendezvous send waits this long for a waiting receiver
+
+
+class ReceiverBusyError(IpcfastError):
+    """An exclusive mailbox's right to receive is held by another live process."""
+
+
+class ReceiverDiedError(IpcfastError):
+    """The receiver that took a message died before finishing; it was not delivered."""
+
+
+def receiver_id(ident: Union[int, str]) -> int:
+    """The numeric id for *ident*: a positive int as is, a name hashed to a stable 63-bit
+    id (the same in every process)."""
+    if isinstance(ident, bool) or not isinstance(ident, (int, str)):
+        raise TypeError(f"an id is a positive int or a str, not {type(ident).__name__}")
+    if isinstance(ident, int):
+        if not 0 < ident < 1 << 63:
+            raise ValueError(f"id {ident} is outside 1..2**63-1")
+        return ident
+    if not ident:
+        raise ValueError("an id name must not be empty")
+    h = int.from_bytes(hashlib.blake2b(ident.encode(), digest_size=8).digest(), "little")
+    return (h & ((1 << 63) - 1)) or 1
+
+
+class Message:
+    """A received message: its ``body`` and its header."""
+
+    __slots__ = ("body", "type", "priority", "sender", "to", "seq", "length", "sent_at")
+
+    def __init__(self, body: Any, info) -> None:
+        self.body = body
+        self.type = info.type                  #: message type, chosen by the sender
+        self.priority = info.priority          #: higher is delivered first
+        self.sender = info.sender              #: the sender's id (source id)
+        self.to = info.to                      #: destination id, 0 for anyone
+        self.seq = info.seq                    #: unique and increasing per mailbox
+        self.length = info.length              #: body length in bytes, as sent
+        self.sent_at = info.sent_at / 1e9      #: time.monotonic() of the send
+
+    def __repr__(self) -> str:
+        return (f"Message(seq={self.seq}, type={self.type}, priority={self.priority}, "
+                f"sender={self.sender}, to={self.to}, length={self.length}, body={self.body!r:.60})")
+
+
+class Receipt:
+    """Proof of delivery returned by a send that waited for its receiver."""
+
+    __slots__ = ("receiver", "receiver_pid", "seq", "received_at")
+
+    def __init__(self, info) -> None:
+        self.receiver = info.receiver          #: id of the receiver that took the message
+        self.receiver_pid = info.receiver_pid  #: its process id
+        self.seq = info.seq                    #: the message's sequence number
+        self.received_at = info.received_at / 1e9
+
+    def __repr__(self) -> str:
+        return f"Receipt(seq={self.seq}, receiver={self.receiver}, receiver_pid={self.receiver_pid})"
+
+
+class Mailbox:
+    """A named mailbox (port) in shared memory, shared by any number of senders and
+    receivers, related or not.
+
+    ``Mailbox(name)`` / ``Mailbox.create(name)`` makes one (FileExistsError if the name is
+    taken); ``Mailbox.open(name)`` opens it (FileNotFoundError if absent).
+
+    - ``capacity``: ``0`` is a rendezvous (a send returns once a receiver has the message);
+      an int bounds the bytes held (a full mailbox makes a blocking send wait, a
+      non-blocking one raise queue.Full); ``None`` is unbounded.
+    - ``policy``: ``"shared"`` (the system picks the receiver of each message; a sender can
+      learn who from its receipt) or ``"exclusive"`` (one receiving process at a time holds
+      the right; it passes on when the holder closes the mailbox, calls :meth:`release` or
+      dies).
+    - ``id``: this handle's id as a sender and a receiver (default: the process id; a name
+      is hashed to a stable id, see :func:`receiver_id`).
+    """
+
+    _handles = N.HandleTable(lambda h: lib.ipcf_mbox_after_fork(h))
+
+    def __init__(self, name: Optional[str] = None, *, capacity: Optional[int] = 1 << 20,
+                 max_message: int = 64 * 1024, max_messages: Optional[int] = None,
+                 policy: str = "shared", id: Union[int, str, None] = None,
+                 dumps: Optional[Callable[[Any], bytes]] = None,
+                 loads: Optional[Callable[[bytes], Any]] = None) -> None:
+        if policy not in _POLICIES:
+            raise ValueError(f"policy must be 'shared' or 'exclusive', not {policy!r}")
+        if isinstance(max_message, bool) or not isinstance(max_message, int) or not 0 < max_message <= 1 << 30:
+            raise ValueError(f"max_message must be an int in 1..{1 << 30}, not {max_message!r}")
+        if capacity is None:
+            cap = lib.IPCF_MB_UNBOUNDED
+            slots = 1 << 20
+        elif isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
+            raise ValueError(f"capacity must be 0 (rendezvous), a positive int (bytes) or None "
+                             f"(unbounded), not {capacity!r}")
+        else:
+            if capacity and capacity < max_message:
+                max_message = capacity
+            cap = capacity
+            slots = 256 if capacity == 0 else 4096
+        if max_messages is not None:
+            if isinstance(max_messages, bool) or not isinstance(max_messages, int) or not 0 < max_messages < 1 << 31:
+                raise ValueError(f"max_messages must be a positive int, not {max_messages!r}")
+            slots = max_messages
+        name = N.new_name("mb") if name is None else name
+        out = ffi.new("ipcf_mbox **")
+        N.check(lib.ipcf_mbox_create(name.encode(), cap, max_message, slots, _POLICIES[policy], out),
+                "Mailbox", name)
+        self._setup(out[0], name, id, dumps, loads)
+
+    @classmethod
+    def create(cls, name: Optional[str] = None, **kwargs: Any) -> "Mailbox":
+        """Create a new mailbox (see the class for the options)."""
+        return cls(name, **kwargs)
+
+    @classmethod
+    def open(cls, name: str, *, id: Union[int, str, None] = None,
+             dumps: Optional[Callable] = None, loads: Optional[Callable] = None) -> "Mailbox":
+        """Open the existing mailbox *name* from any process."""
+        self = cls.__new__(cls)
+        out = ffi.new("ipcf_mbox **")
+        N.check(lib.ipcf_mbox_attach(name.encode(), out), "Mailbox", name)
+        self._setup(out[0], name, id, dumps, loads)
+        return self
+
+    def _setup(self, h, name: str, ident, dumps, loads) -> None:
+        self._h = h
+        self.name = name
+        self._explicit_id = ident
+        self._id = receiver_id(ident) if ident is not None else None
+        c = lib.ipcf_mbox_ctl(h)
+        self.capacity: Optional[int] = None if c.capacity == lib.IPCF_MB_UNBOUNDED else c.capacity
+        self.max_message = c.max_message
+        self.max_messages = c.nslots
+        self.policy = "exclusive" if c.policy == lib.IPCF_POLICY_EXCLUSIVE else "shared"
+        self._custom = (dumps, loads)
+        self._dumps = dumps or _pickle.dumps
+        self._loads = loads or _pickle.loads
+        self._buf = None
+        self._handles.add(self)
+
+    @property
+    def id(self) -> int:
+        """This handle's id as sender and receiver (the current pid unless one was given)."""
+        return self._id if self._id is not None else os.getpid()
+
+    # ---- lifetime ----
+    def _live(self):
+        h = self._h
+        if h is None:
+            raise ValueError(f"Mailbox {self.name!r} is closed")
+        return h
+
+    def close(self) -> None:
+        """Detach (and give up the exclusive right if held). The last process to close a
+        mailbox removes it. Idempotent."""
+        h, self._h = getattr(self, "_h", None), None
+        if h is not None:
+            lib.ipcf_mbox_close(h)
+
+    def unlink(self) -> None:
+        """Remove the mailbox's name now; processes that have it open keep using it."""
+        rc = lib.ipcf_seg_unlink(self.name.encode())
+        if rc != -2:     # ENOENT: already gone
+            N.check(rc, "Mailbox", self.name)
+
+    def __enter__(self) -> "Mailbox":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+    def __reduce__(self):
+        self._live()
+        return (_open, (self.name, self._explicit_id) + self._custom)
+
+    def __repr__(self) -> str:
+        cap = "unbounded" if self.capacity is None else ("rendezvous" if self.capacity == 0
+                                                         else f"capacity={self.capacity}")
+        return f"<ipcfast.Mailbox {self.name!r} {self.policy} {cap}{' closed' if self._h is None else ''}>"
+
+    def __len__(self) -> int:
+        """Messages waiting to be received now."""
+        return lib.ipcf_mbox_ctl(self._live()).count
+
+    @property
+    def bytes_held(self) -> int:
+        return lib.ipcf_mbox_ctl(self._live()).bytes_held
+
+    # ---- send ----
+    def send(self, obj: Any, *, type: int = 0, priority: int = 0, to: Union[int, str] = 0,
+             block: bool = True, timeout: Optional[float] = None,
+             wait: Optional[str] = None) -> Optional[Receipt]:
+        """Pickle *obj* (here: a pickling error is raised here) and send it.
+
+        ``wait="received"`` (and any send on a rendezvous mailbox) returns only once a
+        receiver has taken the message, with a :class:`Receipt`; if none does before the
+        timeout the message is withdrawn and queue.Full raised. Without it the send returns
+        as soon as the message is in the mailbox (waiting, or raising queue.Full, only while
+        a bounded mailbox is full)."""
+        return self.send_bytes(self._dumps(obj), type=type, priority=priority, to=to,
+                               block=block, timeout=timeout, wait=wait)
+
+    def send_bytes(self, data, *, type: int = 0, priority: int = 0, to: Union[int, str] = 0,
+                   block: bool = True, timeout: Optional[float] = None,
+                   wait: Optional[str] = None) -> Optional[Receipt]:
+        """Send raw bytes (see :meth:`send`)."""
+        h = self._live()
+        if wait not in (None, "received"):
+            raise ValueError(f"wait must be None or 'received', not {wait!r}")
+        for label, v in (("type", type), ("priority", priority)):
+            if isinstance(v, bool) or not isinstance(v, int) or not _INT32[0] <= v <= _INT32[1]:
+                raise ValueError(f"{label} must be a 32-bit int, not {v!r}")
+        dest = 0 if to == 0 else receiver_id(to)
+        payload, n = N.as_buffer(data)
+        if n > self.max_message:
+            raise ValueError(f"message of {n} bytes exceeds this mailbox's maximum message of "
+                             f"{self.max_message} bytes")
+        flags = lib.IPCF_MSG_RECEIPT if wait else 0
+        info = ffi.new("struct ipcf_msg_info *")
+        start = time.monotonic()
+        rc = N.call_blocking(lambda t: lib.ipcf_mbox_post(h, payload, n, type, priority, self.id,
+                                                          dest, flags, t, info),
+                             block, timeout, N.EFULL)
+        N.check(rc, "Mailbox", self.name)
+        if not (flags or self.capacity == 0):
+            return None
+        return self._await(h, info, block, timeout, start)
+
+    def _await(self, h, info, block: bool, timeout: Optional[float], start: float) -> Receipt:
+        slot, seq = info.slot, info.seq
+        if not block:
+            block, timeout, start = True, _RENDEZVOUS_GRACE, time.monotonic()
+        try:
+            rc = N.call_blocking(lambda t: lib.ipcf_mbox_await(h, slot, seq, t, info),
+                                 block, timeout, N.ETIMEOUT, start)
+        except BaseException:           # Ctrl-C while waiting: take the message back
+            lib.ipcf_mbox_withdraw(h, slot, seq, info)
+            raise
+        if rc == N.ETIMEOUT:
+            rc = lib.ipcf_mbox_withdraw(h, slot, seq, info)
+            if rc == 0:
+                raise _queue.Full("no receiver took the message in time; it was withdrawn")
+            rc = 0 if rc == 1 else rc
+        if rc == lib.IPCF_EPEERDEAD:
+            raise ReceiverDiedError(f"the receiver of message {seq} died before finishing; "
+                                    "it was not delivered")
+        N.check(rc, "Mailbox", self.name)
+        return Receipt(info)
+
+    # ---- receive ----
+    def recv_bytes(self, *, block: bool = True, timeout: Optional[float] = None,
+                   type: Optional[int] = None, if_busy: str = "error") -> Message:
+        """Take the next message for this receiver (addressed to its id or to anyone;
+        highest priority first, oldest first within a priority; of ``type`` if given) with
+        its body as bytes. Blocks until there is one; queue.Empty on timeout or, with
+        block=False, at once. On an exclusive mailbox held by another process raises
+        ReceiverBusyError, or with ``if_busy="wait"`` waits for the right."""
+        h = self._live()
+        if if_busy not in ("error", "wait"):
+            raise ValueError(f"if_busy must be 'error' or 'wait', not {if_busy!r}")
+        has_type = type is not None
+        t32 = type if has_type else 0
+        if has_type and (isinstance(t32, bool) or not isinstance(t32, int) or not _INT32[0] <= t32 <= _INT32[1]):
+            raise ValueError(f"type must be a 32-bit int, not {type!r}")
+        wait_right = if_busy == "wait"
+        me = self.id
+        info = ffi.new("struct ipcf_msg_info *")
+        buf, self._buf = self._buf, None
+        size = _SCRATCH
+        if buf is None:
+            buf = N.new_raw("char[]", size)
+        start = time.monotonic()
+        while True:
+            cur, cap = buf, size
+            n = N.call_blocking(lambda t: lib.ipcf_mbox_recv(h, cur, cap, me, has_type, t32,
+                                                             wait_right, t, info),
+                                block, timeout, N.EEMPTY, start)
+            if n != N.EBUFSMALL:
+                break
+            size = info.length              # a message larger than our buffer: grow, retry
+            buf = N.new_raw("char[]", size)
+        if size == _SCRATCH:
+            self._buf = buf
+        if n == lib.IPCF_EBUSY:
+            raise ReceiverBusyError(f"Mailbox {self.name!r} is exclusive and another process "
+                                    "holds the right to receive")
+        N.check(n, "Mailbox", self.name)
+        return Message(ffi.unpack(buf, n), info)
+
+    def recv(self, *, block: bool = True, timeout: Optional[float] = None,
+             type: Optional[int] = None, if_busy: str = "error") -> Message:
+        """Like :meth:`recv_bytes`, with the body unpickled."""
+        m = self.recv_bytes(block=block, timeout=timeout, type=type, if_busy=if_busy)
+        m.body = self._loads(m.body)
+        return m
+
+    def release(self) -> bool:
+        """Give up the exclusive right to receive, if this process holds it."""
+        return N.check(lib.ipcf_mbox_release(self._live()), "Mailbox", self.name) == 1
+
+
+def _open(name, ident=None, dumps=None, loads=None) -> Mailbox:
+    return Mailbox.open(name, id=ident, dumps=dumps, loads=loads)

@@ -1,0 +1,249 @@
+"""Pipe / Connection: direct communication, a drop-in for ``multiprocessing.Pipe``.
+
+Each direction is one lock-free ring (ipcfast.Ring) that also records which processes hold
+its sending and receiving ends, so ``recv`` raises EOFError once every sender has closed
+(or died) and the ring is drained, and ``send`` raises BrokenPipeError once every receiver
+is gone and the ring is full. An end that is pickled (handed to a spawned child) or
+inherited by fork counts as open while in transit, so the parent may close its copy at
+once, as with multiprocessing.
+"""
+from __future__ import annotations
+
+import errno
+from multiprocessing import BufferTooShort
+from typing import Any, Optional, Tuple
+
+from . import _native as N
+from . import _pickle
+from ._native import ffi, lib
+from .ring import Ring
+
+_SCRATCH = 64 * 1024
+_TRANSIT_NS = 60_000_000_000      # a pickled end counts as open for this long unattached
+
+
+class Connection:
+    """One end of a :func:`Pipe`. Same methods and errors as
+    ``multiprocessing.connection.Connection``; it has no file descriptor, so use
+    :meth:`poll` rather than ``multiprocessing.connection.wait``."""
+
+    def __init__(self, rx: Optional[Ring], tx: Optional[Ring]) -> None:
+        self._rx = rx
+        self._tx = tx
+        if rx is not None:
+            lib.ipcf_ring_hold(rx._h, 0, 1)
+        if tx is not None:
+            lib.ipcf_ring_hold(tx._h, 1, 0)
+        self._readable = rx is not None
+        self._writable = tx is not None
+        self._closed = False
+        self._buf = None
+
+    # ---- state ----
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def readable(self) -> bool:
+        return self._readable
+
+    @property
+    def writable(self) -> bool:
+        return self._writable
+
+    def _check_closed(self) -> None:
+        if self._closed:
+            raise OSError("handle is closed")
+
+    def _check_readable(self) -> None:
+        if not self._readable:
+            raise OSError("connection is write-only")
+
+    def _check_writable(self) -> None:
+        if not self._writable:
+            raise OSError("connection is read-only")
+
+    def fileno(self) -> int:
+        raise OSError(errno.ENOTSUP, "an ipcfast Connection has no file descriptor; use poll()")
+
+    def close(self) -> None:
+        """Close this end in this process. The peer sees EOF (or BrokenPipeError) once no
+        process holds this end any more."""
+        if self._closed:
+            return
+        self._closed = True
+        for ring in (self._rx, self._tx):
+            if ring is not None:
+                ring.close()
+        self._rx = self._tx = None
+
+    def __enter__(self) -> "Connection":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+    def __reduce__(self):
+        self._check_closed()
+        me = lib.ipcf_self_word()
+        if self._rx is not None:
+            lib.ipcf_ring_depart(self._rx._h, 0, 1, _TRANSIT_NS)
+        if self._tx is not None:
+            lib.ipcf_ring_depart(self._tx._h, 1, 0, _TRANSIT_NS)
+        return (_rebuild, (self._rx.name if self._rx else None,
+                           self._tx.name if self._tx else None, me))
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("duplex" if self._readable and self._writable
+                                               else "read-only" if self._readable else "write-only")
+        return f"<ipcfast.Connection {state}>"
+
+    # ---- sending ----
+    def send_bytes(self, buf, offset: int = 0, size: Optional[int] = None) -> None:
+        """Send a bytes-like object (or the slice ``[offset:offset+size]`` of it) as one message."""
+        self._check_closed()
+        self._check_writable()
+        m = memoryview(buf)
+        if m.itemsize > 1:
+            m = m.cast("B")
+        n = len(m)
+        if offset < 0:
+            raise ValueError("offset is negative")
+        if n < offset:
+            raise ValueError("buffer length < offset")
+        if size is None:
+            size = n - offset
+        elif size < 0:
+            raise ValueError("size is negative")
+        elif offset + size > n:
+            raise ValueError("buffer length < offset + size")
+        data = m[offset:offset + size] if (offset or size != n) else m
+        self._send(bytes(data) if not m.c_contiguous else data)
+
+    def send(self, obj: Any) -> None:
+        """Send a picklable object (pickled here: an error is raised here)."""
+        self._check_closed()
+        self._check_writable()
+        self._send(_pickle.dumps(obj))
+
+    def _send(self, data) -> None:
+        h = self._tx._h
+        payload, n = N.as_buffer(data)
+        if n > self._tx.max_message:
+            raise ValueError(f"message of {n} bytes exceeds this pipe's maximum message of "
+                             f"{self._tx.max_message} bytes")
+        rc = lib.ipcf_ring_send(h, payload, n, N.SLICE_NS)
+        if rc:
+            rc = N.call_blocking(lambda t: lib.ipcf_ring_send(h, payload, n, t), True, None, N.EFULL)
+        if rc == lib.IPCF_ECLOSED:
+            raise BrokenPipeError(errno.EPIPE, "the other end of the pipe is closed")
+        N.check(rc, "Pipe")
+
+    # ---- receiving ----
+    def _recv(self) -> bytes:
+        h = self._rx._h
+        buf, self._buf = self._buf, None
+        if buf is None:
+            buf = N.new_raw("char[]", _SCRATCH)
+        n = lib.ipcf_ring_recv(h, buf, _SCRATCH, N.SLICE_NS)
+        if n < 0 and n != N.EBUFSMALL:
+            n = N.call_blocking(lambda t: lib.ipcf_ring_recv(h, buf, _SCRATCH, t), True, None, N.EEMPTY)
+        self._buf = buf
+        if n >= 0:
+            return ffi.unpack(buf, n)
+        if n == N.EBUFSMALL:
+            with self._rx.view(block=False) as mv:
+                return mv.tobytes()
+        if n == lib.IPCF_ECLOSED:
+            raise EOFError
+        N.check(n, "Pipe")
+        raise AssertionError("unreachable")
+
+    def recv_bytes(self, maxlength: Optional[int] = None) -> bytes:
+        """Receive one message as bytes; blocks until there is one. EOFError when the other
+        end is closed and nothing is left."""
+        self._check_closed()
+        self._check_readable()
+        if maxlength is not None and maxlength < 0:
+            raise ValueError("negative maxlength")
+        data = self._recv()
+        if maxlength is not None and len(data) > maxlength:
+            self._bad_message_length()
+        return data
+
+    def _bad_message_length(self) -> None:
+        if self._writable:
+            self._readable = False
+        else:
+            self.close()
+        raise OSError("bad message length")
+
+    def recv_bytes_into(self, buf, offset: int = 0) -> int:
+        """Receive one message into a writable buffer at byte *offset*; returns its size.
+        BufferTooShort (carrying the message) if it does not fit."""
+        self._check_closed()
+        self._check_readable()
+        with memoryview(buf) as m:
+            itemsize = m.itemsize
+            bytesize = itemsize * len(m)
+            if offset < 0:
+                raise ValueError("negative offset")
+            if offset > bytesize:
+                raise ValueError("offset too large")
+            data = self._recv()
+            size = len(data)
+            if bytesize < offset + size:
+                raise BufferTooShort(data)
+            m.cast("B")[offset:offset + size] = data
+            return size
+
+    def recv(self) -> Any:
+        """Receive one object sent with :meth:`send`."""
+        self._check_closed()
+        self._check_readable()
+        return _pickle.loads(self._recv())
+
+    def poll(self, timeout: Optional[float] = 0.0) -> bool:
+        """True if there is something to read (or the other end is gone, so recv raises
+        EOFError), waiting up to *timeout* seconds (None: forever)."""
+        self._check_closed()
+        self._check_readable()
+        h = self._rx._h
+        if timeout is not None and timeout < 0:
+            timeout = 0
+        rc = N.call_blocking(lambda t: lib.ipcf_ring_poll(h, t), True, timeout, 0)
+        return N.check(rc, "Pipe") == 1
+
+
+def _rebuild(rx: Optional[str], tx: Optional[str], sender: int) -> Connection:
+    c = Connection.__new__(Connection)
+    c._rx = Ring.attach(rx) if rx else None
+    c._tx = Ring.attach(tx) if tx else None
+    if c._rx is not None:
+        lib.ipcf_ring_arrive(c._rx._h, 0, 1, sender)
+    if c._tx is not None:
+        lib.ipcf_ring_arrive(c._tx._h, 1, 0, sender)
+    c._readable = rx is not None
+    c._writable = tx is not None
+    c._closed = False
+    c._buf = None
+    return c
+
+
+def Pipe(duplex: bool = True, *, capacity: int = 1 << 20) -> Tuple[Connection, Connection]:
+    """Return a pair of connected :class:`Connection` objects, like ``multiprocessing.Pipe``:
+    with ``duplex=False`` the first can only receive and the second only send. *capacity*
+    is the byte size of each direction's ring (the largest message is a little smaller)."""
+    flags = lib.IPCF_F_PIPE
+    a = Ring(capacity, _flags=flags)              # second end -> first end
+    if duplex:
+        b = Ring(capacity, _flags=flags)          # first end -> second end
+        return Connection(a, b), Connection(Ring.attach(b.name), Ring.attach(a.name))
+    return Connection(a, None), Connection(None, Ring.attach(a.name))
