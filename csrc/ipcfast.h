@@ -150,7 +150,9 @@ struct ipcf_mbox_ctl {        /* at IPCF_CTL_OFFSET in a MAILBOX segment */
     uint32_t ready_tail;
     uint32_t receivers_waiting;
     uint32_t repairs;         /* times the state was rebuilt after a holder died */
-    uint32_t reserved;
+    uint32_t tails_partial;   /* the tail cache lacks some priority present in the list */
+    int32_t  tail_prio[32];   /* cache: the last READY slot (index + 1) of each priority */
+    uint32_t tail_slot[32];   /*   present, for up to 32 priorities: O(32) inserts */
 };
 
 struct ipcf_mbox_slot {       /* 128 bytes at the start of each slot; the body follows */

@@ -19,6 +19,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -29,7 +30,7 @@
 #include "lock.h"
 #include "segment.h"
 
-_Static_assert(sizeof(struct ipcf_mbox_ctl) == 624, "mailbox control layout");
+_Static_assert(sizeof(struct ipcf_mbox_ctl) == 880, "mailbox control layout");
 _Static_assert(sizeof(struct ipcf_mbox_slot) == 128, "mailbox slot layout");
 _Static_assert(IPCF_CTL_OFFSET + sizeof(struct ipcf_mbox_ctl) <= IPCF_HDR_SIZE, "control too big");
 
@@ -138,18 +139,58 @@ static int64_t free_pop(struct ipcf_mbox *m)
     return -1;
 }
 
-/* Insert READY slot i: after the last slot of priority >= its own (FIFO within a priority). */
+/* The tail cache: for each priority present in the READY list (up to 32 of them), its last
+ * slot. While it is complete (tails_partial == 0) an insert finds its place among at most 32
+ * entries; past 32 distinct priorities inserts walk the list until it next drains. Derived
+ * state: mbox_repair rebuilds it. */
+static int tail_find(struct ipcf_mbox_ctl *c, int32_t prio)
+{
+    for (int k = 0; k < 32; k++)
+        if (c->tail_slot[k] && c->tail_prio[k] == prio)
+            return k;
+    return -1;
+}
+
+static void tail_set(struct ipcf_mbox_ctl *c, int32_t prio, uint32_t at)
+{
+    int k = tail_find(c, prio);
+    for (int j = 0; k < 0 && j < 32; j++)
+        if (!c->tail_slot[j])
+            k = j;
+    if (k < 0) {
+        c->tails_partial = 1;
+        return;
+    }
+    c->tail_prio[k] = prio;
+    c->tail_slot[k] = at;
+}
+
+/* Where a message of priority p goes: after the last slot of priority >= p (FIFO within a
+ * priority, higher priorities first); 0 means at the head. */
+static uint32_t insert_after(struct ipcf_mbox *m, int32_t p)
+{
+    struct ipcf_mbox_ctl *c = m->ctl;
+    if (!c->tails_partial) {
+        uint32_t best = 0;
+        int64_t best_prio = (int64_t)INT32_MAX + 1;
+        for (int k = 0; k < 32; k++)
+            if (c->tail_slot[k] && c->tail_prio[k] >= p && c->tail_prio[k] < best_prio) {
+                best_prio = c->tail_prio[k];
+                best = c->tail_slot[k];
+            }
+        return best;
+    }
+    uint32_t after = c->ready_tail;
+    while (after && slot_at(m, after - 1)->priority < p)
+        after = slot_at(m, after - 1)->prev;
+    return after;
+}
+
 static void ready_insert(struct ipcf_mbox *m, uint32_t i)
 {
     struct ipcf_mbox_ctl *c = m->ctl;
     struct ipcf_mbox_slot *s = slot_at(m, i);
-    uint32_t after = c->ready_tail;
-    while (after) {
-        struct ipcf_mbox_slot *a = slot_at(m, after - 1);
-        if (a->priority > s->priority || (a->priority == s->priority && a->seq < s->seq))
-            break;
-        after = a->prev;
-    }
+    uint32_t after = insert_after(m, s->priority);
     s->prev = after;
     s->next = after ? slot_at(m, after - 1)->next : c->ready_head;
     if (s->next)
@@ -160,6 +201,8 @@ static void ready_insert(struct ipcf_mbox *m, uint32_t i)
         slot_at(m, after - 1)->next = i + 1;
     else
         c->ready_head = i + 1;
+    if (!s->next || slot_at(m, s->next - 1)->priority != s->priority)
+        tail_set(c, s->priority, i + 1);          /* it is its priority's last */
     c->count++;
 }
 
@@ -167,6 +210,11 @@ static void ready_remove(struct ipcf_mbox *m, uint32_t i)
 {
     struct ipcf_mbox_ctl *c = m->ctl;
     struct ipcf_mbox_slot *s = slot_at(m, i);
+    int k = tail_find(c, s->priority);
+    if (k >= 0 && c->tail_slot[k] == i + 1) {    /* it was its priority's last */
+        uint32_t p = s->prev;
+        c->tail_slot[k] = (p && slot_at(m, p - 1)->priority == s->priority) ? p : 0;
+    }
     if (s->prev)
         slot_at(m, s->prev - 1)->next = s->next;
     else
@@ -175,7 +223,10 @@ static void ready_remove(struct ipcf_mbox *m, uint32_t i)
         slot_at(m, s->next - 1)->prev = s->prev;
     else
         c->ready_tail = s->prev;
-    c->count--;
+    if (--c->count == 0) {                    /* empty: the cache is complete again */
+        memset(c->tail_slot, 0, sizeof c->tail_slot);
+        c->tails_partial = 0;
+    }
 }
 
 /* Give a slot back; a large body's pages beyond the first go back to the system. */
@@ -195,6 +246,7 @@ static void mbox_repair(struct ipcf_mbox *m)
     struct ipcf_mbox_ctl *c = m->ctl;
     c->free_head = c->ready_head = c->ready_tail = 0;
     c->count = 0;
+    memset(c->tail_slot, 0, sizeof c->tail_slot);
     c->bytes_held = 0;
     for (uint32_t k = c->high_water; k-- > 0;) {
         struct ipcf_mbox_slot *s = slot_at(m, k);
@@ -492,7 +544,7 @@ static void finish_take(struct ipcf_mbox *m, uint32_t i, uint64_t me, struct ipc
     struct ipcf_mbox_ctl *c = m->ctl;
     struct ipcf_mbox_slot *s = slot_at(m, i);
     s->receiver = me;
-    s->receiver_pid = (int32_t)getpid();
+    s->receiver_pid = (int32_t)(ipcf_self_word() & 0xffffffffu);   /* cached: no syscall */
     s->received_at = ipcf_now_ns();
     out->type = s->type;
     out->priority = s->priority;

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -111,17 +112,26 @@ uint64_t ipcf_proc_start(int32_t pid)
     return start;
 }
 
+/* Our process word, computed once per process: getpid() is a syscall and this is on hot
+ * paths. A forked child recomputes it (the atfork handler clears the cache). */
+static uint64_t cached_word;
+
+static void forget_word(void) { cached_word = 0; }
+
+__attribute__((constructor)) static void register_fork_handler(void)
+{
+    pthread_atfork(NULL, NULL, forget_word);
+}
+
 static uint64_t self_word(void)
 {
-    static uint64_t cached;
-    static int32_t cached_pid;
-    int32_t pid = (int32_t)getpid();
-    if (cached_pid != pid) {          /* recomputed after fork */
-        uint64_t start = ipcf_proc_start(pid);
-        cached = ((start & 0xffffffffu) << 32) | (uint32_t)pid;
-        cached_pid = pid;
+    uint64_t w = __atomic_load_n(&cached_word, __ATOMIC_RELAXED);
+    if (!w) {
+        int32_t pid = (int32_t)getpid();
+        w = ((ipcf_proc_start(pid) & 0xffffffffu) << 32) | (uint32_t)pid;
+        __atomic_store_n(&cached_word, w, __ATOMIC_RELAXED);
     }
-    return cached;
+    return w;
 }
 
 int ipcf_pid_alive(int32_t pid, uint64_t start_ticks)

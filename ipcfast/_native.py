@@ -101,15 +101,12 @@ def check(rc: int, what: str = "", name: Optional[str] = None) -> int:
 
 
 def first_slice(block: bool, timeout: Optional[float]) -> int:
-    """Nanoseconds to pass to C on the first try (validates *timeout* like the stdlib)."""
-    if not block:
-        return 0
-    if timeout is None:
-        return SLICE_NS
-    if timeout < 0:
+    """Nanoseconds for the first, fast-path try: a slice when blocking forever, else 0 (a
+    timed call then waits in :func:`call_blocking`, which owns its deadline). Validates
+    *timeout* like the stdlib."""
+    if block and timeout is not None and timeout < 0:
         raise ValueError("'timeout' must be a non-negative number")
-    ns = int(timeout * 1e9)
-    return ns if ns < SLICE_NS else SLICE_NS
+    return SLICE_NS if block and timeout is None else 0
 
 
 def call_blocking(fn: Callable[[int], int], block: bool, timeout: Optional[float],

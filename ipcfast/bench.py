@@ -425,9 +425,18 @@ class ZmqCh(Channel):
             raise TimeoutError("zmq: PUSH could not connect")
         send, dumps = s.send, pickle.dumps
 
-        def finish() -> None:
-            s.close(linger=-1)          # deliver everything before the process exits
+        def close() -> None:
+            s.close(linger=0)
             ctx.term()
+
+        def finish() -> None:
+            # close(linger=-1) + term() loses the last ~1000 messages here (libzmq 4.3.5,
+            # ipc://), so a benchmark child keeps its socket open until the parent has the
+            # consumer's result; elsewhere the caller has seen every message arrive.
+            if _IN_CHILD:
+                _DEFERRED.append(close)
+            else:
+                close()
         return _Ops(put=lambda o: send(dumps(o, 5)), finish=finish)
 
     def receiver(self) -> _Ops:
@@ -659,7 +668,16 @@ def _set_pdeathsig() -> None:
             os._exit(1)
 
 
-def _child_main(conn, fn, args) -> None:
+_IN_CHILD = False          # set in benchmark children
+_DEFERRED: List[Callable[[], None]] = []   # run once the parent releases the child
+
+
+def _child_main(conn, fn, args, cpu: Optional[int] = None) -> None:
+    global _IN_CHILD
+    _IN_CHILD = True
+    if cpu is not None:
+        with contextlib.suppress(OSError, AttributeError):
+            os.sched_setaffinity(0, {cpu})
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # the parent handles Ctrl-C and kills us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _set_pdeathsig()
@@ -678,6 +696,12 @@ def _child_main(conn, fn, args) -> None:
         conn.close()
         return
     conn.send(("result", result))
+    if _DEFERRED:                  # wait for "release" (or the parent going away)
+        with contextlib.suppress(Exception):
+            conn.poll(READY_TIMEOUT + 600)
+        for fn_ in _DEFERRED:
+            with contextlib.suppress(Exception):
+                fn_()
     conn.close()
 
 
@@ -834,6 +858,7 @@ class Plan:
 
 
 def _kill_all(procs) -> None:
+    procs = [p for p in procs if p._popen is not None]     # started
     for p in procs:
         if p.is_alive():
             with contextlib.suppress(Exception):
@@ -843,22 +868,27 @@ def _kill_all(procs) -> None:
             p.join(5)
 
 
-def _run_plan(plan: Plan, time_limit: float) -> Dict[str, dict]:
-    """Fork one process per role, handshake, collect each role's result dict."""
+def _run_plan(plan: Plan, time_limit: float, pin: bool = False) -> Dict[str, dict]:
+    """Fork one process per role, handshake, collect each role's result dict. With *pin*,
+    role k runs on the k-th usable CPU (round robin)."""
     procs: list = []
     conns: list = []
     names = [r[0] for r in plan.roles]
+    cpus: List[Optional[int]] = [None]
+    if pin:
+        with contextlib.suppress(OSError, AttributeError):
+            cpus = sorted(os.sched_getaffinity(0))
     try:
-        for rname, _group, fn, args in plan.roles:
+        for k, (rname, _group, fn, args) in enumerate(plan.roles):
             pc, cc = _CTX.Pipe()
-            p = _CTX.Process(target=_child_main, args=(cc, fn, args),
+            p = _CTX.Process(target=_child_main, args=(cc, fn, args, cpus[k % len(cpus)]),
                              name=f"ipcfast-bench:{rname}", daemon=True)
             conns.append(pc)
+            procs.append(p)
             try:
                 p.start()
             finally:
                 cc.close()
-            procs.append(p)
 
         def collect(expect: str, deadline: float, on_result=None) -> Dict[str, Any]:
             got: Dict[str, Any] = {}
@@ -911,6 +941,9 @@ def _run_plan(plan: Plan, time_limit: float) -> Dict[str, dict]:
                 plan.after_group[g]()
 
         results = collect("result", time.monotonic() + time_limit, on_result)
+        for c in conns:
+            with contextlib.suppress(Exception):
+                c.send("release")
         for p in procs:
             p.join(JOIN_TIMEOUT)
         return results
@@ -1126,11 +1159,11 @@ def _plan(v: Variant, impl: Impl, n: int) -> Plan:
         raise
 
 
-def measure(v: Variant, impl: Impl, n: int, time_limit: float) -> dict:
+def measure(v: Variant, impl: Impl, n: int, time_limit: float, pin: bool = False) -> dict:
     """One measurement of *n* messages (round trips for ping-pong)."""
     plan = _plan(v, impl, n)
     try:
-        return plan.evaluate(_run_plan(plan, time_limit))
+        return plan.evaluate(_run_plan(plan, time_limit, pin))
     finally:
         plan.close()
 
@@ -1170,6 +1203,7 @@ class Options:
     scale: float = 1.0
     verbose: bool = False
     list_only: bool = False
+    pin: bool = False
     progress: Optional[bool] = None          # None: a live indicator when stdout is a TTY
 
     @property
@@ -1210,6 +1244,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Options:
                     help="kill a measurement's processes after this long (default 60, --full 120)")
     ap.add_argument("--list", dest="list_only", action="store_true",
                     help="list workloads and implementations, then exit")
+    ap.add_argument("--pin", action="store_true",
+                    help="pin each process of a measurement to its own CPU (consumer on the "
+                         "first, producer on the second, ...); default: the scheduler decides")
     ap.add_argument("-v", "--verbose", action="store_true", help="a line per measurement")
     ap.add_argument("--scale", type=float, default=1.0, help=argparse.SUPPRESS)
     ap.add_argument("--no-progress", dest="progress", action="store_false", default=None,
@@ -1223,7 +1260,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Options:
         ap.error("--scale must be > 0")
     return Options(full=a.full, only=a.only, repeat=a.repeat, json_path=a.json_path,
                    plot_path=a.plot_path, time_limit=a.time_limit, scale=a.scale,
-                   verbose=a.verbose, list_only=a.list_only, progress=a.progress)
+                   verbose=a.verbose, list_only=a.list_only, pin=a.pin, progress=a.progress)
 
 
 def _matcher(pattern: Optional[str]) -> Callable[[str], bool]:
@@ -1475,6 +1512,7 @@ def cpu_busy(seconds: float = 0.2) -> Optional[float]:
 
 def _options_json(o: Options) -> dict:
     return {"mode": "full" if o.full else "quick", "only": o.only, "repeat": o.repeats,
+            "pin": o.pin,
             "time_limit": o.limit, "target_seconds": o.target, "scale": o.scale}
 
 
@@ -1550,11 +1588,11 @@ def _calibrate(v: Variant, impl: Impl, o: Options) -> Tuple[int, dict]:
     n = max(int(v.min_count * min(1.0, o.scale)), int(v.pilot * min(1.0, o.scale)), 1)
     short = 0.04 * min(1.0, o.scale)
     for attempt in range(4):
-        m = measure(v, impl, n, o.limit)
+        m = measure(v, impl, n, o.limit, o.pin)
         if m["seconds"] >= short or attempt == 3:
             break
         n = int(n * min(20.0, max(2.0, 2 * short / max(m["seconds"], 1e-6))))
-    pilots = [m] + [measure(v, impl, n, o.limit) for _ in range(2)]
+    pilots = [m] + [measure(v, impl, n, o.limit, o.pin) for _ in range(2)]
     slow = max(pilots, key=lambda p: p["seconds"])
     fast = min(pilots, key=lambda p: p["seconds"])
     count = int(n * o.target / max(slow["seconds"], 1e-9))
@@ -1575,7 +1613,7 @@ def _row(impl: Impl) -> dict:
             "reason": None, "count": None, "reps": []}
 
 
-def run(options: Options, *, out=None) -> dict:
+def run(options: Options) -> dict:
     """Run the comparison described by *options*; print tables; return the results."""
     o = options
     t_run = time.perf_counter()
@@ -1606,7 +1644,8 @@ def run(options: Options, *, out=None) -> dict:
     results["host"]["cpu_busy_before"] = busy
     rep = Reporter(total, live, o.verbose)
     h = results["host"]
-    rep.line(f"ipcfast {h['ipcfast_version']} benchmark ({'full' if o.full else 'quick'}): "
+    rep.line(f"ipcfast {h['ipcfast_version']} benchmark ({'full' if o.full else 'quick'}"
+             f"{', pinned' if o.pin else ''}): "
              f"{h['cpu_model']}, {h['cores']} cores ({h['usable_cores']} usable), "
              f"Linux {h['kernel']}, Python {h['python']}")
     if busy is not None and busy > 0.15:
@@ -1657,7 +1696,7 @@ def run(options: Options, *, out=None) -> dict:
                         continue
                     rep.status(f"{v.key}: {impl.name} {r + 1}/{o.repeats}")
                     try:
-                        m = measure(v, impl, row["count"], o.limit)
+                        m = measure(v, impl, row["count"], o.limit, o.pin)
                         row["reps"].append(m)
                         what = (f"p50 {m['p50_us']:.1f} us" if v.kind == "pingpong"
                                 else f"{fmt_num(m['rate'])} msgs/s")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import queue as _queue
+import struct
 import time
 from typing import Any, Callable, Optional, Union
 
@@ -17,8 +18,19 @@ from ._native import IpcfastError, ffi, lib
 
 _SCRATCH = 64 * 1024
 _INT32 = (-(1 << 31), (1 << 31) - 1)
+_unpack = ffi.unpack
+_post = lib.ipcf_mbox_post
+_recv = lib.ipcf_mbox_recv
+_RECEIPT = lib.IPCF_MSG_RECEIPT
 _POLICIES = {"shared": lib.IPCF_POLICY_SHARED, "exclusive": lib.IPCF_POLICY_EXCLUSIVE}
 _RENDEZVOUS_GRACE = 0.01   # a non-blocking rendezvous send waits this long for a waiting receiver
+# struct ipcf_msg_info, read in one go (cheaper than one cdata attribute access per field)
+_INFO = struct.Struct("=iiQQQQQQiIQ")
+assert _INFO.size == ffi.sizeof("struct ipcf_msg_info")
+
+
+_pid = [os.getpid()]          # os.getpid() is a syscall: cache it, refresh in forked children
+os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
 
 
 class ReceiverBusyError(IpcfastError):
@@ -50,14 +62,15 @@ class Message:
     __slots__ = ("body", "type", "priority", "sender", "to", "seq", "length", "sent_at")
 
     def __init__(self, body: Any, info) -> None:
+        (self.type,        # message type, chosen by the sender
+         self.priority,    # higher is delivered first
+         self.sender,      # the sender's id (source id)
+         self.to,          # destination id, 0 for anyone
+         self.seq,         # unique and increasing per mailbox
+         self.length,      # body length in bytes, as sent
+         sent_at, *_) = _INFO.unpack(ffi.buffer(info))
         self.body = body
-        self.type = info.type                  #: message type, chosen by the sender
-        self.priority = info.priority          #: higher is delivered first
-        self.sender = info.sender              #: the sender's id (source id)
-        self.to = info.to                      #: destination id, 0 for anyone
-        self.seq = info.seq                    #: unique and increasing per mailbox
-        self.length = info.length              #: body length in bytes, as sent
-        self.sent_at = info.sent_at / 1e9      #: time.monotonic() of the send
+        self.sent_at = sent_at / 1e9   # time.monotonic() of the send
 
     def __repr__(self) -> str:
         return (f"Message(seq={self.seq}, type={self.type}, priority={self.priority}, "
@@ -158,18 +171,22 @@ class Mailbox:
         self._dumps = dumps or _pickle.dumps
         self._loads = loads or _pickle.loads
         self._buf = None
+        self._post_info = ffi.new("struct ipcf_msg_info *")   # written by C, never read
         self._handles.add(self)
 
     @property
     def id(self) -> int:
         """This handle's id as sender and receiver (the current pid unless one was given)."""
-        return self._id if self._id is not None else os.getpid()
+        return self._id if self._id is not None else _pid[0]
 
     # ---- lifetime ----
+    def _closed_error(self) -> ValueError:
+        return ValueError(f"Mailbox {self.name!r} is closed")
+
     def _live(self):
         h = self._h
         if h is None:
-            raise ValueError(f"Mailbox {self.name!r} is closed")
+            raise self._closed_error()
         return h
 
     def close(self) -> None:
@@ -229,25 +246,35 @@ class Mailbox:
                    block: bool = True, timeout: Optional[float] = None,
                    wait: Optional[str] = None) -> Optional[Receipt]:
         """Send raw bytes (see :meth:`send`)."""
-        h = self._live()
-        if wait not in (None, "received"):
+        h = self._h
+        if h is None:
+            raise self._closed_error()
+        if wait is not None and wait != "received":
             raise ValueError(f"wait must be None or 'received', not {wait!r}")
-        for label, v in (("type", type), ("priority", priority)):
-            if isinstance(v, bool) or not isinstance(v, int) or not _INT32[0] <= v <= _INT32[1]:
-                raise ValueError(f"{label} must be a 32-bit int, not {v!r}")
         dest = 0 if to == 0 else receiver_id(to)
-        payload, n = N.as_buffer(data)
+        if data.__class__ is bytes:        # (`type` is a parameter here)
+            payload, n = data, len(data)
+        else:
+            payload, n = N.as_buffer(data)
         if n > self.max_message:
             raise ValueError(f"message of {n} bytes exceeds this mailbox's maximum message of "
                              f"{self.max_message} bytes")
-        flags = lib.IPCF_MSG_RECEIPT if wait else 0
-        info = ffi.new("struct ipcf_msg_info *")
-        start = time.monotonic()
-        rc = N.call_blocking(lambda t: lib.ipcf_mbox_post(h, payload, n, type, priority, self.id,
-                                                          dest, flags, t, info),
-                             block, timeout, N.EFULL)
-        N.check(rc, "Mailbox", self.name)
-        if not (flags or self.capacity == 0):
+        flags = _RECEIPT if wait else 0
+        receipted = flags or self.capacity == 0
+        info = ffi.new("struct ipcf_msg_info *") if receipted else self._post_info
+        start = time.monotonic() if timeout is not None else 0.0
+        try:
+            rc = _post(h, payload, n, type, priority, self.id, dest, flags,
+                       N.first_slice(block, timeout), info)
+        except (OverflowError, TypeError):
+            raise ValueError(f"type and priority must be 32-bit ints, not {type!r} and "
+                             f"{priority!r}") from None
+        if rc and block and (rc == N.EFULL or rc == N.EINTR):
+            rc = N.call_blocking(lambda t: _post(h, payload, n, type, priority, self.id, dest,
+                                                 flags, t, info), block, timeout, N.EFULL, start)
+        if rc:
+            N.check(rc, "Mailbox", self.name)
+        if not receipted:
             return None
         return self._await(h, info, block, timeout, start)
 
@@ -280,37 +307,51 @@ class Mailbox:
         its body as bytes. Blocks until there is one; queue.Empty on timeout or, with
         block=False, at once. On an exclusive mailbox held by another process raises
         ReceiverBusyError, or with ``if_busy="wait"`` waits for the right."""
-        h = self._live()
-        if if_busy not in ("error", "wait"):
+        h = self._h
+        if h is None:
+            raise self._closed_error()
+        if if_busy != "error" and if_busy != "wait":
             raise ValueError(f"if_busy must be 'error' or 'wait', not {if_busy!r}")
         has_type = type is not None
-        t32 = type if has_type else 0
-        if has_type and (isinstance(t32, bool) or not isinstance(t32, int) or not _INT32[0] <= t32 <= _INT32[1]):
-            raise ValueError(f"type must be a 32-bit int, not {type!r}")
         wait_right = if_busy == "wait"
         me = self.id
         info = ffi.new("struct ipcf_msg_info *")
-        buf, self._buf = self._buf, None
-        size = _SCRATCH
+        buf, self._buf = self._buf, None      # a thread racing us allocates its own
         if buf is None:
-            buf = N.new_raw("char[]", size)
+            buf = N.new_raw("char[]", _SCRATCH)
+        try:
+            n = _recv(h, buf, _SCRATCH, me, has_type, type if has_type else 0, wait_right,
+                      N.first_slice(block, timeout), info)
+        except (OverflowError, TypeError):
+            self._buf = buf
+            raise ValueError(f"type must be a 32-bit int, not {type!r}") from None
+        if n >= 0:
+            self._buf = buf
+            return Message(_unpack(buf, n), info)
+        return self._recv_slow(n, h, buf, me, has_type, type, wait_right, block, timeout, info)
+
+    def _recv_slow(self, n: int, h, buf, me: int, has_type: bool, mtype: Optional[int],
+                   wait_right: bool, block: bool, timeout: Optional[float], info) -> Message:
+        t32 = mtype if has_type else 0
+        size = _SCRATCH
         start = time.monotonic()
-        while True:
+        while n in (N.EEMPTY, N.EINTR, N.EBUFSMALL) and (block or n == N.EBUFSMALL):
+            if n == N.EBUFSMALL:            # a message larger than our buffer: grow, retry
+                self._buf = buf if size == _SCRATCH else self._buf
+                size = info.length
+                buf = N.new_raw("char[]", size)
             cur, cap = buf, size
-            n = N.call_blocking(lambda t: lib.ipcf_mbox_recv(h, cur, cap, me, has_type, t32,
-                                                             wait_right, t, info),
+            n = N.call_blocking(lambda t: _recv(h, cur, cap, me, has_type, t32, wait_right, t, info),
                                 block, timeout, N.EEMPTY, start)
-            if n != N.EBUFSMALL:
+            if n == N.EEMPTY:
                 break
-            size = info.length              # a message larger than our buffer: grow, retry
-            buf = N.new_raw("char[]", size)
         if size == _SCRATCH:
             self._buf = buf
         if n == lib.IPCF_EBUSY:
             raise ReceiverBusyError(f"Mailbox {self.name!r} is exclusive and another process "
                                     "holds the right to receive")
         N.check(n, "Mailbox", self.name)
-        return Message(ffi.unpack(buf, n), info)
+        return Message(_unpack(buf, n), info)
 
     def recv(self, *, block: bool = True, timeout: Optional[float] = None,
              type: Optional[int] = None, if_busy: str = "error") -> Message:

@@ -89,6 +89,17 @@ def test_every_workload_runs_and_checks(tmp_path):
     assert not [p for p in mp.active_children() if p.name.startswith("ipcfast-bench")]
 
 
+def test_missing_peers_are_skipped_with_a_reason(monkeypatch, capsys):
+    for mod in ("faster_fifo", "posix_ipc", "zmq"):
+        monkeypatch.setitem(sys.modules, mod, None)       # import raises ImportError
+    rc = bench.main(["--only", "objects"] + TINY)
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    for mod, pip in (("faster_fifo", "faster-fifo"), ("posix_ipc", "posix_ipc"), ("zmq", "pyzmq")):
+        assert f"skipping {mod}: {mod} is not importable" in out and f"pip install {pip}" in out
+    assert "faster_fifo.Queue" in out and "skipped: faster_fifo not installed" in out
+
+
 def test_a_wrong_answer_fails_the_row(monkeypatch, tmp_path, capsys):
     real = bench.produce_objects
 

@@ -1,0 +1,215 @@
+"""Helpers and child-process targets for the test_pipe*.py files.
+
+No tests live here. The same tests run against ``multiprocessing.Pipe`` ("mp") and
+``ipcfast.Pipe`` ("ipcfast"). Every function a child runs is at module level, and this module
+imports only the standard library and ipcfast, so spawn/forkserver children start fast. No
+one waits forever: children poll with CHILD_WAIT, and the parent's waits give up early when
+the child they wait on is gone.
+"""
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import os
+import pickle
+import signal
+import subprocess
+import time
+import zlib
+
+import ipcfast
+
+IMPLS = ("mp", "ipcfast")
+CHILD_WAIT = 30.0
+#: how long a reader may take to notice that a SIGKILLed writer is gone (generous: the
+#: requirement is "a few hundred ms"; the machine is shared and loaded)
+EOF_WAIT = 5.0
+
+
+def new_pipe(impl: str, duplex: bool = True, ctx=None, **kw):
+    if impl == "mp":
+        return (ctx or multiprocessing).Pipe(duplex)
+    return ipcfast.Pipe(duplex, **kw)
+
+
+def proc_state(pid: int) -> str:
+    """One-letter state from /proc (Z: zombie, "" if gone). Never reaps."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return ""
+
+
+def gone(pid: int) -> bool:
+    return proc_state(pid) in ("", "Z", "X")
+
+
+def wait_readable(conn, timeout: float = CHILD_WAIT, proc=None, grace: float = EOF_WAIT) -> bool:
+    """conn.poll(timeout), but give up *grace* seconds after *proc* (if given) has exited,
+    without reaping it, so a child that crashed fails the test fast."""
+    deadline = time.monotonic() + timeout
+    dead_since = None
+    while True:
+        if conn.poll(0.05):
+            return True
+        now = time.monotonic()
+        if now > deadline:
+            return False
+        if proc is not None and proc.pid is not None and gone(proc.pid):
+            dead_since = dead_since or now
+            if now - dead_since > grace:
+                return False
+
+
+def blob(i: int, n: int) -> bytes:
+    """Deterministic bytes with a crc32 of the rest in front."""
+    body = (i.to_bytes(4, "little") * (n // 4 + 1))[:n]
+    return zlib.crc32(body).to_bytes(4, "little") + body
+
+
+def blob_ok(b: bytes) -> bool:
+    return len(b) >= 4 and zlib.crc32(b[4:]) == int.from_bytes(b[:4], "little")
+
+
+# ------------------------------------------------------------------ probes of known bugs
+
+@functools.lru_cache(maxsize=None)
+def pickled_end_keeps_its_direction() -> bool:
+    """Does an ipcfast end survive pickling with its direction and rings?"""
+    r, w = ipcfast.Pipe(False)
+    try:
+        w2 = pickle.loads(pickle.dumps(w))
+        r2 = pickle.loads(pickle.dumps(r))
+        ok = w2.writable and r2.readable
+        for c in (w2, r2):
+            c.close()
+        return bool(ok)
+    finally:
+        r.close()
+        w.close()
+
+
+@functools.lru_cache(maxsize=None)
+def pickled_end_survives_closing_every_local_copy() -> bool:
+    """Can an end pickled for another process still be unpickled after this process closed
+    both ends (as multiprocessing allows)?"""
+    r, w = ipcfast.Pipe(False)
+    data = pickle.dumps(w)
+    r.close()
+    w.close()
+    try:
+        w2 = pickle.loads(data)
+    except FileNotFoundError:
+        return False
+    ok = w2.writable
+    w2.close()
+    return bool(ok)
+
+
+@functools.lru_cache(maxsize=None)
+def zombie_counts_as_alive() -> bool:
+    """Does ipcfast treat a dead but unreaped child as alive? (subprocess: no at-fork hooks)"""
+    from ipcfast._native import lib
+    child = subprocess.Popen(["/bin/true"])
+    try:
+        deadline = time.monotonic() + 10
+        while proc_state(child.pid) != "Z" and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return bool(lib.ipcf_pid_alive(child.pid, lib.ipcf_proc_start(child.pid)))
+    finally:
+        child.wait()
+
+
+# ------------------------------------------------------------------ child targets
+
+def _close(*conns) -> None:
+    for c in conns:
+        if c is not None:
+            c.close()
+
+
+def child_echo(conn, other=None) -> None:
+    """Echo ("echo", obj) for every object until EOF."""
+    _close(other)
+    while conn.poll(CHILD_WAIT):
+        try:
+            obj = conn.recv()
+        except EOFError:
+            break
+        conn.send(("echo", obj))
+    conn.close()
+
+
+def child_send(w, items, delay: float = 0.0, close: bool = True, other=None) -> None:
+    _close(other)
+    time.sleep(delay)
+    for x in items:
+        w.send(x)
+    if close:
+        w.close()
+
+
+def child_send_blobs(w, count: int, seed: int, other=None) -> None:
+    """Send `count` checksummed byte blobs of varied sizes (some > 64 KiB), then close."""
+    _close(other)
+    for i in range(count):
+        w.send_bytes(blob(i, (i * 7919 + seed) % 150_000))
+    w.close()
+
+
+def child_drain(r, results, n=None, other=None) -> None:
+    """Receive until EOF (or n objects); report ("eof"|"timeout"|"n", items)."""
+    _close(other)
+    got = []
+    while n is None or len(got) < n:
+        if not r.poll(CHILD_WAIT):
+            results.put(("timeout", got))
+            return
+        try:
+            got.append(r.recv())
+        except EOFError:
+            results.put(("eof", got))
+            return
+    results.put(("n", got))
+
+
+def child_drain_then_eof(r, n: int, results) -> None:
+    """Receive n objects, report them, then report whether EOF follows within EOF_WAIT."""
+    got = []
+    for _ in range(n):
+        if not r.poll(CHILD_WAIT):
+            break
+        got.append(r.recv())
+    results.put(got)
+    eof = False
+    if r.poll(EOF_WAIT):
+        try:
+            r.recv()
+        except EOFError:
+            eof = True
+    results.put(eof)
+
+
+def child_hold(conn, ready) -> None:
+    """Hold the end (doing nothing) until killed."""
+    ready.set()
+    time.sleep(CHILD_WAIT)
+
+
+def child_send_then_hold(w, ready) -> None:
+    w.send("before")
+    ready.set()
+    time.sleep(CHILD_WAIT)
+
+
+def child_send_then_die(w) -> None:
+    w.send("last words")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def child_read_one_then_close(r) -> None:
+    """Exit 0 after receiving "one" and closing; 1 otherwise."""
+    ok = r.poll(CHILD_WAIT) and r.recv() == "one"
+    r.close()
+    os._exit(0 if ok else 1)
