@@ -234,7 +234,11 @@ uint64_t ipcf_proc_start(int32_t pid);
 typedef struct ipcf_ring ipcf_ring;
 int ipcf_ring_create(const char *name, uint64_t capacity, uint32_t flags, ipcf_ring **out);
 int ipcf_ring_attach(const char *name, ipcf_ring **out);
-int ipcf_ring_close(ipcf_ring *r);          /* 1 when this was the last process and it unlinked */
+/* close: detach (idempotent, safe while other threads are inside calls on the handle, which
+ * return IPCF_ECLOSED); returns 1 when this was the last process and it unlinked.
+ * free: unmap and free, once no thread can use the handle (Python: at garbage collection). */
+int ipcf_ring_close(ipcf_ring *r);
+void ipcf_ring_free(ipcf_ring *r);
 void ipcf_ring_before_fork(ipcf_ring *r);   /* parent: pipe ends this process holds go in transit */
 void ipcf_ring_after_fork(ipcf_ring *r);    /* child: register as a peer of its own */
 uint64_t ipcf_ring_capacity(const ipcf_ring *r);
@@ -271,7 +275,8 @@ int ipcf_queue_create(const char *name, uint64_t ring_capacity, uint64_t maxsize
 /* put/put_many never fail for lack of ring space: a full ring is chained to a new one (and a
  * message larger than the ring gets a ring of its own); only maxsize (items) makes them wait. */
 int ipcf_queue_attach(const char *name, ipcf_queue **out);
-int ipcf_queue_close(ipcf_queue *q);
+int ipcf_queue_close(ipcf_queue *q);           /* as ipcf_ring_close / ipcf_ring_free */
+void ipcf_queue_free(ipcf_queue *q);
 void ipcf_queue_after_fork(ipcf_queue *q);
 uint64_t ipcf_queue_maxsize(const ipcf_queue *q);
 uint64_t ipcf_queue_ring_capacity(const ipcf_queue *q);
@@ -293,7 +298,8 @@ typedef struct ipcf_mbox ipcf_mbox;
 int ipcf_mbox_create(const char *name, uint64_t capacity, uint32_t max_message,
                      uint32_t max_messages, uint32_t policy, ipcf_mbox **out);
 int ipcf_mbox_attach(const char *name, ipcf_mbox **out);
-int ipcf_mbox_close(ipcf_mbox *m);
+int ipcf_mbox_close(ipcf_mbox *m);             /* as ipcf_ring_close / ipcf_ring_free */
+void ipcf_mbox_free(ipcf_mbox *m);
 void ipcf_mbox_after_fork(ipcf_mbox *m);
 const struct ipcf_mbox_ctl *ipcf_mbox_ctl(const ipcf_mbox *m);
 /* Post a message. With `flags & IPCF_MSG_RECEIPT` the slot stays ours until the receipt is

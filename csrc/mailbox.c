@@ -40,6 +40,7 @@ _Static_assert(IPCF_CTL_OFFSET + sizeof(struct ipcf_mbox_ctl) <= IPCF_HDR_SIZE, 
 struct ipcf_mbox {
     struct ipcf_seg seg;
     struct ipcf_mbox_ctl *ctl;
+    int closing;               /* closed by some thread: calls return IPCF_ECLOSED */
 };
 
 static struct ipcf_mbox_slot *slot_at(struct ipcf_mbox *m, uint32_t i)
@@ -323,21 +324,23 @@ static int mbox_lock(struct ipcf_mbox *m, struct ipcf_timeout *to)
 
 /* ---- waiting predicates (no lock) ---- */
 
-struct moved_arg { uint64_t *counter; uint64_t seen; struct ipcf_mbox *m; };
+struct moved_arg { uint64_t *counter; uint64_t seen; struct ipcf_mbox *m; int *closing; };
 
 static int moved(void *p)
 {
     struct moved_arg *a = p;
+    if (__atomic_load_n(a->closing, __ATOMIC_RELAXED))
+        return IPCF_ECLOSED;
     if (ipcf_load_acquire(a->counter) != a->seen)
         return 1;
     /* receivers waiting for the exclusive right also wake when it is let go */
     return a->m && ipcf_load_acquire(&a->m->ctl->holder) == 0;
 }
 
-static int wait_moved(struct ipcf_event *ev, uint64_t *counter, uint64_t seen,
-                      struct ipcf_mbox *right, struct ipcf_timeout *to, int nothing)
+static int wait_moved(struct ipcf_mbox *m, struct ipcf_event *ev, uint64_t *counter, uint64_t seen,
+                      int right, struct ipcf_timeout *to, int nothing)
 {
-    struct moved_arg a = {counter, seen, right};
+    struct moved_arg a = {counter, seen, right ? m : NULL, &m->closing};
     int rc = ipcf_wait(ev, moved, &a, ipcf_remaining(to), NULL);
     return rc == IPCF_ETIMEOUT ? nothing : (rc < 0 ? rc : 0);
 }
@@ -366,6 +369,8 @@ int ipcf_mbox_post(ipcf_mbox *m, const char *buf, uint64_t len, int32_t type, in
                    struct ipcf_msg_info *out)
 {
     struct ipcf_mbox_ctl *c = m->ctl;
+    if (m->closing)
+        return IPCF_ECLOSED;
     if (len > c->max_message || (c->capacity && c->capacity != IPCF_MB_UNBOUNDED && len > c->capacity))
         return IPCF_ETOOBIG;
     if (c->capacity == 0) {
@@ -389,7 +394,7 @@ int ipcf_mbox_post(ipcf_mbox *m, const char *buf, uint64_t len, int32_t type, in
             break;
         uint64_t seen = c->freed;
         UNLOCK(m);
-        if ((rc = wait_moved(&c->space, &c->freed, seen, NULL, &tmo, IPCF_EFULL)) != 0)
+        if ((rc = wait_moved(m, &c->space, &c->freed, seen, 0, &tmo, IPCF_EFULL)) != 0)
             return rc;
     }
     struct ipcf_mbox_slot *s = slot_at(m, (uint32_t)i);
@@ -566,6 +571,8 @@ int64_t ipcf_mbox_recv(ipcf_mbox *m, char *buf, uint64_t cap, uint64_t me, int h
                        int32_t type, int wait_right, int64_t timeout_ns, struct ipcf_msg_info *out)
 {
     struct ipcf_mbox_ctl *c = m->ctl;
+    if (m->closing)
+        return IPCF_ECLOSED;
     struct ipcf_timeout tmo = ipcf_timeout_of(timeout_ns);
     for (;;) {
         int rc = mbox_lock(m, &tmo);
@@ -604,7 +611,7 @@ int64_t ipcf_mbox_recv(ipcf_mbox *m, char *buf, uint64_t cap, uint64_t me, int h
         uint64_t seen = c->published;
         UNLOCK(m);
         __atomic_fetch_add(&c->receivers_waiting, 1, __ATOMIC_SEQ_CST);
-        rc = wait_moved(&c->data, &c->published, seen, rc == IPCF_EBUSY ? m : NULL, &tmo, IPCF_EEMPTY);
+        rc = wait_moved(m, &c->data, &c->published, seen, rc == IPCF_EBUSY, &tmo, IPCF_EEMPTY);
         __atomic_fetch_sub(&c->receivers_waiting, 1, __ATOMIC_SEQ_CST);
         if (rc)
             return rc;
@@ -631,12 +638,21 @@ int ipcf_mbox_release(ipcf_mbox *m)
 
 int ipcf_mbox_close(ipcf_mbox *m)
 {
+    if (__atomic_exchange_n(&m->closing, 1, __ATOMIC_SEQ_CST))
+        return 0;
     ipcf_mbox_release(m);
-    char name[IPCF_NAME_MAX + 1];
-    strcpy(name, m->seg.name + 1);
-    int last = ipcf_seg_close(&m->seg);
+    ipcf_event_wake(&m->ctl->data);
+    ipcf_event_wake(&m->ctl->space);
+    ipcf_event_wake(&m->ctl->receipt);
+    int last = ipcf_seg_leave(&m->seg);
     if (last)
-        ipcf_seg_unlink(name);
-    free(m);
+        ipcf_seg_unlink(m->seg.name + 1);
     return last;
+}
+
+void ipcf_mbox_free(ipcf_mbox *m)
+{
+    ipcf_mbox_close(m);
+    ipcf_seg_unmap(&m->seg);
+    free(m);
 }

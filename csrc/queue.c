@@ -43,6 +43,7 @@ struct ipcf_queue {
     struct qring r;            /* the consumer side's current ring */
     uint64_t maxsize;
     uint64_t ring_cap;
+    int closing;               /* closed by some thread: calls return IPCF_ECLOSED */
     char name[IPCF_NAME_MAX + 1];
 };
 
@@ -166,11 +167,14 @@ int ipcf_queue_attach(const char *name, ipcf_queue **out)
 
 int ipcf_queue_close(ipcf_queue *q)
 {
+    if (__atomic_exchange_n(&q->closing, 1, __ATOMIC_SEQ_CST))
+        return 0;
+    ipcf_event_wake(&q->ctl->data);
+    ipcf_event_wake(&q->ctl->space);
+    ipcf_event_wake(&q->ctl->join);
     uint64_t first = ipcf_load_acquire(&q->ctl->read_gen);
     uint64_t last_gen = ipcf_load_acquire(&q->ctl->write_gen);
-    qring_drop(&q->w);
-    qring_drop(&q->r);
-    int last = ipcf_seg_close(&q->seg);
+    int last = ipcf_seg_leave(&q->seg);
     if (last) {
         char pn[IPCF_NAME_MAX + 24];
         for (uint64_t g = first; g <= last_gen + 1; g++) {   /* +1: a half-made next ring */
@@ -179,8 +183,16 @@ int ipcf_queue_close(ipcf_queue *q)
         }
         ipcf_seg_unlink(q->name);
     }
-    free(q);
     return last;
+}
+
+void ipcf_queue_free(ipcf_queue *q)
+{
+    ipcf_queue_close(q);
+    qring_drop(&q->w);
+    qring_drop(&q->r);
+    ipcf_seg_unmap(&q->seg);
+    free(q);
 }
 
 void ipcf_queue_after_fork(ipcf_queue *q) { ipcf_seg_register(&q->seg); }
@@ -216,6 +228,8 @@ struct space_arg { struct ipcf_queue *q; uint64_t n; };
 static int space_ready(void *p)
 {
     struct space_arg *a = p;
+    if (__atomic_load_n(&a->q->closing, __ATOMIC_RELAXED))
+        return IPCF_ECLOSED;
     return space_ready_n(a->q, a->n);
 }
 
@@ -225,6 +239,8 @@ static int space_ready(void *p)
 static int data_ready(void *p)
 {
     struct ipcf_queue *q = p;
+    if (__atomic_load_n(&q->closing, __ATOMIC_RELAXED))
+        return IPCF_ECLOSED;
     uint64_t got = ipcf_load_acquire(&q->ctl->items_got);
     return (int64_t)(ipcf_load_acquire(&q->ctl->items_put) - got) > 0;
 }
@@ -290,6 +306,8 @@ static int put_locked(struct ipcf_queue *q, const char *buf, const uint64_t *len
 int ipcf_queue_put_many(ipcf_queue *q, const char *buf, const uint64_t *lens, uint64_t n,
                         int64_t timeout_ns)
 {
+    if (q->closing)
+        return IPCF_ECLOSED;
     if (n == 0)
         return 0;
     if (q->maxsize && n > q->maxsize)
@@ -394,6 +412,8 @@ static int64_t get_locked(struct ipcf_queue *q, char *buf, uint64_t cap, uint64_
 int64_t ipcf_queue_get_many(ipcf_queue *q, char *buf, uint64_t cap, uint64_t *lens,
                             uint64_t max, int64_t timeout_ns, uint64_t *need)
 {
+    if (q->closing)
+        return IPCF_ECLOSED;
     if (max == 0)
         return IPCF_EBADARG;
     struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
@@ -441,6 +461,8 @@ int ipcf_queue_task_done(ipcf_queue *q)
 
 static int join_ready(void *p)
 {
+    if (__atomic_load_n(&((struct ipcf_queue *)p)->closing, __ATOMIC_RELAXED))
+        return IPCF_ECLOSED;
     return ipcf_queue_unfinished(p) == 0;
 }
 

@@ -21,6 +21,7 @@ struct ipcf_ring {
     int holds_writer, holds_reader;
     uint64_t fork_from;          /* our process word before a fork, for the child's arrive */
     int peeked;                  /* a view is open: consumer side held */
+    int closing;                 /* closed by some thread: calls return IPCF_ECLOSED */
     uint64_t peek_next;
     uint64_t peek_len;
 };
@@ -88,23 +89,31 @@ int ipcf_ring_attach(const char *name, ipcf_ring **out)
 
 int ipcf_ring_close(ipcf_ring *r)
 {
+    if (__atomic_exchange_n(&r->closing, 1, __ATOMIC_SEQ_CST))
+        return 0;
+    /* an open claim or view stays with its thread, which ends it (commit/abort/release) */
+    if (r->holds_writer || r->holds_reader) {
+        ipcf_table_del(r->ctl->writers, r->writer_slot);
+        ipcf_table_del(r->ctl->readers, r->reader_slot);
+    }
+    /* wake everyone: other processes re-check and sleep again; our own threads see closing */
+    ipcf_event_wake(&r->ctl->data);
+    ipcf_event_wake(&r->ctl->space);
+    int last = ipcf_seg_leave(&r->seg);
+    if (last)
+        ipcf_seg_unlink(r->seg.name + 1);
+    return last;
+}
+
+void ipcf_ring_free(ipcf_ring *r)
+{
+    ipcf_ring_close(r);
     if (r->claimed)
         ipcf_ring_abort(r);
     if (r->peeked)
         ipcf_ring_unpeek(r);          /* an open view is dropped unconsumed */
-    if (r->holds_writer || r->holds_reader) {
-        ipcf_table_del(r->ctl->writers, r->writer_slot);
-        ipcf_table_del(r->ctl->readers, r->reader_slot);
-        ipcf_event_wake(&r->ctl->data);     /* a reader may now be at EOF */
-        ipcf_event_wake(&r->ctl->space);    /* a writer may now have no reader */
-    }
-    char name[IPCF_NAME_MAX + 1];
-    strcpy(name, r->seg.name + 1);
-    int last = ipcf_seg_close(&r->seg);
-    if (last)
-        ipcf_seg_unlink(name);
+    ipcf_seg_unmap(&r->seg);
     free(r);
-    return last;
 }
 
 /* A forked child holds what its parent held: the parent marks the ends in transit before
@@ -251,6 +260,8 @@ static int room_ready(void *p)
 {
     struct room_arg *a = p;
     struct ipcf_ring_ctl *c = a->r->ctl;
+    if (__atomic_load_n(&a->r->closing, __ATOMIC_RELAXED))
+        return IPCF_ECLOSED;
     return ipcf_rb_has_room(c, a->r->rb.cap, a->need) ||
            ((a->r->flags & IPCF_F_PIPE) && end_gone(c->readers, c->pend_readers, 0));
 }
@@ -258,6 +269,8 @@ static int room_ready(void *p)
 static int data_ready(void *p)
 {
     struct ipcf_ring *r = p;
+    if (__atomic_load_n(&r->closing, __ATOMIC_RELAXED))
+        return IPCF_ECLOSED;
     return ipcf_rb_has_data(r->ctl) || ((r->flags & IPCF_F_PIPE) && end_gone(r->ctl->writers, r->ctl->pend_writers, 0));
 }
 
@@ -266,6 +279,8 @@ static int wait_room(struct ipcf_ring *r, uint64_t need, struct ipcf_timeout *to
 {
     struct room_arg a = {r, need};
     int rc = ipcf_wait(&r->ctl->space, room_ready, &a, ipcf_remaining(to), &r->ctl->full_waits);
+    if (rc == IPCF_ECLOSED)
+        return rc;
     int pipe = r->flags & IPCF_F_PIPE;
     if (pipe && !ipcf_rb_has_room(r->ctl, r->rb.cap, need) && end_gone(r->ctl->readers, r->ctl->pend_readers, rc == IPCF_ETIMEOUT))
         return IPCF_ECLOSED;
@@ -277,6 +292,8 @@ static int wait_room(struct ipcf_ring *r, uint64_t need, struct ipcf_timeout *to
 static int wait_data(struct ipcf_ring *r, struct ipcf_timeout *to)
 {
     int rc = ipcf_wait(&r->ctl->data, data_ready, r, ipcf_remaining(to), &r->ctl->empty_waits);
+    if (rc == IPCF_ECLOSED)
+        return rc;
     if ((r->flags & IPCF_F_PIPE) && end_gone(r->ctl->writers, r->ctl->pend_writers, rc == IPCF_ETIMEOUT) &&
         !ipcf_rb_has_data(r->ctl))
         return IPCF_ECLOSED;
@@ -285,6 +302,8 @@ static int wait_data(struct ipcf_ring *r, struct ipcf_timeout *to)
 
 int ipcf_ring_poll(ipcf_ring *r, int64_t timeout_ns)
 {
+    if (r->closing)
+        return IPCF_ECLOSED;
     struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
     int rc = ipcf_rb_has_data(r->ctl) ? 0 : wait_data(r, &to);
     return rc == 0 || rc == IPCF_ECLOSED ? 1 : (rc == IPCF_EEMPTY ? 0 : rc);
@@ -298,35 +317,48 @@ static int lock_fail(int rc, int as)
 
 /* ---- producer ---- */
 
+/* Take the producer side (its lock, when shared) with room for `need` bytes, waiting for
+ * room up to the timeout. On 0 the side is held and *tail is where to write. */
+static int acquire_room(struct ipcf_ring *r, uint64_t need, struct ipcf_timeout *to, uint64_t *tail)
+{
+    for (;;) {
+        int rc = LOCK_P(r, to);
+        if (rc < 0)
+            return lock_fail(rc, IPCF_EFULL);
+        *tail = ipcf_rb_tail(&r->rb);
+        if (ipcf_rb_room(&r->rb, *tail, need))
+            return 0;
+        UNLOCK_P(r);
+        if ((rc = wait_room(r, need, to)) != 0)
+            return rc;
+    }
+}
+
 int ipcf_ring_send(ipcf_ring *r, const char *buf, uint64_t len, int64_t timeout_ns)
 {
+    if (r->closing)
+        return IPCF_ECLOSED;
     if (len > r->max_msg)
         return IPCF_ETOOBIG;
     if (r->claimed)
         return IPCF_ESTATE;
-    uint64_t need = ipcf_rec_size(len);
     struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
-    for (;;) {
-        int rc = LOCK_P(r, &to);
-        if (rc < 0)
-            return lock_fail(rc, IPCF_EFULL);
-        uint64_t tail = ipcf_rb_tail(&r->rb);
-        if (ipcf_rb_room(&r->rb, tail, need)) {
-            ipcf_rb_publish(&r->rb, ipcf_rb_write(&r->rb, tail, buf, len), 1, len);
-            UNLOCK_P(r);
-            ipcf_event_wake(&r->ctl->data);
-            return 0;
-        }
-        UNLOCK_P(r);
-        if ((rc = wait_room(r, need, &to)) != 0)
-            return rc;
-    }
+    uint64_t tail;
+    int rc = acquire_room(r, ipcf_rec_size(len), &to, &tail);
+    if (rc)
+        return rc;
+    ipcf_rb_publish(&r->rb, ipcf_rb_write(&r->rb, tail, buf, len), 1, len);
+    UNLOCK_P(r);
+    ipcf_event_wake(&r->ctl->data);
+    return 0;
 }
 
 int ipcf_ring_send_many(ipcf_ring *r, const char *buf, const uint64_t *lens, uint64_t n,
                         int64_t timeout_ns, uint64_t *sent)
 {
     *sent = 0;
+    if (r->closing)
+        return IPCF_ECLOSED;
     if (r->claimed)
         return IPCF_ESTATE;
     for (uint64_t i = 0; i < n; i++)
@@ -359,28 +391,22 @@ int ipcf_ring_send_many(ipcf_ring *r, const char *buf, const uint64_t *lens, uin
 
 int ipcf_ring_claim(ipcf_ring *r, uint64_t len, int64_t timeout_ns, char **out)
 {
+    if (r->closing)
+        return IPCF_ECLOSED;
     if (len > r->max_msg)
         return IPCF_ETOOBIG;
     if (r->claimed)
         return IPCF_ESTATE;
-    uint64_t need = ipcf_rec_size(len);
     struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
-    for (;;) {
-        int rc = LOCK_P(r, &to);
-        if (rc < 0)
-            return lock_fail(rc, IPCF_EFULL);
-        uint64_t tail = ipcf_rb_tail(&r->rb);
-        if (ipcf_rb_room(&r->rb, tail, need)) {
-            /* keep the producer side until commit/abort; nothing is visible yet */
-            r->claimed = 1;
-            r->claim_len = len;
-            *out = (char *)r->rb.data + (tail & (r->rb.cap - 1)) + IPCF_REC_HDR;
-            return 0;
-        }
-        UNLOCK_P(r);
-        if ((rc = wait_room(r, need, &to)) != 0)
-            return rc;
-    }
+    uint64_t tail;
+    int rc = acquire_room(r, ipcf_rec_size(len), &to, &tail);
+    if (rc)
+        return rc;
+    /* keep the producer side until commit/abort; nothing is visible until then */
+    r->claimed = 1;
+    r->claim_len = len;
+    *out = (char *)r->rb.data + (tail & (r->rb.cap - 1)) + IPCF_REC_HDR;
+    return 0;
 }
 
 int ipcf_ring_commit(ipcf_ring *r, uint64_t len)
@@ -409,98 +435,101 @@ int ipcf_ring_abort(ipcf_ring *r)
 
 /* ---- consumer ---- */
 
+/* Take the consumer side (its lock, when shared) with a record at its head, waiting for one
+ * up to the timeout. On 0 the side is held and *head, *body, *len describe the record. */
+static int acquire_record(struct ipcf_ring *r, struct ipcf_timeout *to, uint64_t *head,
+                          uint8_t **body, uint32_t *len)
+{
+    for (;;) {
+        int rc = LOCK_C(r, to);
+        if (rc < 0)
+            return lock_fail(rc, IPCF_EEMPTY);
+        *head = ipcf_rb_head(&r->rb);
+        if (ipcf_rb_next(&r->rb, *head, body, len))
+            return 0;
+        UNLOCK_C(r);
+        if ((rc = wait_data(r, to)) != 0)
+            return rc;
+    }
+}
+
 int64_t ipcf_ring_recv(ipcf_ring *r, char *buf, uint64_t cap, int64_t timeout_ns)
 {
+    if (r->closing)
+        return IPCF_ECLOSED;
     if (r->peeked)
         return IPCF_ESTATE;
     struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
-    for (;;) {
-        int rc = LOCK_C(r, &to);
-        if (rc < 0)
-            return lock_fail(rc, IPCF_EEMPTY);
-        uint64_t head = ipcf_rb_head(&r->rb);
-        uint8_t *body;
-        uint32_t len;
-        if (ipcf_rb_next(&r->rb, head, &body, &len)) {
-            if (len > cap) {
-                UNLOCK_C(r);
-                return IPCF_EBUFSMALL;
-            }
-            memcpy(buf, body, len);
-            ipcf_rb_consume(&r->rb, head + ipcf_rec_size(len), 1, len);
-            UNLOCK_C(r);
-            ipcf_event_wake(&r->ctl->space);
-            return (int64_t)len;
-        }
+    uint64_t head;
+    uint8_t *body;
+    uint32_t len;
+    int rc = acquire_record(r, &to, &head, &body, &len);
+    if (rc)
+        return rc;
+    if (len > cap) {
         UNLOCK_C(r);
-        if ((rc = wait_data(r, &to)) != 0)
-            return rc;
+        return IPCF_EBUFSMALL;
     }
+    memcpy(buf, body, len);
+    ipcf_rb_consume(&r->rb, head + ipcf_rec_size(len), 1, len);
+    UNLOCK_C(r);
+    ipcf_event_wake(&r->ctl->space);
+    return (int64_t)len;
 }
 
 int64_t ipcf_ring_recv_many(ipcf_ring *r, char *buf, uint64_t cap, uint64_t *lens,
                             uint64_t max, int64_t timeout_ns)
 {
+    if (r->closing)
+        return IPCF_ECLOSED;
     if (r->peeked)
         return IPCF_ESTATE;
     if (max == 0)
         return 0;
     struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
-    for (;;) {
-        int rc = LOCK_C(r, &to);
-        if (rc < 0)
-            return lock_fail(rc, IPCF_EEMPTY);
-        uint64_t head = ipcf_rb_head(&r->rb), used = 0, n = 0, bytes = 0;
-        uint8_t *body;
-        uint32_t len;
-        while (n < max && ipcf_rb_next(&r->rb, head, &body, &len) && used + len <= cap) {
-            memcpy(buf + used, body, len);
-            used += len;
-            bytes += len;
-            lens[n++] = len;
-            head += ipcf_rec_size(len);
-        }
-        if (n) {
-            ipcf_rb_consume(&r->rb, head, n, bytes);
-            UNLOCK_C(r);
-            ipcf_event_wake(&r->ctl->space);
-            return (int64_t)n;
-        }
-        int have = ipcf_rb_next(&r->rb, head, &body, &len);
+    uint64_t head, used = 0, n = 0;
+    uint8_t *body;
+    uint32_t len;
+    int rc = acquire_record(r, &to, &head, &body, &len);
+    if (rc)
+        return rc;
+    if (len > cap) {                     /* the first record alone is larger than buf */
         UNLOCK_C(r);
-        if (have)                        /* the first record alone is larger than buf */
-            return IPCF_EBUFSMALL;
-        if ((rc = wait_data(r, &to)) != 0)
-            return rc;
+        return IPCF_EBUFSMALL;
     }
+    do {
+        memcpy(buf + used, body, len);
+        used += len;
+        lens[n++] = len;
+        head += ipcf_rec_size(len);
+    } while (n < max && ipcf_rb_next(&r->rb, head, &body, &len) && used + len <= cap);
+    ipcf_rb_consume(&r->rb, head, n, used);    /* one release frees the whole batch */
+    UNLOCK_C(r);
+    ipcf_event_wake(&r->ctl->space);
+    return (int64_t)n;
 }
 
 int ipcf_ring_peek(ipcf_ring *r, int64_t timeout_ns, char **ptr, uint64_t *len_out)
 {
+    if (r->closing)
+        return IPCF_ECLOSED;
     if (r->peeked)
         return IPCF_ESTATE;
     struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
-    for (;;) {
-        int rc = LOCK_C(r, &to);
-        if (rc < 0)
-            return lock_fail(rc, IPCF_EEMPTY);
-        uint64_t head = ipcf_rb_head(&r->rb);
-        uint8_t *body;
-        uint32_t len;
-        if (ipcf_rb_next(&r->rb, head, &body, &len)) {
-            /* keep the consumer side until release; the producer cannot reuse these bytes
-             * because head has not moved */
-            r->peeked = 1;
-            r->peek_next = head + ipcf_rec_size(len);
-            r->peek_len = len;
-            *ptr = (char *)body;
-            *len_out = len;
-            return 0;
-        }
-        UNLOCK_C(r);
-        if ((rc = wait_data(r, &to)) != 0)
-            return rc;
-    }
+    uint64_t head;
+    uint8_t *body;
+    uint32_t len;
+    int rc = acquire_record(r, &to, &head, &body, &len);
+    if (rc)
+        return rc;
+    /* keep the consumer side until release; the producer cannot reuse these bytes because
+     * head has not moved */
+    r->peeked = 1;
+    r->peek_next = head + ipcf_rec_size(len);
+    r->peek_len = len;
+    *ptr = (char *)body;
+    *len_out = len;
+    return 0;
 }
 
 int ipcf_ring_release(ipcf_ring *r)

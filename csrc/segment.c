@@ -337,18 +337,29 @@ out:
     return rc;
 }
 
-int ipcf_seg_close(struct ipcf_seg *s)
+int ipcf_seg_leave(struct ipcf_seg *s)
 {
     int last = 0;
-    if (!s->base)
-        return 0;
-    if (s->peer_slot >= 0) {
+    if (s->base && s->peer_slot >= 0) {
         ipcf_table_del(s->hdr->peers, s->peer_slot);
+        s->peer_slot = -1;
         if ((s->hdr->flags & IPCF_F_AUTO_UNLINK) && ipcf_table_live(s->hdr->peers, IPCF_MAX_PEERS, NULL) == 0)
             last = 1;
     }
-    munmap(s->base, s->map_len);
+    return last;
+}
+
+void ipcf_seg_unmap(struct ipcf_seg *s)
+{
+    if (s->base)
+        munmap(s->base, s->map_len);
     s->base = NULL;
+}
+
+int ipcf_seg_close(struct ipcf_seg *s)
+{
+    int last = ipcf_seg_leave(s);
+    ipcf_seg_unmap(s);
     return last;
 }
 

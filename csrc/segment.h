@@ -29,9 +29,12 @@ int ipcf_seg_create(struct ipcf_seg *s, const char *name, uint32_t kind, uint64_
 void ipcf_seg_publish(struct ipcf_seg *s);
 /* kind 0 accepts any kind; join registers this process in the peer table. */
 int ipcf_seg_open(struct ipcf_seg *s, const char *name, uint32_t kind, int join);
-/* Unregister and unmap. Returns 1 if no live process remains attached and the segment has
- * IPCF_F_AUTO_UNLINK (the caller then unlinks whatever else belongs to it), else 0. */
-int ipcf_seg_close(struct ipcf_seg *s);
+/* Leave the peer table. Returns 1 if no live process remains attached and the segment has
+ * IPCF_F_AUTO_UNLINK (the caller then unlinks whatever belongs to it), else 0. The mapping
+ * stays until ipcf_seg_unmap, so threads still inside a call are safe. */
+int ipcf_seg_leave(struct ipcf_seg *s);
+void ipcf_seg_unmap(struct ipcf_seg *s);
+int ipcf_seg_close(struct ipcf_seg *s);       /* leave + unmap, for error paths */
 void ipcf_seg_register(struct ipcf_seg *s);   /* take a peer slot (also used after fork) */
 uint64_t ipcf_now_ns(void);                   /* CLOCK_MONOTONIC */
 

@@ -82,7 +82,9 @@ def error(rc: int, what: str = "", name: Optional[str] = None) -> BaseException:
         return _queue.Full()
     if rc in _INCOMPATIBLE:
         return IncompatibleSegmentError(f"{subject} {_MESSAGES[rc]}".strip())
-    if rc in (lib.IPCF_EBADNAME, lib.IPCF_EBADARG, lib.IPCF_ETOOBIG, lib.IPCF_ECLOSED, lib.IPCF_EJOIN):
+    if rc == lib.IPCF_ECLOSED:
+        return ValueError(f"{subject} is closed".strip())
+    if rc in (lib.IPCF_EBADNAME, lib.IPCF_EBADARG, lib.IPCF_ETOOBIG, lib.IPCF_EJOIN):
         return ValueError(f"{subject} {_MESSAGES[rc]}".strip() if rc == lib.IPCF_EBADNAME
                           else _MESSAGES[rc])
     if rc in _MESSAGES:

@@ -10,6 +10,7 @@ import os
 import queue as _queue
 import struct
 import time
+import weakref
 from typing import Any, Callable, Optional, Union
 
 from . import _native as N
@@ -159,6 +160,7 @@ class Mailbox:
 
     def _setup(self, h, name: str, ident, dumps, loads) -> None:
         self._h = h
+        weakref.finalize(self, lib.ipcf_mbox_free, h)    # memory goes when no thread can use it
         self.name = name
         self._explicit_id = ident
         self._id = receiver_id(ident) if ident is not None else None
@@ -206,9 +208,6 @@ class Mailbox:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self) -> None:
         self.close()
 
     def __reduce__(self):

@@ -158,9 +158,14 @@ class Connection:
         self._buf = buf
         if n >= 0:
             return ffi.unpack(buf, n)
-        if n == N.EBUFSMALL:
-            with self._rx.view(block=False) as mv:
-                return mv.tobytes()
+        if n == N.EBUFSMALL:        # larger than the scratch buffer: read it in place
+            ptr = ffi.new("char **")
+            ln = ffi.new("uint64_t *")
+            n = N.call_blocking(lambda t: lib.ipcf_ring_peek(h, t, ptr, ln), True, None, N.EEMPTY)
+            if n == 0:
+                data = ffi.unpack(ptr[0], ln[0])
+                lib.ipcf_ring_release(h)
+                return data
         if n == lib.IPCF_ECLOSED:
             raise EOFError
         N.check(n, "Pipe")

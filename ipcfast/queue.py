@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import queue as _queue
+import weakref
 from typing import Any, Callable, Iterable, List, Optional
 
 from . import _native as N
@@ -72,6 +73,7 @@ class Queue:
 
     def _setup(self, h, name: str, dumps, loads) -> None:
         self._h = h
+        weakref.finalize(self, lib.ipcf_queue_free, h)   # memory goes when no thread can use it
         self._closed = False
         self.name = name
         self._maxsize = lib.ipcf_queue_maxsize(h)
@@ -111,9 +113,6 @@ class Queue:
 
     def cancel_join_thread(self) -> None:
         """Compatibility: there is no feeder thread, so nothing can block at exit."""
-
-    def __del__(self) -> None:
-        self.close()
 
     # ---- state ----
     def qsize(self) -> int:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import contextlib
 import queue as _queue
+import time
+import weakref
 from typing import Iterable, Iterator, List, Optional
 
 from . import _native as N
@@ -72,6 +74,8 @@ class Ring:
 
     def _setup(self, h, name: str) -> None:
         self._h = h
+        # the memory is released only when no thread can be inside a call on it any more
+        weakref.finalize(self, lib.ipcf_ring_free, h)
         self.name = name
         self._scratch = None
         self.capacity = lib.ipcf_ring_capacity(h)
@@ -83,7 +87,8 @@ class Ring:
 
     # ---- lifetime ----
     def close(self) -> None:
-        """Detach this handle. The last process to close a ring removes it. Idempotent."""
+        """Detach this handle: later calls raise ValueError, and calls blocked in other
+        threads return with it. The last process to close a ring removes it. Idempotent."""
         h, self._h = getattr(self, "_h", None), None
         if h is not None:
             lib.ipcf_ring_close(h)
@@ -94,9 +99,6 @@ class Ring:
             N.check(lib.ipcf_seg_unlink(self.name.encode()), "Ring", self.name)
         except FileNotFoundError:
             pass
-
-    def __del__(self) -> None:
-        self.close()
 
     def __enter__(self) -> "Ring":
         return self
@@ -170,7 +172,7 @@ class Ring:
         fits). Returns how many were sent; on timeout raises queue.Full whose ``sent``
         attribute says how many went before it."""
         h = self._live()
-        msgs = [m if type(m) is bytes else bytes(m) for m in messages]
+        msgs = [m if type(m) is bytes else memoryview(m).tobytes() for m in messages]
         if not msgs:
             return 0
         lens = [len(m) for m in msgs]
@@ -220,10 +222,15 @@ class Ring:
         try:
             yield mv
         except BaseException:
-            mv.release()
+            _release(mv)
             lib.ipcf_ring_abort(h)
             raise
-        mv.release()
+        if not _release(mv):
+            # an export of the claimed memory outlived the block: it could still change the
+            # record after it is published, so it is not published
+            lib.ipcf_ring_abort(h)
+            raise BufferError("a buffer exported from the claimed memory is still alive; "
+                              "the message was not sent")
         N.check(lib.ipcf_ring_commit(h, size), "Ring", self.name)
 
     # ---- consumer ----
@@ -243,13 +250,17 @@ class Ring:
         return self._recv_slow(n, h, buf, block, timeout)
 
     def _recv_slow(self, n: int, h, buf, block: bool, timeout: Optional[float]) -> bytes:
+        start = time.monotonic()
         if n == N.EEMPTY or n == N.EINTR:
-            n = N.call_blocking(lambda t: _recv(h, buf, _SCRATCH, t), block, timeout, N.EEMPTY)
+            n = N.call_blocking(lambda t: _recv(h, buf, _SCRATCH, t), block, timeout, N.EEMPTY, start)
         self._scratch = buf
         if n >= 0:
             return _unpack(buf, n)
-        if n == N.EBUFSMALL:            # larger than the scratch buffer: copy it out in place
-            with self.view(block=False) as mv:
+        if n == N.EBUFSMALL:
+            # larger than the scratch buffer: copy it out in place. Another consumer may take
+            # it first, so this waits for the next message like any blocking receive.
+            left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
+            with self.view(block=block, timeout=left) as mv:
                 return mv.tobytes()
         N.check(n, "Ring", self.name)
         raise AssertionError("unreachable")
@@ -267,8 +278,8 @@ class Ring:
         lens = N.new_raw("uint64_t[]", k)
         n = N.call_blocking(lambda t: lib.ipcf_ring_recv_many(h, buf, cap, lens, k, t),
                             block, timeout, N.EEMPTY)
-        if n == N.EBUFSMALL:
-            return [self.recv_bytes(block=False)]
+        if n == N.EBUFSMALL:          # the next message alone exceeds the batch buffer
+            return [self.recv_bytes(block=block, timeout=timeout)]
         N.check(n, "Ring", self.name)
         sizes = ffi.unpack(lens, n)
         raw = ffi.unpack(buf, sum(sizes))
@@ -292,8 +303,20 @@ class Ring:
         try:
             yield mv
         except BaseException:
-            mv.release()
+            _release(mv)
             lib.ipcf_ring_unpeek(h)      # the message stays for the next reader
             raise
-        mv.release()
+        released = _release(mv)
         lib.ipcf_ring_release(h)
+        if not released:
+            raise BufferError("a buffer exported from the view is still alive; its bytes will "
+                              "be overwritten by later messages")
+
+
+def _release(mv: memoryview) -> bool:
+    """Release *mv*; False if a buffer export of it is still alive."""
+    try:
+        mv.release()
+        return True
+    except BufferError:
+        return False

@@ -281,12 +281,29 @@ def test_messages_of_any_size_up_to_max_message_round_trip(mailboxes, size):
     assert m.body == body and m.length == size
 
 
-def test_custom_dumps_and_loads_are_used_and_survive_open_and_pickle(mailboxes):
-    mb = mailboxes(dumps=lambda o: json.dumps(o).encode(), loads=lambda b: json.loads(b))
+def json_dumps(obj) -> bytes:
+    return json.dumps(obj).encode()
+
+
+def test_custom_dumps_and_loads_are_used_for_send_and_recv(mailboxes):
+    mb = mailboxes(dumps=json_dumps, loads=json.loads)
     mb.send({"a": [1, 2]})
     assert mb.recv_bytes(timeout=1).body == b'{"a": [1, 2]}'
     mb.send_bytes(b'["raw json"]')
     assert mb.recv(timeout=1).body == ["raw json"]
+
+
+def test_custom_dumps_and_loads_survive_pickling_and_open(mailboxes):
+    mb = mailboxes(dumps=json_dumps, loads=json.loads)
+    clone = pickle.loads(pickle.dumps(mb))
+    opened = mailboxes.open(mb.name, dumps=json_dumps, loads=json.loads)
+    try:
+        clone.send({"via": "clone"})
+        assert mb.recv_bytes(timeout=1).body == b'{"via": "clone"}'
+        mb.send_bytes(b"[1]")
+        assert opened.recv(timeout=1).body == [1]
+    finally:
+        clone.close()
 
 
 def test_seq_is_unique_and_increasing_across_sending_threads(mailboxes):
@@ -435,27 +452,32 @@ def test_rendezvous_non_blocking_send_succeeds_when_a_receiver_is_waiting(mailbo
     mb = mailboxes(capacity=0)
     receiver = mailboxes.open(mb.name)
     received = []
+    stop = threading.Event()
 
     def take_all():
-        try:
-            while True:
-                received.append(receiver.recv(timeout=3).body)
-        except queue.Empty:
-            pass
+        while not stop.is_set():
+            try:
+                received.append(receiver.recv(timeout=0.2).body)
+            except queue.Empty:
+                pass
 
     t = threading.Thread(target=take_all)
     t.start()
     delivered = []
-    for attempt in range(30):        # the receiver must pick it up within a short grace
-        wait_until(lambda: receivers_waiting(mb) > 0, what="a waiting receiver")
-        try:
-            mb.send(attempt, block=False)
-        except queue.Full:
-            continue
-        delivered.append(attempt)
-        if len(delivered) == 3:
-            break
-    t.join(30)
+    try:
+        for attempt in range(30):        # the receiver must pick it up within a short grace
+            wait_until(lambda: receivers_waiting(mb) > 0, what="a waiting receiver")
+            try:
+                mb.send(attempt, block=False)
+            except queue.Full:
+                continue
+            delivered.append(attempt)
+            if len(delivered) == 3:
+                break
+        time.sleep(0.3)                  # anything withdrawn must not turn up late
+    finally:
+        stop.set()
+        t.join(30)
     assert delivered, "no non-blocking rendezvous send ever met the waiting receiver"
     assert received == delivered, "a withdrawn message was delivered, or a delivered one lost"
 
@@ -625,6 +647,28 @@ def test_timed_recv_on_an_empty_mailbox_raises_empty_after_the_timeout(mailboxes
         with pytest.raises(queue.Empty):
             mb.recv(timeout=timeout)
         assert timeout - EARLY <= time.monotonic() - start <= timeout + SLACK
+
+
+@pytest.mark.parametrize("cap", CAPACITIES)
+def test_timed_recv_returns_a_message_sent_before_the_timeout(mailboxes, cap):
+    mb = mailboxes(capacity=CAPACITIES[cap])
+    sender = mailboxes.open(mb.name)
+    s = Later(0.2, sender.send, "in time", timeout=30)
+    start = time.monotonic()
+    assert mb.recv(timeout=20).body == "in time"
+    assert 0.15 <= time.monotonic() - start < 20
+    s.outcome()
+
+
+def test_timed_send_on_a_full_mailbox_succeeds_when_room_frees_in_time(mailboxes):
+    mb = mailboxes(capacity=4096, max_message=4096)
+    receiver = mailboxes.open(mb.name)
+    mb.send_bytes(b"x" * 4096)
+    r = Later(0.2, receiver.recv_bytes, timeout=30)
+    start = time.monotonic()
+    mb.send_bytes(b"y" * 4096, timeout=20)
+    assert 0.15 <= time.monotonic() - start < 20
+    assert r.outcome().body == b"x" * 4096
 
 
 @pytest.mark.parametrize("cap", CAPACITIES)

@@ -289,3 +289,9 @@ def child_exit_without_close(mb: Mailbox, results) -> None:
 
 def sent_bodies(items: Iterable) -> list:
     return sorted(items)
+
+
+def child_hold_then_exit(mb: Mailbox, results) -> None:
+    """Say we are here, then return without closing (a fork child then ends in os._exit)."""
+    results.put("here")
+    time.sleep(0.3)

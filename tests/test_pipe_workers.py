@@ -23,7 +23,7 @@ IMPLS = ("mp", "ipcfast")
 CHILD_WAIT = 30.0
 #: how long a reader may take to notice that a SIGKILLed writer is gone (generous: the
 #: requirement is "a few hundred ms"; the machine is shared and loaded)
-EOF_WAIT = 5.0
+EOF_WAIT = 3.0
 
 
 def new_pipe(impl: str, duplex: bool = True, ctx=None, **kw):
@@ -159,23 +159,26 @@ def child_send_blobs(w, count: int, seed: int, other=None) -> None:
 
 
 def child_drain(r, results, n=None, other=None) -> None:
-    """Receive until EOF (or n objects); report ("eof"|"timeout"|"n", items)."""
+    """Receive until EOF (or n objects); report ("eof"|"timeout"|"n", items); close."""
     _close(other)
     got = []
+    outcome = "n"
     while n is None or len(got) < n:
         if not r.poll(CHILD_WAIT):
-            results.put(("timeout", got))
-            return
+            outcome = "timeout"
+            break
         try:
             got.append(r.recv())
         except EOFError:
-            results.put(("eof", got))
-            return
-    results.put(("n", got))
+            outcome = "eof"
+            break
+    results.put((outcome, got))
+    r.close()
 
 
-def child_drain_then_eof(r, n: int, results) -> None:
+def child_drain_then_eof(r, n: int, results, other=None) -> None:
     """Receive n objects, report them, then report whether EOF follows within EOF_WAIT."""
+    _close(other)
     got = []
     for _ in range(n):
         if not r.poll(CHILD_WAIT):
@@ -189,6 +192,13 @@ def child_drain_then_eof(r, n: int, results) -> None:
         except EOFError:
             eof = True
     results.put(eof)
+    r.close()
+
+
+def child_hold_then_exit(conn, ready) -> None:
+    """Say we are here, then return without closing (a fork child then ends in os._exit)."""
+    ready.set()
+    time.sleep(0.3)
 
 
 def child_hold(conn, ready) -> None:

@@ -165,15 +165,11 @@ def test_put_with_timeout_on_full_bounded_queue_raises_full_after_about_the_time
 
 
 @pytest.mark.parametrize("op", ["get", "put"])
-def test_blocking_call_with_timeout_does_not_wait_much_longer_than_the_timeout(
-        make, impl, op, request):
-    # ipcfast/queue.py Queue.get/put first wait one slice of min(timeout, 100 ms) in C, and
-    # only then start the caller's clock in _get_slow/_put_slow (call_blocking with
-    # start=None), so every timed-out get/put waits timeout + min(timeout, 0.1 s).
-    xfail_for_ipcfast(request, impl, "get/put(timeout=T) wait T + min(T, 0.1 s): the "
-                      "deadline is started after the first 100 ms slice (ipcfast/queue.py "
-                      "_get_slow/_put_slow)")
-    timeout = 0.1                     # the bug makes every such call take >= 2 * timeout
+def test_blocking_call_with_timeout_does_not_wait_much_longer_than_the_timeout(make, op):
+    # Regression: ipcfast's get/put used to wait a first slice of min(timeout, 100 ms) in C
+    # and only then start the caller's clock (_get_slow/_put_slow), so a timed-out call took
+    # timeout + min(timeout, 0.1 s); fixed in d65b51d (first_slice returns 0 for timed calls).
+    timeout = 0.1                     # that bug made every such call take >= 2 * timeout
     q = make(maxsize=1)
     if op == "put":
         q.put(0)
@@ -186,7 +182,7 @@ def test_blocking_call_with_timeout_does_not_wait_much_longer_than_the_timeout(
             call()
 
     best = min(elapsed(attempt) for _ in range(5))   # the best of five absorbs scheduling noise
-    assert best < timeout + 0.08, f"{op}(timeout={timeout}) took {best:.3f}s at best"
+    assert best < 2 * timeout - 0.01, f"{op}(timeout={timeout}) took {best:.3f}s at best"
 
 
 def test_maxsize_bounds_the_number_of_items_not_their_size(make):
@@ -381,7 +377,7 @@ def test_cancel_join_thread_then_close_and_join_thread_return(make):
     q.join_thread()
 
 
-def test_joinable_queue_put_and_task_done_after_close_raise(make):
+def test_joinable_queue_put_after_close_raises_value_error(make):
     jq = make("JoinableQueue")
     jq.put(1)
     settle(jq)

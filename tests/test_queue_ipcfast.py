@@ -177,6 +177,17 @@ op = st.one_of(
 def test_any_mix_of_sizes_and_calls_comes_out_byte_exact_and_in_order(ops, seed):
     # Raw serialiser, so the record is exactly the payload: sizes hit the ring's edges,
     # zero-length records, records wrapping the end, oversized rings and chain growth.
+    run_ops_against_a_model(ops, seed)
+
+
+@pytest.mark.stress
+@settings(HYPOTHESIS, max_examples=2000)
+@given(ops=st.lists(op, max_size=200), seed=st.integers(0, 2**32 - 1))
+def test_stress_any_mix_of_sizes_and_calls_comes_out_byte_exact_and_in_order(ops, seed):
+    run_ops_against_a_model(ops, seed)
+
+
+def run_ops_against_a_model(ops, seed):
     q = ipcfast.Queue(capacity=SMALL, dumps=raw_dumps, loads=raw_loads)
     model = collections.deque()
     counter = [seed]

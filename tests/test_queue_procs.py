@@ -184,8 +184,18 @@ def test_many_producers_and_consumers_in_processes_and_threads_get_each_item_onc
     # threads here sharing one handle. Each consumer reports (producer, seq) in the order
     # it got them; together they must have every item exactly once, and each consumer
     # must have seen each producer's items in the order they were put.
+    many_producers_and_consumers(make, ctx, maxsize, n=300)
+
+
+@pytest.mark.stress
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("maxsize", [0, 3], ids=["unbounded", "maxsize3"])
+def test_stress_many_producers_and_consumers(make, ctx, maxsize):
+    many_producers_and_consumers(make, ctx, maxsize, n=20_000)
+
+
+def many_producers_and_consumers(make, ctx, maxsize, n):
     q, out = make(maxsize=maxsize, ctx=ctx), make(ctx=ctx)
-    n = 300
     prods = [ctx.Process(target=producer, args=(q, pid, n, 40)) for pid in range(3)]
     cons = [ctx.Process(target=consumer, args=(q, out, f"process-{c}")) for c in range(2)]
     for p in prods + cons:
