@@ -25,6 +25,9 @@ static inline int ipcf_lock_init(void *slot)
     int rc = pthread_mutexattr_init(&a);
     if (!rc) rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
     if (!rc) rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    /* error-checking: a thread re-locking a side it holds (recv inside its own view) gets
+     * EDEADLK instead of deadlocking */
+    if (!rc) rc = pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
     if (!rc) rc = pthread_mutex_init((pthread_mutex_t *)slot, &a);
     pthread_mutexattr_destroy(&a);
     return -rc;
@@ -56,6 +59,8 @@ static inline int ipcf_lock(void *slot, struct ipcf_timeout *t)
         return pthread_mutex_consistent(m) == 0 ? 1 : -ENOTRECOVERABLE;
     if (rc == ETIMEDOUT)
         return IPCF_ETIMEOUT;
+    if (rc == EDEADLK)
+        return IPCF_ESTATE;
     return -rc;
 }
 

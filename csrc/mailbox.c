@@ -646,7 +646,7 @@ int ipcf_mbox_close(ipcf_mbox *m)
     ipcf_event_wake(&m->ctl->receipt);
     int last = ipcf_seg_leave(&m->seg);
     if (last)
-        ipcf_seg_unlink(m->seg.name + 1);
+        ipcf_seg_unlink_own(&m->seg, m->seg.name + 1);
     return last;
 }
 

@@ -175,13 +175,13 @@ int ipcf_queue_close(ipcf_queue *q)
     uint64_t first = ipcf_load_acquire(&q->ctl->read_gen);
     uint64_t last_gen = ipcf_load_acquire(&q->ctl->write_gen);
     int last = ipcf_seg_leave(&q->seg);
-    if (last) {
+    /* the rings' names derive from ours: if our name now belongs to a newer queue, so do they */
+    if (last && ipcf_seg_unlink_own(&q->seg, q->name) == 0) {
         char pn[IPCF_NAME_MAX + 24];
         for (uint64_t g = first; g <= last_gen + 1; g++) {   /* +1: a half-made next ring */
             part_name(pn, q->name, g);
             ipcf_seg_unlink(pn);
         }
-        ipcf_seg_unlink(q->name);
     }
     return last;
 }

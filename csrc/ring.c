@@ -101,7 +101,7 @@ int ipcf_ring_close(ipcf_ring *r)
     ipcf_event_wake(&r->ctl->space);
     int last = ipcf_seg_leave(&r->seg);
     if (last)
-        ipcf_seg_unlink(r->seg.name + 1);
+        ipcf_seg_unlink_own(&r->seg, r->seg.name + 1);
     return last;
 }
 
@@ -340,8 +340,8 @@ int ipcf_ring_send(ipcf_ring *r, const char *buf, uint64_t len, int64_t timeout_
         return IPCF_ECLOSED;
     if (len > r->max_msg)
         return IPCF_ETOOBIG;
-    if (r->claimed)
-        return IPCF_ESTATE;
+    if (r->claimed && !(r->flags & IPCF_F_MULTI_PRODUCER))
+        return IPCF_ESTATE;   /* a shared side's lock reports re-entry itself (EDEADLK) */
     struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
     uint64_t tail;
     int rc = acquire_room(r, ipcf_rec_size(len), &to, &tail);
@@ -359,8 +359,8 @@ int ipcf_ring_send_many(ipcf_ring *r, const char *buf, const uint64_t *lens, uin
     *sent = 0;
     if (r->closing)
         return IPCF_ECLOSED;
-    if (r->claimed)
-        return IPCF_ESTATE;
+    if (r->claimed && !(r->flags & IPCF_F_MULTI_PRODUCER))
+        return IPCF_ESTATE;   /* a shared side's lock reports re-entry itself (EDEADLK) */
     for (uint64_t i = 0; i < n; i++)
         if (lens[i] > r->max_msg)
             return IPCF_ETOOBIG;
@@ -395,8 +395,8 @@ int ipcf_ring_claim(ipcf_ring *r, uint64_t len, int64_t timeout_ns, char **out)
         return IPCF_ECLOSED;
     if (len > r->max_msg)
         return IPCF_ETOOBIG;
-    if (r->claimed)
-        return IPCF_ESTATE;
+    if (r->claimed && !(r->flags & IPCF_F_MULTI_PRODUCER))
+        return IPCF_ESTATE;   /* a shared side's lock reports re-entry itself (EDEADLK) */
     struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
     uint64_t tail;
     int rc = acquire_room(r, ipcf_rec_size(len), &to, &tail);
@@ -457,8 +457,8 @@ int64_t ipcf_ring_recv(ipcf_ring *r, char *buf, uint64_t cap, int64_t timeout_ns
 {
     if (r->closing)
         return IPCF_ECLOSED;
-    if (r->peeked)
-        return IPCF_ESTATE;
+    if (r->peeked && !(r->flags & IPCF_F_MULTI_CONSUMER))
+        return IPCF_ESTATE;   /* a shared side's lock reports re-entry itself (EDEADLK) */
     struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
     uint64_t head;
     uint8_t *body;
@@ -482,8 +482,8 @@ int64_t ipcf_ring_recv_many(ipcf_ring *r, char *buf, uint64_t cap, uint64_t *len
 {
     if (r->closing)
         return IPCF_ECLOSED;
-    if (r->peeked)
-        return IPCF_ESTATE;
+    if (r->peeked && !(r->flags & IPCF_F_MULTI_CONSUMER))
+        return IPCF_ESTATE;   /* a shared side's lock reports re-entry itself (EDEADLK) */
     if (max == 0)
         return 0;
     struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
@@ -513,8 +513,8 @@ int ipcf_ring_peek(ipcf_ring *r, int64_t timeout_ns, char **ptr, uint64_t *len_o
 {
     if (r->closing)
         return IPCF_ECLOSED;
-    if (r->peeked)
-        return IPCF_ESTATE;
+    if (r->peeked && !(r->flags & IPCF_F_MULTI_CONSUMER))
+        return IPCF_ESTATE;   /* a shared side's lock reports re-entry itself (EDEADLK) */
     struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
     uint64_t head;
     uint8_t *body;

@@ -256,6 +256,11 @@ int ipcf_seg_create(struct ipcf_seg *s, const char *name, uint32_t kind, uint64_
         shm_unlink(s->name);
         return rc;
     }
+    struct stat st;
+    if (fstat(fd, &st) == 0) {
+        s->dev = st.st_dev;
+        s->ino = st.st_ino;
+    }
     close(fd);
     struct ipcf_seg_hdr *h = s->hdr;         /* fresh file: all zero */
     h->version = IPCF_LAYOUT_VERSION;
@@ -329,6 +334,13 @@ int ipcf_seg_open(struct ipcf_seg *s, const char *name, uint32_t kind, int join)
         rc = IPCF_ETRUNCATED;
         goto out;
     }
+    if ((h.kind == IPCF_KIND_RING || h.kind == IPCF_KIND_QPART || h.kind == IPCF_KIND_MAILBOX) &&
+        h.capacity == 0) {
+        rc = IPCF_ETRUNCATED;               /* these kinds always have a data area */
+        goto out;
+    }
+    s->dev = st.st_dev;
+    s->ino = st.st_ino;
     rc = map_segment(s, fd, h.capacity, h.kind);
     if (rc == 0 && join)
         ipcf_seg_register(s);
@@ -361,6 +373,24 @@ int ipcf_seg_close(struct ipcf_seg *s)
     int last = ipcf_seg_leave(s);
     ipcf_seg_unmap(s);
     return last;
+}
+
+int ipcf_seg_unlink_own(struct ipcf_seg *s, const char *name)
+{
+    char path[IPCF_NAME_MAX + 2];
+    struct stat st;
+    if (ipcf_name_check(name))
+        return IPCF_EBADNAME;
+    path[0] = '/';
+    strcpy(path + 1, name);
+    int fd = shm_open(path, O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int ours = fstat(fd, &st) == 0 && (uint64_t)st.st_dev == s->dev && (uint64_t)st.st_ino == s->ino;
+    close(fd);
+    if (!ours)
+        return -ENOENT;                     /* our file is already gone; that one is not ours */
+    return shm_unlink(path) == 0 ? 0 : -errno;
 }
 
 /* ---- inspection for the operator commands ---- */

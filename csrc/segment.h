@@ -20,6 +20,7 @@ struct ipcf_seg {
     uint8_t *data;              /* double-mapped data, NULL when capacity == 0 */
     uint64_t capacity;
     int peer_slot;              /* our slot in hdr->peers, -1 when none was free */
+    uint64_t dev, ino;          /* identity of our file: the name may be reused after unlink */
     char name[IPCF_NAME_MAX + 2];   /* "/" + name */
 };
 
@@ -35,6 +36,8 @@ int ipcf_seg_open(struct ipcf_seg *s, const char *name, uint32_t kind, int join)
 int ipcf_seg_leave(struct ipcf_seg *s);
 void ipcf_seg_unmap(struct ipcf_seg *s);
 int ipcf_seg_close(struct ipcf_seg *s);       /* leave + unmap, for error paths */
+/* Unlink `name` only if it still names this segment's file (not a newer one reusing it). */
+int ipcf_seg_unlink_own(struct ipcf_seg *s, const char *name);
 void ipcf_seg_register(struct ipcf_seg *s);   /* take a peer slot (also used after fork) */
 uint64_t ipcf_now_ns(void);                   /* CLOCK_MONOTONIC */
 

@@ -139,6 +139,15 @@ def call_blocking(fn: Callable[[int], int], block: bool, timeout: Optional[float
             return nothing
 
 
+def encode_name(name, what: str) -> bytes:
+    """*name* as the C side takes it; ValueError for anything C would not see whole."""
+    if not isinstance(name, str):
+        raise TypeError(f"{what} name must be a str, not {type(name).__name__}")
+    if "\0" in name:
+        raise ValueError(f"{what} name {name!r} contains a NUL character")
+    return name.encode()
+
+
 def new_name(prefix: str) -> str:
     """A fresh segment name: prefix, pid and 64 random bits."""
     return f"ipcf-{prefix}-{os.getpid()}-{secrets.token_hex(8)}"

@@ -20,8 +20,9 @@ consumer, so that a fast wrong answer cannot win:
   the parent checks per producer that count, sum and sum of squares of the sequence
   numbers over all consumers are exactly those of 0..n-1 (each item once).
 
-The message count of each (workload, implementation) is calibrated by a short pilot so that
-one measurement takes about 0.3 s (--quick) or 1 s (--full); measurements are then repeated
+The message count of each (workload, implementation) is calibrated by short pilots (the
+slowest of three decides) so that one measurement takes about 0.45 s (--quick) or 1 s
+(--full); the same count is used for every repeat. Measurements are then repeated
 INTERLEAVED across implementations (A1 B1 C1 A2 B2 C2 ...) so that a slow drift of the
 machine does not favour one of them. Tables report the median, the spread (min..max) and a
 ratio to multiprocessing.Queue measured in the same run; a row whose spread exceeds 25% of
@@ -30,6 +31,10 @@ its median is flagged "(noisy)".
 Every child is killed (SIGKILL) when a measurement overruns --time-limit, Ctrl-C stops the
 run cleanly, and every ipcfast segment the run made is closed and removed from /dev/shm
 even when it is interrupted.
+
+Programmatic use: ``main(argv) -> exit status`` (0 ok, 1 a measurement failed, 2 usage,
+130 interrupted) or ``run(parse_args(argv)) -> results dict`` (what --json writes).
+The produce_*/consume_*/ping/pong loops are shared with benchmarks/test_bench_*.py.
 """
 from __future__ import annotations
 
@@ -1770,7 +1775,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except SystemExit as exc:          # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0)
     if opts.list_only:
-        print("\n".join(list_variants(True)))
+        with contextlib.suppress(BrokenPipeError):
+            print("\n".join(list_variants(True)), flush=True)
         return 0
     restore = None
     if hasattr(signal, "SIGTERM"):

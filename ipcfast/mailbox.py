@@ -139,7 +139,7 @@ class Mailbox:
             slots = max_messages
         name = N.new_name("mb") if name is None else name
         out = ffi.new("ipcf_mbox **")
-        N.check(lib.ipcf_mbox_create(name.encode(), cap, max_message, slots, _POLICIES[policy], out),
+        N.check(lib.ipcf_mbox_create(N.encode_name(name, "Mailbox"), cap, max_message, slots, _POLICIES[policy], out),
                 "Mailbox", name)
         self._setup(out[0], name, id, dumps, loads)
 
@@ -154,7 +154,7 @@ class Mailbox:
         """Open the existing mailbox *name* from any process."""
         self = cls.__new__(cls)
         out = ffi.new("ipcf_mbox **")
-        N.check(lib.ipcf_mbox_attach(name.encode(), out), "Mailbox", name)
+        N.check(lib.ipcf_mbox_attach(N.encode_name(name, "Mailbox"), out), "Mailbox", name)
         self._setup(out[0], name, id, dumps, loads)
         return self
 

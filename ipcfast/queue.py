@@ -57,7 +57,7 @@ class Queue:
         cap = 1 << (capacity - 1).bit_length()
         name = N.new_name("q") if name is None else name
         out = ffi.new("ipcf_queue **")
-        N.check(lib.ipcf_queue_create(name.encode(), cap, max(maxsize, 0), out),
+        N.check(lib.ipcf_queue_create(N.encode_name(name, type(self).__name__), cap, max(maxsize, 0), out),
                 type(self).__name__, name)
         self._setup(out[0], name, dumps, loads)
 
@@ -67,7 +67,7 @@ class Queue:
         """Open the existing queue *name* from any process (FileNotFoundError if absent)."""
         self = cls.__new__(cls)
         out = ffi.new("ipcf_queue **")
-        N.check(lib.ipcf_queue_attach(name.encode(), out), cls.__name__, name)
+        N.check(lib.ipcf_queue_attach(N.encode_name(name, cls.__name__), out), cls.__name__, name)
         self._setup(out[0], name, dumps, loads)
         return self
 

@@ -60,7 +60,7 @@ class Ring:
             flags |= lib.IPCF_F_MULTI_CONSUMER
         name = N.new_name("ring") if name is None else name
         out = ffi.new("ipcf_ring **")
-        N.check(lib.ipcf_ring_create(name.encode(), cap, flags, out), "Ring", name)
+        N.check(lib.ipcf_ring_create(N.encode_name(name, "Ring"), cap, flags, out), "Ring", name)
         self._setup(out[0], name)
 
     @classmethod
@@ -68,7 +68,7 @@ class Ring:
         """Open the existing ring *name* (FileNotFoundError if there is none)."""
         self = cls.__new__(cls)
         out = ffi.new("ipcf_ring **")
-        N.check(lib.ipcf_ring_attach(name.encode(), out), "Ring", name)
+        N.check(lib.ipcf_ring_attach(N.encode_name(name, "Ring"), out), "Ring", name)
         self._setup(out[0], name)
         return self
 

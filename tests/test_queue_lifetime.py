@@ -222,13 +222,18 @@ def test_queue_stays_until_the_last_of_more_than_64_handles_closes():
     assert still_there, "segments removed while a handle was still open"
 
 
+NO_CLOSE_AT_OS_EXIT = pytest.mark.xfail(strict=True, reason=(
+    "ipcfast.Queue handles are closed by close() or their weakref.finalize, which runs at "
+    "interpreter exit (so a spawn child is fine since a491050) but not when a fork or "
+    "forkserver child leaves through os._exit: a child that is the last user never removes "
+    "the segments and they stay in /dev/shm for ever (suggest closing open handles from a "
+    "multiprocessing.util.Finalize registered in the child, e.g. via "
+    "multiprocessing.util.register_after_fork / on attach)"))
+
+
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
-@pytest.mark.xfail(strict=True, reason=(
-    "ipcfast.Queue handles are closed only by close() or __del__; multiprocessing children "
-    "leave through os._exit (fork, forkserver) or interpreter shutdown (spawn) without "
-    "either, so a child that is the last user never removes the segments: they stay in "
-    "/dev/shm for ever (suggest multiprocessing.util.Finalize / register_after_fork + atexit)"))
+@pytest.mark.parametrize("method", [pytest.param("fork", marks=NO_CLOSE_AT_OS_EXIT), "spawn",
+                                    pytest.param("forkserver", marks=NO_CLOSE_AT_OS_EXIT)])
 def test_segments_are_removed_when_the_last_user_is_a_child_that_exits_without_closing(method):
     ctx = multiprocessing.get_context(method)
     q = ipcfast.Queue()
@@ -282,14 +287,10 @@ def test_a_dead_child_not_yet_reaped_does_not_keep_the_segments(method):
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("impl", ["mp", "ipcfast"])
-def test_close_while_another_thread_waits_in_get_does_not_crash(impl, request):
-    # multiprocessing: the waiting get runs to its timeout and raises Empty. ipcfast frees
-    # the native handle under the waiting thread.
-    if impl == "ipcfast":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "ipcfast/queue.py Queue.close() calls ipcf_queue_close (munmap + free) while "
-            "another thread is inside ipcf_queue_get_many on the same handle: use after "
-            "free, the process dies with SIGSEGV")))
+def test_close_while_another_thread_waits_in_get_does_not_crash(impl):
+    # multiprocessing: the waiting get runs to its timeout and raises Empty. ipcfast used
+    # to free the native handle under the waiting thread (SIGSEGV); since a491050 close()
+    # detaches and the waiter gets ValueError. Run in a fresh interpreter in case it crashes.
     name = new_name()
     make = ("import multiprocessing; q = multiprocessing.Queue()" if impl == "mp" else
             f"import ipcfast; q = ipcfast.Queue(name={name!r})")
