@@ -150,7 +150,9 @@ struct ipcf_mbox_ctl {        /* at IPCF_CTL_OFFSET in a MAILBOX segment */
     uint32_t ready_tail;
     uint32_t receivers_waiting;
     uint32_t repairs;         /* times the state was rebuilt after a holder died */
+    uint32_t inflight;        /* slots being copied outside the lock (WRITING/READING) */
     uint32_t tails_partial;   /* the tail cache lacks some priority present in the list */
+    uint32_t reserved1;
     int32_t  tail_prio[32];   /* cache: the last READY slot (index + 1) of each priority */
     uint32_t tail_slot[32];   /*   present, for up to 32 priorities: O(32) inserts */
 };
@@ -224,7 +226,9 @@ struct ipcf_seg_info {
     uint64_t counters[8];     /* kind-specific: ring: msgs_in, msgs_out, bytes_in, bytes_out,
                                  full_waits, empty_waits, data waiters, space waiters;
                                  queue: items_put, items_got, bytes_put, bytes_got, full_waits,
-                                 empty_waits, write_gen, read_gen */
+                                 empty_waits, write_gen, read_gen;
+                                 mailbox: messages held, bytes held, published, taken, freed,
+                                 repairs, waiting receivers, pid holding the exclusive right */
 };
 int ipcf_seg_inspect(const char *name, struct ipcf_seg_info *out);
 int ipcf_pid_alive(int32_t pid, uint64_t start_ticks);

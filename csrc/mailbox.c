@@ -30,7 +30,7 @@
 #include "lock.h"
 #include "segment.h"
 
-_Static_assert(sizeof(struct ipcf_mbox_ctl) == 880, "mailbox control layout");
+_Static_assert(sizeof(struct ipcf_mbox_ctl) == 888, "mailbox control layout");
 _Static_assert(sizeof(struct ipcf_mbox_slot) == 128, "mailbox slot layout");
 _Static_assert(IPCF_CTL_OFFSET + sizeof(struct ipcf_mbox_ctl) <= IPCF_HDR_SIZE, "control too big");
 
@@ -255,12 +255,14 @@ static void mbox_repair(struct ipcf_mbox *m)
         case IPCF_SLOT_WRITING:
             if (ipcf_word_alive(s->owner)) {
                 c->bytes_held += s->length;
+                c->inflight++;
                 continue;
             }
             break;                                  /* never published: drop */
         case IPCF_SLOT_READING:
             if (ipcf_word_alive(s->owner)) {
                 c->bytes_held += s->length;
+                c->inflight++;
                 continue;
             }
             if (s->flags & IPCF_MSG_RECEIPT) {      /* tell the waiting sender */
@@ -385,10 +387,11 @@ int ipcf_mbox_post(ipcf_mbox *m, const char *buf, uint64_t len, int32_t type, in
         if (rc < 0)
             return rc == IPCF_ETIMEOUT ? IPCF_EFULL : rc;
         i = has_room(c, len) ? free_pop(m) : -1;
-        if (i < 0 && !repaired && c->high_water == c->nslots && has_room(c, len)) {
-            mbox_repair(m);               /* dead writers or readers may hold slots */
+        /* dead writers or readers may hold slots or room: rebuild once before waiting */
+        if (i < 0 && !repaired && (c->high_water == c->nslots || c->inflight)) {
+            mbox_repair(m);
             repaired = 1;
-            i = free_pop(m);
+            i = has_room(c, len) ? free_pop(m) : -1;
         }
         if (i >= 0)
             break;
@@ -415,9 +418,12 @@ int ipcf_mbox_post(ipcf_mbox *m, const char *buf, uint64_t len, int32_t type, in
         memcpy(body_of(s), buf, len);
     } else {
         ipcf_store_release(&s->state, IPCF_SLOT_WRITING);
+        c->inflight++;
         UNLOCK(m);
         memcpy(body_of(s), buf, len);     /* outside the lock; the slot is ours */
         mbox_lock(m, NULL);
+        if (s->state == IPCF_SLOT_WRITING && s->owner == me)   /* (a repair recounts) */
+            c->inflight--;
     }
     publish(m, (uint32_t)i);
     out->slot = (uint32_t)i;
@@ -594,9 +600,11 @@ int64_t ipcf_mbox_recv(ipcf_mbox *m, char *buf, uint64_t cap, uint64_t me, int h
             } else {
                 s->owner = ipcf_self_word();
                 ipcf_store_release(&s->state, IPCF_SLOT_READING);
+                c->inflight++;
                 UNLOCK(m);
                 memcpy(buf, body_of(s), len);  /* outside the lock; the slot is ours */
                 mbox_lock(m, NULL);
+                c->inflight--;
             }
             int receipt = s->flags & IPCF_MSG_RECEIPT;
             finish_take(m, (uint32_t)i, me, out);
@@ -613,6 +621,12 @@ int64_t ipcf_mbox_recv(ipcf_mbox *m, char *buf, uint64_t cap, uint64_t me, int h
         __atomic_fetch_add(&c->receivers_waiting, 1, __ATOMIC_SEQ_CST);
         rc = wait_moved(m, &c->data, &c->published, seen, rc == IPCF_EBUSY, &tmo, IPCF_EEMPTY);
         __atomic_fetch_sub(&c->receivers_waiting, 1, __ATOMIC_SEQ_CST);
+        if (rc == IPCF_EEMPTY && ipcf_load_relaxed(&c->inflight) && mbox_lock(m, NULL) >= 0) {
+            /* nothing came: a reader that died mid-copy may be sitting on a message */
+            if (c->inflight)
+                mbox_repair(m);
+            UNLOCK(m);
+        }
         if (rc)
             return rc;
     }

@@ -26,6 +26,8 @@ struct ipcf_ring {
     uint64_t peek_len;
 };
 
+static int end_gone(uint64_t *table, uint64_t *pend, int thorough);
+
 static int ring_init(struct ipcf_ring *r)
 {
     r->ctl = r->seg.ctl;
@@ -100,6 +102,12 @@ int ipcf_ring_close(ipcf_ring *r)
     ipcf_event_wake(&r->ctl->data);
     ipcf_event_wake(&r->ctl->space);
     int last = ipcf_seg_leave(&r->seg);
+    /* an end in transit (pickled for a child not yet attached) keeps the ring: the process
+     * that receives it is then the last one out */
+    if (last && (r->flags & IPCF_F_PIPE) &&
+        (!end_gone(r->ctl->writers, r->ctl->pend_writers, 1) ||
+         !end_gone(r->ctl->readers, r->ctl->pend_readers, 1)))
+        last = 0;
     if (last)
         ipcf_seg_unlink_own(&r->seg, r->seg.name + 1);
     return last;

@@ -82,7 +82,9 @@ int ipcf_seg_unlink(const char *name)
 
 /* ---- process identity: pid plus start time, so a recycled pid is not mistaken for a peer ---- */
 
-uint64_t ipcf_proc_start(int32_t pid)
+/* Start time (clock ticks since boot, field 22 of /proc/pid/stat) and state (field 3) of
+ * a process; 0 when it cannot be read. */
+static uint64_t proc_stat(int32_t pid, char *state)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
@@ -95,21 +97,24 @@ uint64_t ipcf_proc_start(int32_t pid)
         return 0;
     buf[n] = 0;
     char *p = strrchr(buf, ')');      /* comm may contain spaces and parentheses */
-    if (!p)
+    if (!p || p[1] != ' ')
         return 0;
-    /* after ")" come fields 3.. ; starttime is field 22 */
-    int field = 2;
+    if (state)
+        *state = p[2];
+    int field = 2;                    /* after ")" come fields 3.. */
     unsigned long long start = 0;
     for (p++; *p; p++) {
-        if (*p == ' ') {
-            field++;
-            if (field == 22) {
-                sscanf(p + 1, "%llu", &start);
-                break;
-            }
+        if (*p == ' ' && ++field == 22) {
+            sscanf(p + 1, "%llu", &start);
+            break;
         }
     }
     return start;
+}
+
+uint64_t ipcf_proc_start(int32_t pid)
+{
+    return proc_stat(pid, NULL);
 }
 
 /* Our process word, computed once per process: getpid() is a syscall and this is on hot
@@ -140,9 +145,12 @@ int ipcf_pid_alive(int32_t pid, uint64_t start_ticks)
         return 0;
     if (kill(pid, 0) != 0 && errno == ESRCH)
         return 0;
-    uint64_t start = ipcf_proc_start(pid);
+    char state = 0;
+    uint64_t start = proc_stat(pid, &state);
     if (start == 0)
         return kill(pid, 0) == 0 || errno == EPERM;  /* no /proc: trust kill() */
+    if (state == 'Z' || state == 'X')
+        return 0;        /* exited, not yet reaped by its parent: it will never act again */
     return (start & 0xffffffffu) == (start_ticks & 0xffffffffu);
 }
 
@@ -416,6 +424,11 @@ int ipcf_seg_inspect(const char *name, struct ipcf_seg_info *out)
         struct ipcf_ring_ctl *c = s.ctl;
         uint64_t v[8] = {c->msgs_in, c->msgs_out, c->bytes_in, c->bytes_out, c->full_waits,
                          c->empty_waits, c->data.waiters, c->space.waiters};
+        memcpy(out->counters, v, sizeof v);
+    } else if (h->kind == IPCF_KIND_MAILBOX) {
+        struct ipcf_mbox_ctl *c = s.ctl;
+        uint64_t v[8] = {c->count, c->bytes_held, c->published, c->taken, c->freed, c->repairs,
+                         c->receivers_waiting, c->holder & 0xffffffffu};
         memcpy(out->counters, v, sizeof v);
     } else if (h->kind == IPCF_KIND_QUEUE) {
         struct ipcf_queue_ctl *c = s.ctl;

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import queue as _queue
 import secrets
+import sys
 import time
 import weakref
 from typing import Callable, Optional
@@ -166,12 +167,19 @@ new_raw = ffi.new_allocator(should_clear_after_alloc=False)
 
 
 class HandleTable:
-    """Live native handles of one kind; a forked child registers as a peer of each."""
+    """Live native handles of one kind; a forked child registers as a peer of each.
 
-    def __init__(self, after_fork: Callable, before_fork: Optional[Callable] = None) -> None:
+    multiprocessing's fork children end with os._exit, which skips the garbage collection
+    that would close their handles; so the child also registers each handle's close with
+    multiprocessing's own exit finalizers (they run before os._exit), so that a child that
+    is the last user of a segment still removes it."""
+
+    def __init__(self, after_fork: Callable, before_fork: Optional[Callable] = None,
+                 close: Optional[Callable] = None) -> None:
         self._objs: "weakref.WeakSet" = weakref.WeakSet()
         self._after_fork = after_fork
         self._before_fork = before_fork
+        self._close = close
         os.register_at_fork(after_in_child=self._child)
         if before_fork is not None:
             os.register_at_fork(before=self._parent)
@@ -190,6 +198,12 @@ class HandleTable:
 
     def _child(self) -> None:
         self._each(self._after_fork)
+        util = sys.modules.get("multiprocessing.util")
+        if util is not None and self._close is not None:
+            for obj in list(self._objs):
+                h = getattr(obj, "_h", None)
+                if h is not None:
+                    util.Finalize(obj, self._close, args=(h,), exitpriority=10)
 
 
 __all__ = ["ffi", "lib", "check", "error", "IpcfastError", "IncompatibleSegmentError",

@@ -18,7 +18,8 @@ from . import _native as N
 from ._native import ffi, lib
 
 SHM = "/dev/shm"
-KINDS = {lib.IPCF_KIND_RING: "ring", lib.IPCF_KIND_QUEUE: "queue", lib.IPCF_KIND_QPART: "queue-ring"}
+KINDS = {lib.IPCF_KIND_RING: "ring", lib.IPCF_KIND_QUEUE: "queue", lib.IPCF_KIND_QPART: "queue-ring",
+         lib.IPCF_KIND_MAILBOX: "mailbox"}
 _PART = re.compile(r"^(?P<queue>.+)\.(?P<gen>\d+)$")
 
 
@@ -95,6 +96,8 @@ def _held(seg: Segment) -> str:
     c = seg.counters
     if seg.kind == "queue":
         return f"{max(0, c[0] - c[1])} items"
+    if seg.kind == "mailbox":
+        return f"{c[0]} msgs / {_size(c[1])}"
     return f"{max(0, c[0] - c[1])} msgs / {_size(max(0, c[2] - c[3]))}"
 
 
@@ -106,7 +109,9 @@ def cmd_ls(args) -> int:
     print(f"{'NAME':44} {'KIND':10} {'CAPACITY':>9} {'HELD':>20} {'PROCS':>10} {'OWNER':>8} {'AGE':>6}")
     for s in segs.values():
         procs = f"{s.live} alive" + (f"/{s.dead} dead" if s.dead else "")
-        cap = "-" if s.kind == "queue" else _size(s.capacity)
+        cap = ("-" if s.kind == "queue" else
+               ("unbounded" if s.param0 == lib.IPCF_MB_UNBOUNDED else _size(s.param0))
+               if s.kind == "mailbox" else _size(s.capacity))
         print(f"{s.name:44} {s.kind:10} {cap:>9} {_held(s):>20} {procs:>10} {s.owner:>8} {_age(s.age):>6}")
     return 0
 
@@ -117,6 +122,12 @@ def _stat_lines(s: Segment) -> List[str]:
         rows = [("items put", c[0]), ("items got", c[1]), ("bytes put", c[2]), ("bytes got", c[3]),
                 ("full waits", c[4]), ("empty waits", c[5]), ("write ring", c[6]), ("read ring", c[7]),
                 ("maxsize", s.param0 or "unbounded"), ("ring capacity", s.param1)]
+    elif s.kind == "mailbox":
+        cap = "unbounded" if s.param0 == lib.IPCF_MB_UNBOUNDED else ("rendezvous" if s.param0 == 0 else s.param0)
+        rows = [("messages held", c[0]), ("bytes held", c[1]), ("messages sent", c[2]),
+                ("messages taken", c[3]), ("slots freed", c[4]), ("repairs", c[5]),
+                ("waiting receivers", c[6]), ("exclusive holder", c[7] or "-"),
+                ("capacity", cap), ("max message", s.param1)]
     else:
         rows = [("messages in", c[0]), ("messages out", c[1]), ("bytes in", c[2]), ("bytes out", c[3]),
                 ("full waits", c[4]), ("empty waits", c[5]), ("waiting consumers", c[6]),

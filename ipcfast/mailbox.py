@@ -111,7 +111,7 @@ class Mailbox:
       is hashed to a stable id, see :func:`receiver_id`).
     """
 
-    _handles = N.HandleTable(lambda h: lib.ipcf_mbox_after_fork(h))
+    _handles = N.HandleTable(lambda h: lib.ipcf_mbox_after_fork(h), close=lib.ipcf_mbox_close)
 
     def __init__(self, name: Optional[str] = None, *, capacity: Optional[int] = 1 << 20,
                  max_message: int = 64 * 1024, max_messages: Optional[int] = None,
@@ -124,7 +124,8 @@ class Mailbox:
             raise ValueError(f"max_message must be an int in 1..{1 << 30}, not {max_message!r}")
         if capacity is None:
             cap = lib.IPCF_MB_UNBOUNDED
-            slots = 1 << 20
+            stride = -(-(ffi.sizeof("struct ipcf_mbox_slot") + max_message) // 4096) * 4096
+            slots = min(1 << 20, lib.IPCF_MAX_CAPACITY // stride)   # a sparse file: pages only as used
         elif isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
             raise ValueError(f"capacity must be 0 (rendezvous), a positive int (bytes) or None "
                              f"(unbounded), not {capacity!r}")

@@ -97,8 +97,8 @@ class Connection:
             lib.ipcf_ring_depart(self._rx._h, 0, 1, _TRANSIT_NS)
         if self._tx is not None:
             lib.ipcf_ring_depart(self._tx._h, 1, 0, _TRANSIT_NS)
-        return (_rebuild, (self._rx.name if self._rx else None,
-                           self._tx.name if self._tx else None, me))
+        return (_rebuild, (self._rx.name if self._rx is not None else None,
+                           self._tx.name if self._tx is not None else None, me))
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("duplex" if self._readable and self._writable

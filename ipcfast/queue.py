@@ -42,7 +42,7 @@ class Queue:
     freed when the last process that has it open closes it or exits.
     """
 
-    _handles = N.HandleTable(lambda h: lib.ipcf_queue_after_fork(h))
+    _handles = N.HandleTable(lambda h: lib.ipcf_queue_after_fork(h), close=lib.ipcf_queue_close)
 
     def __init__(self, maxsize: int = 0, *, ctx: Any = None, capacity: int = 1 << 20,
                  name: Optional[str] = None, dumps: Optional[Callable[[Any], bytes]] = None,

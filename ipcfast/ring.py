@@ -42,7 +42,7 @@ class Ring:
     """
 
     _handles = N.HandleTable(lambda h: lib.ipcf_ring_after_fork(h),
-                             lambda h: lib.ipcf_ring_before_fork(h))
+                             lambda h: lib.ipcf_ring_before_fork(h), close=lib.ipcf_ring_close)
 
     def __init__(self, capacity: int = 1 << 20, *, name: Optional[str] = None,
                  multi_producer: bool = True, multi_consumer: bool = True,

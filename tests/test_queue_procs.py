@@ -83,8 +83,9 @@ def test_queue_passed_to_pool_initializer_is_usable_by_every_worker(make, ctx):
     try:
         assert pool.map(pool_task, range(8), chunksize=1) == [i * i for i in range(8)]
         pool.close()
+        pool.join()      # workers exit normally: multiprocessing's feeder threads flush
     finally:
-        pool.terminate()
+        pool.terminate()  # (SIGTERM before that flush loses multiprocessing's items)
         pool.join()
     got = [q.get(timeout=CHILD_WAIT) for _ in range(8)]
     assert sorted(i for _, i, _ in got) == list(range(8))
@@ -117,6 +118,7 @@ def test_queue_as_a_pool_task_argument_works_for_ipcfast_only(make, impl, ctx):
             assert sorted(q.get(timeout=CHILD_WAIT) for _ in range(4)) == [("arg", i)
                                                                             for i in range(4)]
         pool.close()
+        pool.join()
     finally:
         pool.terminate()
         pool.join()

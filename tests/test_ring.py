@@ -56,6 +56,11 @@ def new_name() -> str:
     return f"ipcf-test-{os.getpid()}-{secrets.token_hex(6)}"
 
 
+def ours() -> set:
+    """Segments in /dev/shm made by this process (other test runs may share the machine)."""
+    return {n for n in os.listdir(SHM) if f"-{os.getpid()}-" in n}
+
+
 def positions(ring: Ring):
     """(head, tail): the free-running byte positions, read from the segment file."""
     with open(shm_path(ring.name), "rb") as f:
@@ -241,9 +246,8 @@ def test_record_ending_exactly_at_the_end_of_the_ring(offset):
 def test_record_straddling_the_end_of_the_ring(offset, extra):
     with Ring(4096) as ring:
         advance_to(ring, offset)
-        n = 4096 - offset - REC_HDR + extra        # `extra` bytes past the end
-        if n > ring.max_message:
-            pytest.skip("does not fit")
+        n = min(4096 - offset - REC_HDR + extra,   # `extra` bytes past the end
+                ring.max_message)
         msg = payload(offset * 7 + extra, n)
         ring.send_bytes(msg)
         head, tail = positions(ring)
@@ -779,10 +783,10 @@ def test_message_larger_than_capacity_also_raises_value_error_not_full():
 @pytest.mark.parametrize("capacity", [0, -1, -4096, 1.5, 4096.0, True, False, 2**50, 2**40 + 1,
                                       4095, 1, "4096", None])
 def test_invalid_capacity_raises_value_error(capacity):
-    before = {n for n in os.listdir(SHM)}
+    before = ours()
     with pytest.raises(ValueError):
         Ring(capacity)
-    assert {n for n in os.listdir(SHM)} <= before
+    assert ours() <= before
 
 
 @pytest.mark.parametrize("name", ["", "a/b", "/abs", "x" * 300, "x" * 201, ".hidden", ".", "..",
@@ -794,7 +798,8 @@ def test_invalid_name_raises_value_error(name):
         Ring(4096, name=name)
     with pytest.raises(ValueError):
         Ring.attach(name)
-    assert set(os.listdir(SHM)) <= before
+    created = set(os.listdir(SHM)) - before
+    assert not created & {name, name.lstrip("/"), name.replace("/", "")}, created
 
 
 def test_name_with_an_embedded_nul_raises_value_error():
@@ -902,6 +907,23 @@ def test_attach_to_a_copy_of_a_header_without_its_data_raises_incompatible(garba
     with open(garbage_path, "wb") as f:
         f.write(page + bytes(4096))                 # header says 8192 data bytes, file has 4096
     with pytest.raises(IncompatibleSegmentError):
+        Ring.attach(os.path.basename(garbage_path))
+
+
+@pytest.mark.xfail(strict=True, reason="bug: ipcf_seg_open reports ENOTREADY only when magic, "
+                   "version and kind are all 0, but the creator writes version/kind before "
+                   "the magic: a ring mid-creation is called 'not an ipcfast segment'")
+def test_attach_to_a_ring_whose_creator_has_not_published_it_yet_says_so(garbage_path):
+    """The creator writes the whole header and control block, then stores the magic last.
+    A segment caught in between is an ipcfast ring being initialised, not 'not an ipcfast
+    segment (bad magic number)' (which is what a racing attach reported)."""
+    with Ring(4096) as ring:
+        with open(shm_path(ring.name), "rb") as f:
+            image = bytearray(f.read())
+    image[0:8] = bytes(8)                       # everything but the magic is in place
+    with open(garbage_path, "wb") as f:
+        f.write(image)
+    with pytest.raises(IncompatibleSegmentError, match="initialis"):
         Ring.attach(os.path.basename(garbage_path))
 
 
@@ -1031,6 +1053,30 @@ def test_segment_disappears_when_the_last_handle_closes():
     a.send_bytes(b"still works")
     assert a.recv_bytes() == b"still works"
     a.close()
+    assert not os.path.exists(path)
+
+
+@pytest.mark.xfail(strict=True, reason="bug: every handle takes a peer-table entry; with more "
+                   "than IPCF_MAX_PEERS handles the last entry-holder unlinks the name while "
+                   "entry-less handles are still open (segment.c ipcf_seg_register/leave)")
+def test_segment_survives_until_the_last_of_many_handles_in_one_process_closes():
+    """Every handle takes its own entry in the 64-entry peer table. With more handles than
+    entries, closing the ones that got an entry must not remove the segment while handles
+    without one are still open (other processes could no longer attach by name)."""
+    ring = Ring(4096)
+    path = shm_path(ring.name)
+    handles = [Ring.attach(ring.name) for _ in range(lib.IPCF_MAX_PEERS + 8)]
+    try:
+        ring.close()
+        for h in handles[:-1]:
+            h.close()
+        assert os.path.exists(path), "segment removed while a handle was still open"
+        with Ring.attach(ring.name) as late:
+            handles[-1].send_bytes(b"still here")
+            assert late.recv_bytes() == b"still here"
+    finally:
+        for h in handles:
+            h.close()
     assert not os.path.exists(path)
 
 

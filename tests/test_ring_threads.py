@@ -6,6 +6,7 @@ several tries.
 """
 from __future__ import annotations
 
+import ast
 import os
 import queue
 import signal
@@ -407,8 +408,11 @@ def test_closing_a_ring_while_another_thread_is_blocked_on_it_does_not_crash(cal
     if name and os.path.exists(f"/dev/shm/{name}"):
         os.unlink(f"/dev/shm/{name}")
     assert proc.returncode == 0, f"process died with {proc.returncode}: {proc.stderr[-2000:]}"
-    assert "outcome ['ValueError" in proc.stdout or "outcome ['Empty']" in proc.stdout \
-        or "outcome ['Full']" in proc.stdout, proc.stdout
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("outcome "))
+    outcome = ast.literal_eval(line[len("outcome "):])
+    assert len(outcome) == 1, outcome
+    assert (outcome[0].startswith("ValueError") and "closed" in outcome[0]) \
+        or outcome[0] in ("Empty", "Full"), outcome
 
 
 # --------------------------------------------------------------------------------------
