@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #ifndef IPCF_SPIN_NS
 #define IPCF_SPIN_NS 50000
 #endif
+#define IPCF_SPIN_YIELD_AFTER_NS 5000
 
 uint64_t ipcf_deadline(struct ipcf_timeout *t)
 {
@@ -73,13 +75,20 @@ int ipcf_wait(struct ipcf_event *ev, ipcf_ready_fn ready, void *arg, int64_t tim
     if (deadline && deadline < spin_end)
         spin_end = deadline;
 
-    /* 1. bounded spin: the peer is probably awake and about to publish */
+    /* 1. bounded spin: the peer is probably awake and about to publish. After the first few
+     * microseconds each round also yields the CPU, so a peer that shares our CPU (2 cores,
+     * more runnable processes) gets to run instead of waiting out our whole spin. */
     for (unsigned i = 1;; i++) {
         ipcf_cpu_relax();
         if ((r = ready(arg)) != 0)
             return r;
-        if ((i & 63) == 0 && ipcf_now_ns() >= spin_end)
-            break;
+        if ((i & 63) == 0) {
+            uint64_t now = ipcf_now_ns();
+            if (now >= spin_end)
+                break;
+            if (now - start > IPCF_SPIN_YIELD_AFTER_NS)
+                sched_yield();
+        }
     }
     if (deadline && ipcf_now_ns() >= deadline)
         return IPCF_ETIMEOUT;

@@ -75,6 +75,9 @@ struct ipcf_seg_hdr {
     uint32_t reserved0;
     uint64_t param[7];        /* kind-specific parameters (queue: maxsize, ring capacity) */
     uint64_t peers[64];       /* (start_ticks_low32 << 32) | pid of each attached process, 0 = free */
+    uint64_t transit[16];     /* handles in transit (pickled, or inherited by a fork child, and
+                                 not yet attached): pairs (process word of the sender, expiry
+                                 in CLOCK_MONOTONIC ns); they keep the segment alive */
 };
 
 struct ipcf_ring_ctl {        /* at IPCF_CTL_OFFSET in a RING or QPART segment */
@@ -243,7 +246,11 @@ int ipcf_ring_attach(const char *name, ipcf_ring **out);
  * free: unmap and free, once no thread can use the handle (Python: at garbage collection). */
 int ipcf_ring_close(ipcf_ring *r);
 void ipcf_ring_free(ipcf_ring *r);
-void ipcf_ring_before_fork(ipcf_ring *r);   /* parent: pipe ends this process holds go in transit */
+void ipcf_ring_before_fork(ipcf_ring *r);   /* parent: the handle (and pipe ends) go in transit */
+/* A handle about to be pickled: count it in transit (keeping the segment alive) for ttl_ns or
+ * until the receiving process, after attaching, calls *_arrived with our process word. */
+int ipcf_ring_travel(ipcf_ring *r, int64_t ttl_ns);
+void ipcf_ring_arrived(ipcf_ring *r, uint64_t from);
 void ipcf_ring_after_fork(ipcf_ring *r);    /* child: register as a peer of its own */
 uint64_t ipcf_ring_capacity(const ipcf_ring *r);
 uint64_t ipcf_ring_max_message(const ipcf_ring *r);
@@ -281,7 +288,10 @@ int ipcf_queue_create(const char *name, uint64_t ring_capacity, uint64_t maxsize
 int ipcf_queue_attach(const char *name, ipcf_queue **out);
 int ipcf_queue_close(ipcf_queue *q);           /* as ipcf_ring_close / ipcf_ring_free */
 void ipcf_queue_free(ipcf_queue *q);
+void ipcf_queue_before_fork(ipcf_queue *q);
 void ipcf_queue_after_fork(ipcf_queue *q);
+int ipcf_queue_travel(ipcf_queue *q, int64_t ttl_ns);
+void ipcf_queue_arrived(ipcf_queue *q, uint64_t from);
 uint64_t ipcf_queue_maxsize(const ipcf_queue *q);
 uint64_t ipcf_queue_ring_capacity(const ipcf_queue *q);
 int64_t ipcf_queue_qsize(const ipcf_queue *q);
@@ -304,7 +314,10 @@ int ipcf_mbox_create(const char *name, uint64_t capacity, uint32_t max_message,
 int ipcf_mbox_attach(const char *name, ipcf_mbox **out);
 int ipcf_mbox_close(ipcf_mbox *m);             /* as ipcf_ring_close / ipcf_ring_free */
 void ipcf_mbox_free(ipcf_mbox *m);
+void ipcf_mbox_before_fork(ipcf_mbox *m);
 void ipcf_mbox_after_fork(ipcf_mbox *m);
+int ipcf_mbox_travel(ipcf_mbox *m, int64_t ttl_ns);
+void ipcf_mbox_arrived(ipcf_mbox *m, uint64_t from);
 const struct ipcf_mbox_ctl *ipcf_mbox_ctl(const ipcf_mbox *m);
 /* Post a message. With `flags & IPCF_MSG_RECEIPT` the slot stays ours until the receipt is
  * collected with ipcf_mbox_await (or the post withdrawn): out->slot and out->seq name it.

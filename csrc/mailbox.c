@@ -114,7 +114,10 @@ int ipcf_mbox_attach(const char *name, ipcf_mbox **out)
     return 0;
 }
 
-void ipcf_mbox_after_fork(ipcf_mbox *m) { ipcf_seg_register(&m->seg); }
+void ipcf_mbox_before_fork(ipcf_mbox *m) { ipcf_seg_before_fork(&m->seg); }
+void ipcf_mbox_after_fork(ipcf_mbox *m) { ipcf_seg_after_fork(&m->seg); }
+int ipcf_mbox_travel(ipcf_mbox *m, int64_t ttl_ns) { return ipcf_seg_depart(&m->seg, ttl_ns); }
+void ipcf_mbox_arrived(ipcf_mbox *m, uint64_t from) { ipcf_seg_arrive(&m->seg, from); }
 
 /* ---- lists (lock held) ---- */
 

@@ -195,7 +195,10 @@ void ipcf_queue_free(ipcf_queue *q)
     free(q);
 }
 
-void ipcf_queue_after_fork(ipcf_queue *q) { ipcf_seg_register(&q->seg); }
+void ipcf_queue_before_fork(ipcf_queue *q) { ipcf_seg_before_fork(&q->seg); }
+void ipcf_queue_after_fork(ipcf_queue *q) { ipcf_seg_after_fork(&q->seg); }
+int ipcf_queue_travel(ipcf_queue *q, int64_t ttl_ns) { return ipcf_seg_depart(&q->seg, ttl_ns); }
+void ipcf_queue_arrived(ipcf_queue *q, uint64_t from) { ipcf_seg_arrive(&q->seg, from); }
 uint64_t ipcf_queue_maxsize(const ipcf_queue *q) { return q->maxsize; }
 uint64_t ipcf_queue_ring_capacity(const ipcf_queue *q) { return q->ring_cap; }
 
@@ -234,15 +237,18 @@ static int space_ready(void *p)
 }
 
 /* Counts, not ring positions: this runs without the consumer lock, while another thread of
- * this process may be remapping q->r. items_put moves after the tail it covers is
- * published, items_got before the head it covers moves, so an item counted here is readable. */
+ * this process may be remapping q->r. items_put moves after the records it counts are
+ * published, so once it moves past what the locked path saw, there is something to read.
+ * (Comparing with a snapshot, not with items_got, keeps a count left short by a killed
+ * peer from turning the wait into a spin.) */
+struct data_arg { struct ipcf_queue *q; uint64_t seen; };
+
 static int data_ready(void *p)
 {
-    struct ipcf_queue *q = p;
-    if (__atomic_load_n(&q->closing, __ATOMIC_RELAXED))
+    struct data_arg *a = p;
+    if (__atomic_load_n(&a->q->closing, __ATOMIC_RELAXED))
         return IPCF_ECLOSED;
-    uint64_t got = ipcf_load_acquire(&q->ctl->items_got);
-    return (int64_t)(ipcf_load_acquire(&q->ctl->items_put) - got) > 0;
+    return ipcf_load_acquire(&a->q->ctl->items_put) != a->seen;
 }
 
 int ipcf_queue_empty(const ipcf_queue *q)
@@ -421,6 +427,7 @@ int64_t ipcf_queue_get_many(ipcf_queue *q, char *buf, uint64_t cap, uint64_t *le
         int rc = ipcf_lock(q->ctl->clock, &to);
         if (rc < 0)
             return rc == IPCF_ETIMEOUT ? IPCF_EEMPTY : rc;
+        struct data_arg seen = {q, ipcf_load_acquire(&q->ctl->items_put)};
         int64_t n = get_locked(q, buf, cap, lens, max, need);
         ipcf_unlock(q->ctl->clock);
         if (n > 0) {
@@ -430,7 +437,9 @@ int64_t ipcf_queue_get_many(ipcf_queue *q, char *buf, uint64_t cap, uint64_t *le
         }
         if (n != IPCF_EEMPTY)
             return n;
-        rc = ipcf_wait(&q->ctl->data, data_ready, q, ipcf_remaining(&to), &q->ctl->empty_waits);
+        if (ipcf_remaining(&to) == 0)
+            return IPCF_EEMPTY;
+        rc = ipcf_wait(&q->ctl->data, data_ready, &seen, ipcf_remaining(&to), &q->ctl->empty_waits);
         if (rc < 0)
             return rc == IPCF_ETIMEOUT ? IPCF_EEMPTY : rc;
     }
@@ -449,7 +458,8 @@ int ipcf_queue_task_done(ipcf_queue *q)
 {
     uint64_t done = ipcf_load_acquire(&q->ctl->tasks_done);
     for (;;) {
-        if (done >= ipcf_load_acquire(&q->ctl->items_got))
+        /* as multiprocessing: at most one task_done per item put */
+        if (done >= ipcf_load_acquire(&q->ctl->items_put))
             return IPCF_EJOIN;
         if (ipcf_cas(&q->ctl->tasks_done, &done, done + 1))
             break;

@@ -128,21 +128,25 @@ void ipcf_ring_free(ipcf_ring *r)
  * fork(), so that it may close its copies at once without the peer seeing EOF. */
 void ipcf_ring_before_fork(ipcf_ring *r)
 {
+    ipcf_seg_before_fork(&r->seg);
     r->fork_from = 0;
     if ((r->holds_writer || r->holds_reader) &&
-        ipcf_ring_depart(r, r->holds_writer, r->holds_reader, 60000000000LL) == 0)
+        ipcf_ring_depart(r, r->holds_writer, r->holds_reader, IPCF_TRANSIT_NS) == 0)
         r->fork_from = ipcf_self_word();
 }
 
 void ipcf_ring_after_fork(ipcf_ring *r)
 {
-    ipcf_seg_register(&r->seg);
+    ipcf_seg_after_fork(&r->seg);
     int w = r->holds_writer, rd = r->holds_reader;
     r->holds_writer = r->holds_reader = 0;
     r->writer_slot = r->reader_slot = -1;
     if (w || rd)
         ipcf_ring_arrive(r, w, rd, r->fork_from);
 }
+
+int ipcf_ring_travel(ipcf_ring *r, int64_t ttl_ns) { return ipcf_seg_depart(&r->seg, ttl_ns); }
+void ipcf_ring_arrived(ipcf_ring *r, uint64_t from) { ipcf_seg_arrive(&r->seg, from); }
 
 int ipcf_ring_hold(ipcf_ring *r, int writer, int reader)
 {
@@ -159,39 +163,15 @@ int ipcf_ring_hold(ipcf_ring *r, int writer, int reader)
     return 0;
 }
 
-static int pend_add(uint64_t *pend, uint64_t expiry)
-{
-    uint64_t me = ipcf_self_word(), now = ipcf_now_ns();
-    for (int i = 0; i < IPCF_PIPE_ENDS; i += 2) {
-        uint64_t cur = ipcf_load_acquire(&pend[i]);
-        int stale = cur && (ipcf_load_relaxed(&pend[i + 1]) < now || !ipcf_word_alive(cur));
-        if ((cur == 0 || stale) && ipcf_cas(&pend[i], &cur, me)) {
-            ipcf_store_release(&pend[i + 1], expiry);
-            return 0;
-        }
-    }
-    return IPCF_EFULL;
-}
-
-static void pend_del(uint64_t *pend, uint64_t from)
-{
-    for (int i = 0; i < IPCF_PIPE_ENDS; i += 2) {
-        uint64_t cur = from;
-        if (ipcf_cas(&pend[i], &cur, 0))
-            return;
-    }
-}
-
 int ipcf_ring_depart(ipcf_ring *r, int writer, int reader, int64_t ttl_ns)
 {
     if (!(r->flags & IPCF_F_PIPE))
         return IPCF_EBADARG;
-    uint64_t expiry = ipcf_now_ns() + (uint64_t)ttl_ns;
     int rc = 0;
     if (writer)
-        rc = pend_add(r->ctl->pend_writers, expiry);
+        rc = ipcf_transit_add(r->ctl->pend_writers, IPCF_PIPE_ENDS, ttl_ns);
     if (reader && !rc)
-        rc = pend_add(r->ctl->pend_readers, expiry);
+        rc = ipcf_transit_add(r->ctl->pend_readers, IPCF_PIPE_ENDS, ttl_ns);
     return rc;
 }
 
@@ -199,9 +179,9 @@ int ipcf_ring_arrive(ipcf_ring *r, int writer, int reader, uint64_t from)
 {
     int rc = ipcf_ring_hold(r, writer, reader);      /* hold first: never a gap */
     if (writer)
-        pend_del(r->ctl->pend_writers, from);
+        ipcf_transit_del(r->ctl->pend_writers, IPCF_PIPE_ENDS, from);
     if (reader)
-        pend_del(r->ctl->pend_readers, from);
+        ipcf_transit_del(r->ctl->pend_readers, IPCF_PIPE_ENDS, from);
     return rc;
 }
 

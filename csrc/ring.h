@@ -48,6 +48,8 @@ static inline uint64_t ipcf_rb_max_message(uint64_t cap)
 /* Producer: is there room for `need` bytes at the current tail? */
 static inline int ipcf_rb_room(struct ipcf_rb *b, uint64_t tail, uint64_t need)
 {
+    if (need > b->cap)
+        return 0;
     if (tail - b->head_cache > b->cap - need) {
         /* acquire: pairs with the consumer's release of head; the bytes before it are no
          * longer being read, so we may overwrite them */

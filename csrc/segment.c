@@ -15,7 +15,7 @@
 #include "segment.h"
 
 _Static_assert(sizeof(struct ipcf_event) == 8, "event layout");
-_Static_assert(sizeof(struct ipcf_seg_hdr) == 640, "segment header layout");
+_Static_assert(sizeof(struct ipcf_seg_hdr) == 768, "segment header layout");
 _Static_assert(sizeof(struct ipcf_seg_hdr) <= IPCF_CTL_OFFSET, "header overlaps control block");
 _Static_assert(sizeof(struct ipcf_ring_ctl) == 1280, "ring control layout");
 _Static_assert(sizeof(struct ipcf_queue_ctl) == 896, "queue control layout");
@@ -204,6 +204,66 @@ int ipcf_table_live(uint64_t *table, int n, uint32_t *dead)
 void ipcf_seg_register(struct ipcf_seg *s)
 {
     s->peer_slot = ipcf_table_add(s->hdr->peers, IPCF_MAX_PEERS);
+    if (s->peer_slot < 0)   /* table full: we cannot be counted, so nobody may auto-remove it */
+        __atomic_fetch_and(&s->hdr->flags, ~(uint32_t)IPCF_F_AUTO_UNLINK, __ATOMIC_SEQ_CST);
+}
+
+int ipcf_transit_add(uint64_t *pairs, int n, int64_t ttl_ns)
+{
+    uint64_t me = self_word(), now = ipcf_now_ns();
+    for (int i = 0; i < n; i += 2) {
+        uint64_t cur = ipcf_load_acquire(&pairs[i]);
+        int stale = cur && (ipcf_load_relaxed(&pairs[i + 1]) < now || !peer_alive(cur));
+        if ((cur == 0 || stale) && ipcf_cas(&pairs[i], &cur, me)) {
+            ipcf_store_release(&pairs[i + 1], now + (uint64_t)ttl_ns);
+            return 0;
+        }
+    }
+    return IPCF_EFULL;
+}
+
+void ipcf_transit_del(uint64_t *pairs, int n, uint64_t from)
+{
+    for (int i = 0; i < n; i += 2) {
+        uint64_t cur = from;
+        if (from && ipcf_cas(&pairs[i], &cur, 0))
+            return;
+    }
+}
+
+int ipcf_transit_live(uint64_t *pairs, int n)
+{
+    uint64_t now = ipcf_now_ns();
+    int live = 0;
+    for (int i = 0; i < n; i += 2) {
+        uint64_t w = ipcf_load_acquire(&pairs[i]);
+        if (w && ipcf_load_relaxed(&pairs[i + 1]) > now && peer_alive(w))
+            live++;
+    }
+    return live;
+}
+
+int ipcf_seg_depart(struct ipcf_seg *s, int64_t ttl_ns)
+{
+    return ipcf_transit_add(s->hdr->transit, 16, ttl_ns);
+}
+
+void ipcf_seg_arrive(struct ipcf_seg *s, uint64_t from)
+{
+    ipcf_transit_del(s->hdr->transit, 16, from);
+}
+
+/* A fork child holds what its parent held: the parent marks the handle in transit first, so
+ * that it may close its own at once without the segment going away under the child. */
+void ipcf_seg_before_fork(struct ipcf_seg *s)
+{
+    s->fork_from = ipcf_seg_depart(s, IPCF_TRANSIT_NS) == 0 ? self_word() : 0;
+}
+
+void ipcf_seg_after_fork(struct ipcf_seg *s)
+{
+    ipcf_seg_register(s);
+    ipcf_seg_arrive(s, s->fork_from);
 }
 
 /* ---- mapping ---- */
@@ -257,7 +317,11 @@ int ipcf_seg_create(struct ipcf_seg *s, const char *name, uint32_t kind, uint64_
     if (fd < 0)
         return -errno;
     uint64_t total = IPCF_HDR_SIZE + capacity;
-    if (ftruncate(fd, (off_t)total) != 0 || (rc = map_segment(s, fd, capacity, kind)) != 0) {
+    /* rings are written everywhere soon: reserve their memory now, so a too-small /dev/shm
+     * gives ENOSPC here rather than SIGBUS on a later write (other kinds stay sparse) */
+    if (ftruncate(fd, (off_t)total) != 0 ||
+        (is_ring(kind) && (rc = -posix_fallocate(fd, 0, (off_t)total)) != 0) ||
+        (rc = map_segment(s, fd, capacity, kind)) != 0) {
         if (!rc)
             rc = -errno;
         close(fd);
@@ -319,7 +383,15 @@ int ipcf_seg_open(struct ipcf_seg *s, const char *name, uint32_t kind, int join)
         goto out;
     }
     uint64_t magic = ipcf_load_acquire(&h.magic);
-    if (magic == 0 && h.version == 0 && h.kind == 0) {
+    for (int tries = 0; magic == 0 && tries < 200; tries++) {
+        /* the creator stores the magic last: give it up to ~1 s to finish */
+        struct timespec ts = {0, 5000000};
+        nanosleep(&ts, NULL);
+        if (pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h)
+            break;
+        magic = ipcf_load_acquire(&h.magic);
+    }
+    if (magic == 0) {
         rc = IPCF_ENOTREADY;
         goto out;
     }
@@ -363,7 +435,9 @@ int ipcf_seg_leave(struct ipcf_seg *s)
     if (s->base && s->peer_slot >= 0) {
         ipcf_table_del(s->hdr->peers, s->peer_slot);
         s->peer_slot = -1;
-        if ((s->hdr->flags & IPCF_F_AUTO_UNLINK) && ipcf_table_live(s->hdr->peers, IPCF_MAX_PEERS, NULL) == 0)
+        if ((ipcf_load_acquire(&s->hdr->flags) & IPCF_F_AUTO_UNLINK) &&
+            ipcf_table_live(s->hdr->peers, IPCF_MAX_PEERS, NULL) == 0 &&
+            ipcf_transit_live(s->hdr->transit, 16) == 0)
             last = 1;
     }
     return last;
@@ -419,7 +493,8 @@ int ipcf_seg_inspect(const char *name, struct ipcf_seg_info *out)
     out->created_ns = h->created_ns;
     out->param0 = h->param[0];
     out->param1 = h->param[1];
-    out->live_peers = (uint32_t)ipcf_table_live(h->peers, IPCF_MAX_PEERS, &out->dead_peers);
+    out->live_peers = (uint32_t)ipcf_table_live(h->peers, IPCF_MAX_PEERS, &out->dead_peers) +
+                      (uint32_t)ipcf_transit_live(h->transit, 16);   /* in transit: alive */
     if (h->kind == IPCF_KIND_RING || h->kind == IPCF_KIND_QPART) {
         struct ipcf_ring_ctl *c = s.ctl;
         uint64_t v[8] = {c->msgs_in, c->msgs_out, c->bytes_in, c->bytes_out, c->full_waits,

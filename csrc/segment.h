@@ -21,6 +21,7 @@ struct ipcf_seg {
     uint64_t capacity;
     int peer_slot;              /* our slot in hdr->peers, -1 when none was free */
     uint64_t dev, ino;          /* identity of our file: the name may be reused after unlink */
+    uint64_t fork_from;         /* our process word before a fork (the child arrives with it) */
     char name[IPCF_NAME_MAX + 2];   /* "/" + name */
 };
 
@@ -46,6 +47,17 @@ uint64_t ipcf_self_word(void);
 int ipcf_table_add(uint64_t *table, int n);        /* our slot, or -1 when full */
 void ipcf_table_del(uint64_t *table, int slot);
 int ipcf_table_live(uint64_t *table, int n, uint32_t *dead);
+/* Transit tables: pairs (process word, expiry ns). */
+int ipcf_transit_add(uint64_t *pairs, int n, int64_t ttl_ns);
+void ipcf_transit_del(uint64_t *pairs, int n, uint64_t from);
+int ipcf_transit_live(uint64_t *pairs, int n);     /* entries alive and unexpired */
+/* A handle of this segment travels (pickle / fork) and later arrives in another process. */
+int ipcf_seg_depart(struct ipcf_seg *s, int64_t ttl_ns);
+void ipcf_seg_arrive(struct ipcf_seg *s, uint64_t from);
+void ipcf_seg_before_fork(struct ipcf_seg *s);
+void ipcf_seg_after_fork(struct ipcf_seg *s);
+#define IPCF_TRANSIT_NS 60000000000LL   /* how long an unarrived handle keeps a segment */
+
 static inline int ipcf_word_alive(uint64_t w)
 {
     return w && ipcf_pid_alive((int32_t)(w & 0xffffffffu), w >> 32);

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import queue as _queue
+import multiprocessing.util as _mp_util
+import re
 import secrets
-import sys
 import time
 import weakref
 from typing import Callable, Optional
@@ -146,7 +147,13 @@ def encode_name(name, what: str) -> bytes:
         raise TypeError(f"{what} name must be a str, not {type(name).__name__}")
     if "\0" in name:
         raise ValueError(f"{what} name {name!r} contains a NUL character")
+    if _RESERVED.search(name):
+        raise ValueError(f"{what} name {name!r} ends in '.<digits>', which is reserved for the "
+                         "rings of a queue")
     return name.encode()
+
+
+_RESERVED = re.compile(r"\.[0-9]+$")
 
 
 def new_name(prefix: str) -> str:
@@ -166,26 +173,35 @@ def as_buffer(data) -> tuple:
 new_raw = ffi.new_allocator(should_clear_after_alloc=False)
 
 
+TRANSIT_NS = 60_000_000_000    # a pickled handle keeps its segment alive this long unattached
+
+
 class HandleTable:
-    """Live native handles of one kind; a forked child registers as a peer of each.
+    """Live native handles of one kind, and what they need around fork().
 
-    multiprocessing's fork children end with os._exit, which skips the garbage collection
-    that would close their handles; so the child also registers each handle's close with
-    multiprocessing's own exit finalizers (they run before os._exit), so that a child that
-    is the last user of a segment still removes it."""
+    Before fork the parent marks each handle in transit; the child registers as a peer and
+    clears the mark, so the parent may close at once without the segment going away under the
+    child. multiprocessing's fork children end with os._exit, which skips the garbage
+    collection that would close their handles, so each handle also registers (through
+    multiprocessing's after-fork hooks, which run after its finalizer registry is reset) a
+    close among the child's exit finalizers: a child that is a segment's last user removes it.
+    """
 
-    def __init__(self, after_fork: Callable, before_fork: Optional[Callable] = None,
-                 close: Optional[Callable] = None) -> None:
+    def __init__(self, before_fork: Callable, after_fork: Callable, close: Callable) -> None:
         self._objs: "weakref.WeakSet" = weakref.WeakSet()
-        self._after_fork = after_fork
         self._before_fork = before_fork
+        self._after_fork = after_fork
         self._close = close
-        os.register_at_fork(after_in_child=self._child)
-        if before_fork is not None:
-            os.register_at_fork(before=self._parent)
+        os.register_at_fork(before=self._parent, after_in_child=self._child)
 
     def add(self, obj) -> None:
         self._objs.add(obj)
+        _mp_util.register_after_fork(obj, self._close_at_exit)
+
+    def _close_at_exit(self, obj) -> None:
+        h = getattr(obj, "_h", None)
+        if h is not None:
+            _mp_util.Finalize(obj, self._close, args=(h,), exitpriority=10)
 
     def _each(self, fn: Callable) -> None:
         for obj in list(self._objs):
@@ -198,14 +214,9 @@ class HandleTable:
 
     def _child(self) -> None:
         self._each(self._after_fork)
-        util = sys.modules.get("multiprocessing.util")
-        if util is not None and self._close is not None:
-            for obj in list(self._objs):
-                h = getattr(obj, "_h", None)
-                if h is not None:
-                    util.Finalize(obj, self._close, args=(h,), exitpriority=10)
 
 
 __all__ = ["ffi", "lib", "check", "error", "IpcfastError", "IncompatibleSegmentError",
            "call_blocking", "first_slice", "new_name", "as_buffer", "new_raw", "HandleTable",
+           "TRANSIT_NS", "encode_name",
 ]

@@ -111,7 +111,7 @@ class Mailbox:
       is hashed to a stable id, see :func:`receiver_id`).
     """
 
-    _handles = N.HandleTable(lambda h: lib.ipcf_mbox_after_fork(h), close=lib.ipcf_mbox_close)
+    _handles = N.HandleTable(lib.ipcf_mbox_before_fork, lib.ipcf_mbox_after_fork, lib.ipcf_mbox_close)
 
     def __init__(self, name: Optional[str] = None, *, capacity: Optional[int] = 1 << 20,
                  max_message: int = 64 * 1024, max_messages: Optional[int] = None,
@@ -212,8 +212,9 @@ class Mailbox:
         self.close()
 
     def __reduce__(self):
-        self._live()
-        return (_open, (self.name, self._explicit_id) + self._custom)
+        # in transit until the receiver opens it: the mailbox outlives our close meanwhile
+        lib.ipcf_mbox_travel(self._live(), N.TRANSIT_NS)
+        return (_open, (self.name, self._explicit_id) + self._custom + (lib.ipcf_self_word(),))
 
     def __repr__(self) -> str:
         cap = "unbounded" if self.capacity is None else ("rendezvous" if self.capacity == 0
@@ -365,5 +366,7 @@ class Mailbox:
         return N.check(lib.ipcf_mbox_release(self._live()), "Mailbox", self.name) == 1
 
 
-def _open(name, ident=None, dumps=None, loads=None) -> Mailbox:
-    return Mailbox.open(name, id=ident, dumps=dumps, loads=loads)
+def _open(name, ident=None, dumps=None, loads=None, sender=0) -> Mailbox:
+    mb = Mailbox.open(name, id=ident, dumps=dumps, loads=loads)
+    lib.ipcf_mbox_arrived(mb._h, sender)
+    return mb

@@ -42,13 +42,15 @@ class Queue:
     freed when the last process that has it open closes it or exits.
     """
 
-    _handles = N.HandleTable(lambda h: lib.ipcf_queue_after_fork(h), close=lib.ipcf_queue_close)
+    _handles = N.HandleTable(lib.ipcf_queue_before_fork, lib.ipcf_queue_after_fork, lib.ipcf_queue_close)
 
     def __init__(self, maxsize: int = 0, *, ctx: Any = None, capacity: int = 1 << 20,
                  name: Optional[str] = None, dumps: Optional[Callable[[Any], bytes]] = None,
                  loads: Optional[Callable[[bytes], Any]] = None) -> None:
         if isinstance(maxsize, bool) or not isinstance(maxsize, int):
             raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}")
+        if maxsize >= 1 << 62:
+            raise ValueError(f"maxsize {maxsize} is too large; use 0 for an unbounded queue")
         if isinstance(capacity, bool) or not isinstance(capacity, int):
             raise ValueError(f"capacity must be a positive int, not {capacity!r}")
         if capacity < lib.IPCF_MIN_CAPACITY or capacity > lib.IPCF_MAX_CAPACITY:
@@ -91,7 +93,9 @@ class Queue:
     def __reduce__(self):
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
-        return (_attach, (type(self), self.name) + self._custom)
+        # in transit until the receiver attaches: the queue outlives our close meanwhile
+        lib.ipcf_queue_travel(self._h, N.TRANSIT_NS)
+        return (_attach, (type(self), self.name) + self._custom + (lib.ipcf_self_word(),))
 
     def __repr__(self) -> str:
         return f"<ipcfast.{type(self).__name__} {self.name!r}{' closed' if self._closed else ''}>"
@@ -140,6 +144,8 @@ class Queue:
         if h is None:
             raise self._closed_error()
         data = self._dumps(obj)
+        if data.__class__ is not bytes:
+            data = bytes(memoryview(data))     # a custom dumps may return any bytes-like
         rc = _put(h, data, len(data), _SLICE if block and timeout is None else N.first_slice(block, timeout))
         if rc:
             self._put_slow(rc, h, data, block, timeout)
@@ -162,6 +168,8 @@ class Queue:
             raise self._closed_error()
         dumps = self._dumps
         datas = [dumps(o) for o in objs]
+        if self._custom[0] is not None:
+            datas = [d if d.__class__ is bytes else bytes(memoryview(d)) for d in datas]
         if not datas:
             return
         if self._maxsize and len(datas) > self._maxsize:
@@ -231,8 +239,8 @@ class Queue:
                             block, timeout, N.EEMPTY)
         if n < 0:
             many.append((buf, lens))
-            if n == N.EBUFSMALL:
-                return [self.get(block=False)]
+            if n == N.EBUFSMALL:          # the next item alone exceeds the batch buffer
+                return [self.get(block=block, timeout=timeout)]
             N.check(n, type(self).__name__, self.name)
         sizes = ffi.unpack(lens, n)
         loads = self._loads
@@ -249,8 +257,10 @@ class Queue:
         return out
 
 
-def _attach(cls, name, dumps=None, loads=None):
-    return cls.attach(name, dumps=dumps, loads=loads)
+def _attach(cls, name, dumps=None, loads=None, sender=0):
+    q = cls.attach(name, dumps=dumps, loads=loads)
+    lib.ipcf_queue_arrived(q._h, sender)
+    return q
 
 
 class JoinableQueue(Queue):
@@ -269,7 +279,8 @@ class JoinableQueue(Queue):
         h = self._h
         if h is None:
             raise self._closed_error()
-        N.call_blocking(lambda t: lib.ipcf_queue_join(h, t), True, None, N.ETIMEOUT)
+        N.check(N.call_blocking(lambda t: lib.ipcf_queue_join(h, t), True, None, N.ETIMEOUT),
+                type(self).__name__, self.name)
 
 
 class SimpleQueue:

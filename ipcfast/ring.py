@@ -12,6 +12,7 @@ from ._native import ffi, lib
 
 _SCRATCH = 64 * 1024          # recv_bytes copies records up to this size in one call
 _MANY_BYTES = 1 << 20         # recv_many moves at most this many bytes per call
+_MANY_ITEMS = 1 << 15
 _SLICE = N.SLICE_NS
 _send = lib.ipcf_ring_send
 _recv = lib.ipcf_ring_recv
@@ -41,8 +42,7 @@ class Ring:
     ``unlink()`` removes the name at once.
     """
 
-    _handles = N.HandleTable(lambda h: lib.ipcf_ring_after_fork(h),
-                             lambda h: lib.ipcf_ring_before_fork(h), close=lib.ipcf_ring_close)
+    _handles = N.HandleTable(lib.ipcf_ring_before_fork, lib.ipcf_ring_after_fork, lib.ipcf_ring_close)
 
     def __init__(self, capacity: int = 1 << 20, *, name: Optional[str] = None,
                  multi_producer: bool = True, multi_consumer: bool = True,
@@ -78,6 +78,7 @@ class Ring:
         weakref.finalize(self, lib.ipcf_ring_free, h)
         self.name = name
         self._scratch = None
+        self._many = None
         self.capacity = lib.ipcf_ring_capacity(h)
         self.max_message = lib.ipcf_ring_max_message(h)
         flags = lib.ipcf_ring_flags(h)
@@ -107,8 +108,9 @@ class Ring:
         self.close()
 
     def __reduce__(self):
-        self._live()
-        return (Ring.attach, (self.name,))
+        # in transit until the receiver attaches: the ring outlives our close meanwhile
+        lib.ipcf_ring_travel(self._live(), N.TRANSIT_NS)
+        return (_arrive, (self.name, lib.ipcf_self_word()))
 
     def __repr__(self) -> str:
         state = "closed" if self._h is None else f"capacity={self.capacity}"
@@ -273,16 +275,19 @@ class Ring:
         if max_messages < 1:
             raise ValueError("max_messages must be >= 1")
         cap = _MANY_BYTES
-        k = min(max_messages, cap // 8)
-        buf = N.new_raw("char[]", cap)
-        lens = N.new_raw("uint64_t[]", k)
-        n = N.call_blocking(lambda t: lib.ipcf_ring_recv_many(h, buf, cap, lens, k, t),
-                            block, timeout, N.EEMPTY)
+        k = min(max_messages, _MANY_ITEMS)
+        pair, self._many = self._many, None        # a thread racing us allocates its own
+        buf, lens = pair or (N.new_raw("char[]", cap), N.new_raw("uint64_t[]", _MANY_ITEMS))
+        try:
+            n = N.call_blocking(lambda t: lib.ipcf_ring_recv_many(h, buf, cap, lens, k, t),
+                                block, timeout, N.EEMPTY)
+        finally:
+            self._many = (buf, lens)
         if n == N.EBUFSMALL:          # the next message alone exceeds the batch buffer
             return [self.recv_bytes(block=block, timeout=timeout)]
         N.check(n, "Ring", self.name)
         sizes = ffi.unpack(lens, n)
-        raw = ffi.unpack(buf, sum(sizes))
+        raw = ffi.unpack(buf, sum(sizes))       # copied out before another call reuses buf
         out = []
         o = 0
         for s in sizes:
@@ -311,6 +316,12 @@ class Ring:
         if not released:
             raise BufferError("a buffer exported from the view is still alive; its bytes will "
                               "be overwritten by later messages")
+
+
+def _arrive(name: str, sender: int) -> Ring:
+    ring = Ring.attach(name)
+    lib.ipcf_ring_arrived(ring._h, sender)
+    return ring
 
 
 def _release(mv: memoryview) -> bool:
