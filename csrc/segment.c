@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -122,10 +123,17 @@ uint64_t ipcf_proc_start(int32_t pid)
 static uint64_t cached_word;
 
 static void forget_word(void) { cached_word = 0; }
+static void local_forget(void);
+
+static void after_fork_child(void)
+{
+    forget_word();
+    local_forget();
+}
 
 __attribute__((constructor)) static void register_fork_handler(void)
 {
-    pthread_atfork(NULL, NULL, forget_word);
+    pthread_atfork(NULL, NULL, after_fork_child);
 }
 
 static uint64_t self_word(void)
@@ -201,11 +209,60 @@ int ipcf_table_live(uint64_t *table, int n, uint32_t *dead)
     return live;
 }
 
+/* A process takes ONE peer entry per segment, however many handles it opens (attach,
+ * unpickle, ...): this process-local list counts our handles per segment file. */
+struct local_reg {
+    uint64_t dev, ino;
+    int slot;                   /* our entry in hdr->peers, -1 when the table was full */
+    int count;                  /* our open handles on this segment */
+    struct local_reg *next;
+};
+static struct local_reg *local_regs;
+static pthread_mutex_t local_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct local_reg **local_find(uint64_t dev, uint64_t ino)
+{
+    struct local_reg **p = &local_regs;
+    while (*p && !((*p)->dev == dev && (*p)->ino == ino))
+        p = &(*p)->next;
+    return p;
+}
+
+/* In a forked child nothing is registered yet (its handles re-register after fork). */
+static void local_forget(void)
+{
+    struct local_reg *r = local_regs;
+    while (r) {
+        struct local_reg *next = r->next;
+        free(r);
+        r = next;
+    }
+    local_regs = NULL;
+    pthread_mutex_init(&local_lock, NULL);
+}
+
 void ipcf_seg_register(struct ipcf_seg *s)
 {
-    s->peer_slot = ipcf_table_add(s->hdr->peers, IPCF_MAX_PEERS);
-    if (s->peer_slot < 0)   /* table full: we cannot be counted, so nobody may auto-remove it */
-        __atomic_fetch_and(&s->hdr->flags, ~(uint32_t)IPCF_F_AUTO_UNLINK, __ATOMIC_SEQ_CST);
+    if (s->registered)
+        return;
+    pthread_mutex_lock(&local_lock);
+    struct local_reg **p = local_find(s->dev, s->ino);
+    if (*p) {
+        (*p)->count++;
+    } else {
+        struct local_reg *r = calloc(1, sizeof *r);
+        if (r) {
+            r->dev = s->dev;
+            r->ino = s->ino;
+            r->count = 1;
+            r->slot = ipcf_table_add(s->hdr->peers, IPCF_MAX_PEERS);
+            *p = r;
+        }
+        if (!r || r->slot < 0)   /* cannot be counted: so nobody may auto-remove the segment */
+            __atomic_fetch_and(&s->hdr->flags, ~(uint32_t)IPCF_F_AUTO_UNLINK, __ATOMIC_SEQ_CST);
+    }
+    s->registered = *p != NULL;
+    pthread_mutex_unlock(&local_lock);
 }
 
 int ipcf_transit_add(uint64_t *pairs, int n, int64_t ttl_ns)
@@ -262,6 +319,7 @@ void ipcf_seg_before_fork(struct ipcf_seg *s)
 
 void ipcf_seg_after_fork(struct ipcf_seg *s)
 {
+    s->registered = 0;          /* the parent's registration is not ours */
     ipcf_seg_register(s);
     ipcf_seg_arrive(s, s->fork_from);
 }
@@ -306,7 +364,6 @@ int ipcf_seg_create(struct ipcf_seg *s, const char *name, uint32_t kind, uint64_
                     uint32_t flags, const uint64_t *params, int nparams)
 {
     memset(s, 0, sizeof *s);
-    s->peer_slot = -1;
     int rc = set_name(s, name);
     if (rc)
         return rc;
@@ -361,7 +418,6 @@ void ipcf_seg_publish(struct ipcf_seg *s)
 int ipcf_seg_open(struct ipcf_seg *s, const char *name, uint32_t kind, int join)
 {
     memset(s, 0, sizeof *s);
-    s->peer_slot = -1;
     int rc = set_name(s, name);
     if (rc)
         return rc;
@@ -432,14 +488,23 @@ out:
 int ipcf_seg_leave(struct ipcf_seg *s)
 {
     int last = 0;
-    if (s->base && s->peer_slot >= 0) {
-        ipcf_table_del(s->hdr->peers, s->peer_slot);
-        s->peer_slot = -1;
+    if (!s->base || !s->registered)
+        return 0;
+    s->registered = 0;
+    pthread_mutex_lock(&local_lock);
+    struct local_reg **p = local_find(s->dev, s->ino);
+    struct local_reg *r = *p;
+    if (r && --r->count == 0) {          /* our process's last handle: leave the table */
+        *p = r->next;
+        if (r->slot >= 0)
+            ipcf_table_del(s->hdr->peers, r->slot);
+        free(r);
         if ((ipcf_load_acquire(&s->hdr->flags) & IPCF_F_AUTO_UNLINK) &&
             ipcf_table_live(s->hdr->peers, IPCF_MAX_PEERS, NULL) == 0 &&
             ipcf_transit_live(s->hdr->transit, 16) == 0)
             last = 1;
     }
+    pthread_mutex_unlock(&local_lock);
     return last;
 }
 

@@ -19,7 +19,7 @@ struct ipcf_seg {
     void *ctl;                  /* kind-specific control block */
     uint8_t *data;              /* double-mapped data, NULL when capacity == 0 */
     uint64_t capacity;
-    int peer_slot;              /* our slot in hdr->peers, -1 when none was free */
+    int registered;             /* this handle counts in our process's peer entry */
     uint64_t dev, ino;          /* identity of our file: the name may be reused after unlink */
     uint64_t fork_from;         /* our process word before a fork (the child arrives with it) */
     char name[IPCF_NAME_MAX + 2];   /* "/" + name */
