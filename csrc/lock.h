@@ -33,6 +33,7 @@ static inline int ipcf_lock_init(void *slot)
     return -rc;
 }
 
+#include "atomics.h"
 #include "futex.h"
 
 uint64_t ipcf_now_ns(void);
@@ -44,6 +45,13 @@ static inline int ipcf_lock(void *slot, struct ipcf_timeout *t)
 {
     pthread_mutex_t *m = (pthread_mutex_t *)slot;
     int rc = pthread_mutex_trylock(m);
+    /* Hold times are a few hundred ns: spin briefly (the holder is probably running on the
+     * other core) before paying for a futex sleep and wake-up. */
+    for (int i = 0; rc == EBUSY && i < 256; i++) {
+        ipcf_cpu_relax();
+        if ((i & 15) == 15)
+            rc = pthread_mutex_trylock(m);
+    }
     uint64_t deadline = rc == EBUSY && t ? ipcf_deadline(t) : 0;   /* t NULL: forever */
     if (rc == EBUSY && deadline && ipcf_now_ns() >= deadline) {
         rc = ETIMEDOUT;

@@ -63,6 +63,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import __version__
+from .mailbox import Mailbox as _IMailbox
+from .pipe import Pipe as _IPipe
 from .queue import Queue as _IQueue, SimpleQueue as _ISimpleQueue
 from .ring import Ring as _IRing
 
@@ -345,6 +347,69 @@ class RingCh(Channel):
 
     def close(self) -> None:
         self.ring.close()
+
+
+class IPipeCh(Channel):
+    """ipcfast.Pipe(duplex=False): one lock-free ring with end tracking."""
+
+    def __init__(self, variant: "Variant") -> None:
+        size = max(getattr(variant, "size", 0) or 0, 64)
+        self.r, self.w = _IPipe(duplex=False, capacity=max(1 * MiB, _pow2_at_least(3 * (size + 8))))
+        self.names = (_own(self.r._rx.name),)
+
+    def sender(self) -> _Ops:
+        return _Ops(put=self.w.send, send=self.w.send_bytes)
+
+    def receiver(self) -> _Ops:
+        return _Ops(get=self.r.recv, recv=self.r.recv_bytes)
+
+    def close(self) -> None:
+        self.r.close()
+        self.w.close()
+
+
+class IMailboxCh(Channel):
+    """ipcfast.Mailbox, unbounded, every message sent with priority 1 (the priority path is
+    exercised; a constant priority keeps FIFO order so every message can be checked)."""
+
+    def __init__(self, variant: "Variant") -> None:
+        self.mb = _IMailbox(capacity=None)
+        self.names = (_own(self.mb.name),)
+
+    def sender(self) -> _Ops:
+        send = self.mb.send
+        return _Ops(put=lambda o: send(o, priority=1))
+
+    def receiver(self) -> _Ops:
+        recv = self.mb.recv
+        return _Ops(get=lambda: recv().body)
+
+    def parent_put(self, obj: Any) -> None:
+        self.mb.send(obj, priority=1)
+
+    def close(self) -> None:
+        self.mb.close()
+
+
+class PosixMQPrioCh(Channel):
+    """posix_ipc.MessageQueue with priority 1 on every send (as IMailboxCh)."""
+
+    def __init__(self, variant: "Variant") -> None:
+        self._inner = PosixMQCh(variant)
+        self.mq = self._inner.mq
+
+    def sender(self) -> _Ops:
+        send, dumps = self.mq.send, pickle.dumps
+        return _Ops(put=lambda o: send(dumps(o, 5), None, 1))
+
+    def receiver(self) -> _Ops:
+        return self._inner.receiver()
+
+    def parent_put(self, obj: Any) -> None:
+        self.mq.send(pickle.dumps(obj, 5), None, 1)
+
+    def close(self) -> None:
+        self._inner.close()
 
 
 class FasterFifoCh(Channel):
@@ -1021,6 +1086,7 @@ def _bytes_impls(size: int) -> List[Impl]:
     out = [
         Impl(BASELINE, MPQueueCh, "send", note="put(bytes)"),
         Impl("multiprocessing.Pipe send_bytes", PipeCh, "send"),
+        Impl("ipcfast.Pipe send_bytes", IPipeCh, "send"),
         Impl("ipcfast.Ring send_bytes", RingCh, "send"),
     ]
     if size <= 4 * KiB:
@@ -1037,6 +1103,7 @@ def build_variants(full: bool) -> List[Variant]:
         Impl("multiprocessing.Pipe", PipeCh, "obj", note="send/recv"),
         Impl("ipcfast.Queue", IQueueCh, "obj"),
         Impl("ipcfast.SimpleQueue", ISimpleQueueCh, "obj"),
+        Impl("ipcfast.Pipe", IPipeCh, "obj", note="send/recv"),
         Impl("faster_fifo.Queue", FasterFifoCh, "obj", requires="faster_fifo"),
         Impl("posix_ipc.MessageQueue", PosixMQCh, "obj", requires="posix_ipc", note="pickled"),
         Impl("zmq PUSH/PULL", ZmqCh, "obj", requires="zmq", note="ipc://, pickled"),
@@ -1053,6 +1120,8 @@ def build_variants(full: bool) -> List[Variant]:
         Impl("multiprocessing.Pipe", PipeCh, "pp-obj", note="a pair"),
         Impl("ipcfast.Ring", RingCh, "pp-bytes", note=f"a pair, {PING_SIZE} B"),
         Impl("ipcfast.Queue", IQueueCh, "pp-obj", note="a pair"),
+        Impl("ipcfast.Pipe", IPipeCh, "pp-obj", note="a pair"),
+        Impl("ipcfast.Mailbox", IMailboxCh, "pp-obj", note="a pair"),
         Impl("faster_fifo.Queue", FasterFifoCh, "pp-obj", requires="faster_fifo", note="a pair"),
         Impl("posix_ipc.MessageQueue", PosixMQCh, "pp-obj", requires="posix_ipc", note="a pair"),
         Impl("zmq PUSH/PULL", ZmqCh, "pp-obj", requires="zmq", note="a pair"),
@@ -1062,6 +1131,12 @@ def build_variants(full: bool) -> List[Variant]:
         Impl("ipcfast.Queue", IQueueCh, "mpmc"),
         Impl("faster_fifo.Queue", FasterFifoCh, "mpmc", requires="faster_fifo"),
         Impl("posix_ipc.MessageQueue", PosixMQCh, "mpmc", requires="posix_ipc"),
+    ]
+    mailbox_impls = [
+        Impl(BASELINE, MPQueueCh, "obj"),
+        Impl("ipcfast.Mailbox", IMailboxCh, "obj", note="priority 1"),
+        Impl("posix_ipc.MessageQueue", PosixMQPrioCh, "obj", requires="posix_ipc",
+             note="priority 1, pickled"),
     ]
     sizes = [64, 4 * KiB, 64 * KiB, 1 * MiB] + ([16 * MiB] if full else [])
     out = [
@@ -1077,6 +1152,9 @@ def build_variants(full: bool) -> List[Variant]:
                            f"Raw bytes, {fmt_size(s)} messages, 1 producer -> 1 consumer",
                            _bytes_impls(s), size=s,
                            pilot=max(4, min(5000, int(20e6 // (s + 200)))), min_count=4))
+    out.append(Variant("mailbox", "objects",
+                       "Mailbox: small objects with a priority, one per call, 1 sender -> 1 receiver",
+                       mailbox_impls, pilot=2000))
     out.append(Variant("pingpong", "pingpong",
                        "Ping-pong round trip: 2 processes bounce a small message",
                        pp_impls, pilot=300, min_count=2000,

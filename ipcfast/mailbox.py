@@ -20,6 +20,7 @@ from ._native import IpcfastError, ffi, lib
 _SCRATCH = 64 * 1024
 _INT32 = (-(1 << 31), (1 << 31) - 1)
 _unpack = ffi.unpack
+_SLICE = N.SLICE_NS
 _post = lib.ipcf_mbox_post
 _recv = lib.ipcf_mbox_recv
 _RECEIPT = lib.IPCF_MSG_RECEIPT
@@ -76,6 +77,14 @@ class Message:
     def __repr__(self) -> str:
         return (f"Message(seq={self.seq}, type={self.type}, priority={self.priority}, "
                 f"sender={self.sender}, to={self.to}, length={self.length}, body={self.body!r:.60})")
+
+
+def _message(body, fields) -> Message:
+    m = Message.__new__(Message)
+    m.type, m.priority, m.sender, m.to, m.seq, m.length, sent_at = fields[:7]
+    m.body = body
+    m.sent_at = sent_at / 1e9
+    return m
 
 
 class Receipt:
@@ -175,6 +184,8 @@ class Mailbox:
         self._loads = loads or _pickle.loads
         self._buf = None
         self._post_info = ffi.new("struct ipcf_msg_info *")   # written by C, never read
+        self._rendezvous = self.capacity == 0
+        self._info = None
         self._handles.add(self)
 
     @property
@@ -240,13 +251,16 @@ class Mailbox:
         timeout the message is withdrawn and queue.Full raised. Without it the send returns
         as soon as the message is in the mailbox (waiting, or raising queue.Full, only while
         a bounded mailbox is full)."""
-        return self.send_bytes(self._dumps(obj), type=type, priority=priority, to=to,
-                               block=block, timeout=timeout, wait=wait)
+        return self._send(self._dumps(obj), type, priority, to, block, timeout, wait)
 
     def send_bytes(self, data, *, type: int = 0, priority: int = 0, to: Union[int, str] = 0,
                    block: bool = True, timeout: Optional[float] = None,
                    wait: Optional[str] = None) -> Optional[Receipt]:
         """Send raw bytes (see :meth:`send`)."""
+        return self._send(data, type, priority, to, block, timeout, wait)
+
+    def _send(self, data, type: int, priority: int, to, block: bool, timeout: Optional[float],
+              wait: Optional[str]) -> Optional[Receipt]:
         h = self._h
         if h is None:
             raise self._closed_error()
@@ -261,17 +275,18 @@ class Mailbox:
             raise ValueError(f"message of {n} bytes exceeds this mailbox's maximum message of "
                              f"{self.max_message} bytes")
         flags = _RECEIPT if wait else 0
-        receipted = flags or self.capacity == 0
+        receipted = flags or self._rendezvous
         info = ffi.new("struct ipcf_msg_info *") if receipted else self._post_info
         start = time.monotonic() if timeout is not None else 0.0
+        me = self._id or _pid[0]
         try:
-            rc = _post(h, payload, n, type, priority, self.id, dest, flags,
-                       N.first_slice(block, timeout), info)
+            rc = _post(h, payload, n, type, priority, me, dest, flags,
+                       _SLICE if block and timeout is None else N.first_slice(block, timeout), info)
         except (OverflowError, TypeError):
             raise ValueError(f"type and priority must be 32-bit ints, not {type!r} and "
                              f"{priority!r}") from None
         if rc and block and (rc == N.EFULL or rc == N.EINTR):
-            rc = N.call_blocking(lambda t: _post(h, payload, n, type, priority, self.id, dest,
+            rc = N.call_blocking(lambda t: _post(h, payload, n, type, priority, me, dest,
                                                  flags, t, info), block, timeout, N.EFULL, start)
         if rc:
             N.check(rc, "Mailbox", self.name)
@@ -308,6 +323,17 @@ class Mailbox:
         its body as bytes. Blocks until there is one; queue.Empty on timeout or, with
         block=False, at once. On an exclusive mailbox held by another process raises
         ReceiverBusyError, or with ``if_busy="wait"`` waits for the right."""
+        return self._recv(block, timeout, type, if_busy)
+
+    def recv(self, *, block: bool = True, timeout: Optional[float] = None,
+             type: Optional[int] = None, if_busy: str = "error") -> Message:
+        """Like :meth:`recv_bytes`, with the body unpickled."""
+        m = self._recv(block, timeout, type, if_busy)
+        m.body = self._loads(m.body)
+        return m
+
+    def _recv(self, block: bool, timeout: Optional[float], type: Optional[int],
+              if_busy: str) -> Message:
         h = self._h
         if h is None:
             raise self._closed_error()
@@ -315,21 +341,27 @@ class Mailbox:
             raise ValueError(f"if_busy must be 'error' or 'wait', not {if_busy!r}")
         has_type = type is not None
         wait_right = if_busy == "wait"
-        me = self.id
-        info = ffi.new("struct ipcf_msg_info *")
-        buf, self._buf = self._buf, None      # a thread racing us allocates its own
+        me = self._id or _pid[0]
+        # per-handle scratch: a thread racing us finds None and allocates its own
+        buf, self._buf = self._buf, None
         if buf is None:
             buf = N.new_raw("char[]", _SCRATCH)
+        pair, self._info = self._info, None
+        if pair is None:
+            raw = bytearray(_INFO.size)
+            pair = (raw, ffi.from_buffer("struct ipcf_msg_info *", raw))
         try:
             n = _recv(h, buf, _SCRATCH, me, has_type, type if has_type else 0, wait_right,
-                      N.first_slice(block, timeout), info)
+                      _SLICE if block and timeout is None else N.first_slice(block, timeout),
+                      pair[1])
         except (OverflowError, TypeError):
             self._buf = buf
             raise ValueError(f"type must be a 32-bit int, not {type!r}") from None
         if n >= 0:
-            self._buf = buf
-            return Message(_unpack(buf, n), info)
-        return self._recv_slow(n, h, buf, me, has_type, type, wait_right, block, timeout, info)
+            m = _message(_unpack(buf, n), _INFO.unpack(pair[0]))
+            self._buf, self._info = buf, pair
+            return m
+        return self._recv_slow(n, h, buf, me, has_type, type, wait_right, block, timeout, pair[1])
 
     def _recv_slow(self, n: int, h, buf, me: int, has_type: bool, mtype: Optional[int],
                    wait_right: bool, block: bool, timeout: Optional[float], info) -> Message:
@@ -353,13 +385,6 @@ class Mailbox:
                                     "holds the right to receive")
         N.check(n, "Mailbox", self.name)
         return Message(_unpack(buf, n), info)
-
-    def recv(self, *, block: bool = True, timeout: Optional[float] = None,
-             type: Optional[int] = None, if_busy: str = "error") -> Message:
-        """Like :meth:`recv_bytes`, with the body unpickled."""
-        m = self.recv_bytes(block=block, timeout=timeout, type=type, if_busy=if_busy)
-        m.body = self._loads(m.body)
-        return m
 
     def release(self) -> bool:
         """Give up the exclusive right to receive, if this process holds it."""
