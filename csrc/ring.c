@@ -305,10 +305,17 @@ static int lock_fail(int rc, int as)
 
 /* ---- producer ---- */
 
-/* Take the producer side (its lock, when shared) with room for `need` bytes, waiting for
- * room up to the timeout. On 0 the side is held and *tail is where to write. */
-static int acquire_room(struct ipcf_ring *r, uint64_t need, struct ipcf_timeout *to, uint64_t *tail)
+/* Take the producer side (its lock, when shared) with room for a record of `len` bytes,
+ * waiting for room up to the timeout. On 0 the side is held and *tail is where to write. */
+static int acquire_room(struct ipcf_ring *r, uint64_t len, struct ipcf_timeout *to, uint64_t *tail)
 {
+    if (r->closing)
+        return IPCF_ECLOSED;
+    if (len > r->max_msg)
+        return IPCF_ETOOBIG;
+    if (r->claimed && !(r->flags & IPCF_F_MULTI_PRODUCER))
+        return IPCF_ESTATE;   /* a shared side's lock reports re-entry itself (EDEADLK) */
+    uint64_t need = ipcf_rec_size(len);
     for (;;) {
         int rc = LOCK_P(r, to);
         if (rc < 0)
@@ -324,15 +331,9 @@ static int acquire_room(struct ipcf_ring *r, uint64_t need, struct ipcf_timeout 
 
 int ipcf_ring_send(ipcf_ring *r, const char *buf, uint64_t len, int64_t timeout_ns)
 {
-    if (r->closing)
-        return IPCF_ECLOSED;
-    if (len > r->max_msg)
-        return IPCF_ETOOBIG;
-    if (r->claimed && !(r->flags & IPCF_F_MULTI_PRODUCER))
-        return IPCF_ESTATE;   /* a shared side's lock reports re-entry itself (EDEADLK) */
     struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
     uint64_t tail;
-    int rc = acquire_room(r, ipcf_rec_size(len), &to, &tail);
+    int rc = acquire_room(r, len, &to, &tail);
     if (rc)
         return rc;
     ipcf_rb_publish(&r->rb, ipcf_rb_write(&r->rb, tail, buf, len), 1, len);
@@ -379,15 +380,9 @@ int ipcf_ring_send_many(ipcf_ring *r, const char *buf, const uint64_t *lens, uin
 
 int ipcf_ring_claim(ipcf_ring *r, uint64_t len, int64_t timeout_ns, char **out)
 {
-    if (r->closing)
-        return IPCF_ECLOSED;
-    if (len > r->max_msg)
-        return IPCF_ETOOBIG;
-    if (r->claimed && !(r->flags & IPCF_F_MULTI_PRODUCER))
-        return IPCF_ESTATE;   /* a shared side's lock reports re-entry itself (EDEADLK) */
     struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
     uint64_t tail;
-    int rc = acquire_room(r, ipcf_rec_size(len), &to, &tail);
+    int rc = acquire_room(r, len, &to, &tail);
     if (rc)
         return rc;
     /* keep the producer side until commit/abort; nothing is visible until then */
@@ -428,6 +423,10 @@ int ipcf_ring_abort(ipcf_ring *r)
 static int acquire_record(struct ipcf_ring *r, struct ipcf_timeout *to, uint64_t *head,
                           uint8_t **body, uint32_t *len)
 {
+    if (r->closing)
+        return IPCF_ECLOSED;
+    if (r->peeked && !(r->flags & IPCF_F_MULTI_CONSUMER))
+        return IPCF_ESTATE;   /* a shared side's lock reports re-entry itself (EDEADLK) */
     for (;;) {
         int rc = LOCK_C(r, to);
         if (rc < 0)
@@ -443,10 +442,6 @@ static int acquire_record(struct ipcf_ring *r, struct ipcf_timeout *to, uint64_t
 
 int64_t ipcf_ring_recv(ipcf_ring *r, char *buf, uint64_t cap, int64_t timeout_ns)
 {
-    if (r->closing)
-        return IPCF_ECLOSED;
-    if (r->peeked && !(r->flags & IPCF_F_MULTI_CONSUMER))
-        return IPCF_ESTATE;   /* a shared side's lock reports re-entry itself (EDEADLK) */
     struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
     uint64_t head;
     uint8_t *body;
@@ -468,10 +463,6 @@ int64_t ipcf_ring_recv(ipcf_ring *r, char *buf, uint64_t cap, int64_t timeout_ns
 int64_t ipcf_ring_recv_many(ipcf_ring *r, char *buf, uint64_t cap, uint64_t *lens,
                             uint64_t max, int64_t timeout_ns)
 {
-    if (r->closing)
-        return IPCF_ECLOSED;
-    if (r->peeked && !(r->flags & IPCF_F_MULTI_CONSUMER))
-        return IPCF_ESTATE;   /* a shared side's lock reports re-entry itself (EDEADLK) */
     if (max == 0)
         return 0;
     struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
@@ -499,10 +490,6 @@ int64_t ipcf_ring_recv_many(ipcf_ring *r, char *buf, uint64_t cap, uint64_t *len
 
 int ipcf_ring_peek(ipcf_ring *r, int64_t timeout_ns, char **ptr, uint64_t *len_out)
 {
-    if (r->closing)
-        return IPCF_ECLOSED;
-    if (r->peeked && !(r->flags & IPCF_F_MULTI_CONSUMER))
-        return IPCF_ESTATE;   /* a shared side's lock reports re-entry itself (EDEADLK) */
     struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
     uint64_t head;
     uint8_t *body;
