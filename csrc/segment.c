@@ -1,6 +1,7 @@
 /* segment.c - see segment.h. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -288,15 +289,76 @@ void ipcf_transit_del(uint64_t *pairs, int n, uint64_t from)
     }
 }
 
+/* Does this process have a live (not zombie) descendant? Reads /proc; only called when the
+ * last user of a segment leaves while its own handles are still in transit. */
+static int live_descendant(void)
+{
+    enum { MAXP = 32768 };
+    static int32_t pid[MAXP], ppid[MAXP];
+    int n = 0;
+    DIR *d = opendir("/proc");
+    if (!d)
+        return 1;                           /* cannot tell: assume one may still arrive */
+    struct dirent *e;
+    while ((e = readdir(d)) && n < MAXP) {
+        char *end;
+        long p = strtol(e->d_name, &end, 10);
+        if (*end || p <= 0)
+            continue;
+        char path[64], buf[512];
+        snprintf(path, sizeof path, "/proc/%ld/stat", p);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ssize_t k = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (k <= 0)
+            continue;
+        buf[k] = 0;
+        char *q = strrchr(buf, ')'), state;
+        int pp;
+        if (!q || sscanf(q + 1, " %c %d", &state, &pp) != 2 || state == 'Z' || state == 'X')
+            continue;
+        pid[n] = (int32_t)p;
+        ppid[n++] = pp;
+    }
+    closedir(d);
+    int32_t me = (int32_t)getpid();
+    /* walk each process up its parents (bounded) looking for us */
+    for (int i = 0; i < n; i++) {
+        int32_t up = ppid[i];
+        for (int depth = 0; up > 1 && depth < 64; depth++) {
+            if (up == me)
+                return 1;
+            int j;
+            for (j = 0; j < n && pid[j] != up; j++)
+                ;
+            if (j == n)
+                break;
+            up = ppid[j];
+        }
+    }
+    return 0;
+}
+
+/* Entries alive and unexpired. Our own entries count only while we have a live descendant:
+ * a handle we pickled for a child (spawn) or forked into one can only arrive through it, so
+ * once all our children are gone (say, killed before attaching) it never will. */
 int ipcf_transit_live(uint64_t *pairs, int n)
 {
-    uint64_t now = ipcf_now_ns();
-    int live = 0;
+    uint64_t now = ipcf_now_ns(), me = self_word();
+    int live = 0, mine = 0;
     for (int i = 0; i < n; i += 2) {
         uint64_t w = ipcf_load_acquire(&pairs[i]);
-        if (w && ipcf_load_relaxed(&pairs[i + 1]) > now && peer_alive(w))
-            live++;
+        if (w && ipcf_load_relaxed(&pairs[i + 1]) > now && peer_alive(w)) {
+            if (w == me)
+                mine++;
+            else
+                live++;
+        }
     }
+    if (mine && live_descendant())
+        live += mine;
     return live;
 }
 

@@ -1153,7 +1153,7 @@ def build_variants(full: bool) -> List[Variant]:
                            _bytes_impls(s), size=s,
                            pilot=max(4, min(5000, int(20e6 // (s + 200)))), min_count=4))
     out.append(Variant("mailbox", "objects",
-                       "Mailbox: small objects with a priority, one per call, 1 sender -> 1 receiver",
+                       "Mailbox: small pickled tuples sent with a priority, one per call, 1 sender -> 1 receiver",
                        mailbox_impls, pilot=2000))
     out.append(Variant("pingpong", "pingpong",
                        "Ping-pong round trip: 2 processes bounce a small message",

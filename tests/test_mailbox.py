@@ -575,8 +575,6 @@ def test_unbounded_mailbox_holds_far_more_than_a_bounded_one_and_never_blocks(ma
         assert mb.recv_bytes(block=False).body[:6] == b"%06d" % i
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="BUG: capacity=None reserves 2**20 slots of max_message "
-                   "each, over the 1 TiB segment limit for max_message >= ~1 MiB")
 def test_unbounded_mailbox_accepts_messages_of_a_few_mib(mailboxes):
     mb = mailboxes(capacity=None, max_message=4 << 20)
     body = os.urandom(3 << 20)

@@ -517,12 +517,9 @@ def test_ipcfast_send_to_a_gone_reader_succeeds_until_the_ring_is_full():
         w.close()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="BUG: Connection.__reduce__ (ipcfast/pipe.py) tests `if self._rx` / "
-                          "`if self._tx`; Ring defines __len__, so an EMPTY ring is falsy and the "
-                          "end pickles as (None, None): it arrives neither readable nor writable")
 @pytest.mark.parametrize("which", ["read-only", "write-only", "duplex"])
 def test_ipcfast_end_survives_pickling_with_its_direction(which):
+    # regression: Connection.__reduce__ tested `if self._rx`, False for an EMPTY Ring
     if which == "duplex":
         a, b = ipcfast.Pipe()
         end, peer = b, a
@@ -543,12 +540,8 @@ def test_ipcfast_end_survives_pickling_with_its_direction(which):
             c.close()
 
 
-@pytest.mark.xfail(strict=True, raises=(AssertionError, FileNotFoundError),
-                   reason="BUG: an end in transit does not keep its ring alive: once this process "
-                          "closes both ends the segment is unlinked (ipcf_ring_close unlinks when "
-                          "no live peer is attached, ignoring pend_writers/pend_readers), so the "
-                          "child's Ring.attach fails; multiprocessing allows this")
 def test_ipcfast_end_pickled_for_a_child_survives_the_parent_closing_both_ends():
+    # an end in transit keeps its ring alive (multiprocessing allows closing at once)
     r, w = ipcfast.Pipe(False)
     data = pickle.dumps(w)              # as when handed to a Process under spawn
     r_data = pickle.dumps(r)
@@ -579,10 +572,6 @@ def test_ipcfast_pickled_end_of_a_non_empty_ring_keeps_its_direction():
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="BUG: when the last processes holding a pipe's rings exit without "
-                          "closing (a multiprocessing fork child always ends in os._exit), "
-                          "nobody unlinks the segments: they stay in /dev/shm")
 def test_ipcfast_pipe_is_removed_when_its_last_holder_is_a_fork_child_exiting_without_close():
     import multiprocessing
     ctx = multiprocessing.get_context("fork")

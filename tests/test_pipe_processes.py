@@ -3,10 +3,6 @@
 closing the parent's copy of the child's end right after start(), EOF when a writer process
 closes, exits or is SIGKILLed, BrokenPipeError when the reader process is gone, and long
 streams with back-pressure.
-
-Where ipcfast has a known bug, the affected (impl, start method) cases are reported xfail
-while a probe in test_pipe_workers.py still detects the bug (see known_bugs), so fixing it
-turns them back into ordinary tests.
 """
 from __future__ import annotations
 
@@ -17,43 +13,10 @@ import pytest
 import test_pipe_workers as W
 from test_pipe_workers import CHILD_WAIT, EOF_WAIT, IMPLS, blob, wait_readable
 
-PICKLE_BUG = ("BUG ipcfast/pipe.py Connection.__reduce__: `if self._rx`/`if self._tx` is False for "
-              "an empty Ring (Ring.__len__), so an end handed to a spawn/forkserver child "
-              "arrives neither readable nor writable")
-TRANSIT_BUG = ("BUG: an end in transit does not keep its ring segment alive: closing every local "
-               "copy unlinks it (ipcf_ring_close -> ipcf_seg_close 'last'), so the child's "
-               "Ring.attach raises FileNotFoundError")
-ZOMBIE_BUG = ("BUG csrc/segment.c ipcf_pid_alive: a dead child not yet reaped (zombie) counts as "
-              "alive, so its parent, blocked reading, never sees EOF")
-
 
 @pytest.fixture(params=IMPLS)
 def impl(request):
     return request.param
-
-
-def known_bugs(request, impl, ctx, *, pickled=True, transit=False, zombie=False) -> None:
-    """Account for the ipcfast bugs that apply to this case and are still present (each is
-    re-detected by a probe, so a fix turns these back into ordinary tests):
-
-    - an end handed to a spawn/forkserver child is unusable (PICKLE_BUG), or its segment is
-      gone (TRANSIT_BUG): nothing of the scenario can work, and waiting for it would take
-      the 60 s transit TTL, so the case is reported xfail without running (the bug itself
-      is shown by test_pipe.py::test_ipcfast_end_survives_pickling_with_its_direction and
-      ::test_ipcfast_end_pickled_for_a_child_survives_the_parent_closing_both_ends);
-    - ZOMBIE_BUG: the case runs, marked xfail(strict=True).
-    """
-    if impl != "ipcfast":
-        return
-    method = ctx.get_start_method()
-    if method != "fork":
-        if pickled and not W.pickled_end_keeps_its_direction():
-            pytest.xfail(PICKLE_BUG)
-        if transit and not W.pickled_end_survives_closing_every_local_copy():
-            pytest.xfail(TRANSIT_BUG)
-    # a forkserver child is reaped by the fork server at once: never a zombie for long
-    if zombie and method != "forkserver" and W.zombie_counts_as_alive():
-        request.applymarker(pytest.mark.xfail(strict=True, reason=ZOMBIE_BUG))
 
 
 @pytest.fixture
@@ -106,8 +69,7 @@ def send_until_broken(w, limit=64):
 # ====================================================================== objects both ways
 
 @pytest.mark.timeout(60)
-def test_ends_handed_to_a_child_carry_objects_both_ways(request, impl, ctx, pipe):
-    known_bugs(request, impl, ctx)
+def test_ends_handed_to_a_child_carry_objects_both_ways(impl, ctx, pipe):
     a, b = pipe()
     p = start(ctx, W.child_echo, b, a)
     try:
@@ -123,8 +85,7 @@ def test_ends_handed_to_a_child_carry_objects_both_ways(request, impl, ctx, pipe
 
 
 @pytest.mark.timeout(60)
-def test_child_reads_until_eof_once_the_parent_closes_its_end(request, impl, ctx, pipe):
-    known_bugs(request, impl, ctx)
+def test_child_reads_until_eof_once_the_parent_closes_its_end(impl, ctx, pipe):
     r, w = pipe(duplex=False)
     results = ctx.Queue()
     p = start(ctx, W.child_drain, r, results, None, w)
@@ -139,8 +100,7 @@ def test_child_reads_until_eof_once_the_parent_closes_its_end(request, impl, ctx
 
 
 @pytest.mark.timeout(60)
-def test_long_stream_from_a_child_arrives_whole_and_in_order_with_back_pressure(request, impl, ctx, pipe):
-    known_bugs(request, impl, ctx)
+def test_long_stream_from_a_child_arrives_whole_and_in_order_with_back_pressure(impl, ctx, pipe):
     r, w = pipe(duplex=False)
     n, seed = 300, 11                    # ~22 MB, far more than the pipe or ring holds
     p = start(ctx, W.child_send_blobs, w, n, seed)
@@ -159,10 +119,9 @@ def test_long_stream_from_a_child_arrives_whole_and_in_order_with_back_pressure(
 # ====================================================================== the classic pattern
 
 @pytest.mark.timeout(60)
-def test_parent_closing_its_copy_right_after_start_does_not_end_the_pipe(request, impl, ctx, pipe):
+def test_parent_closing_its_copy_right_after_start_does_not_end_the_pipe(impl, ctx, pipe):
     """Parent closes the child's end at once; the child writes only a second later. The
     parent must get the data (not EOFError), then EOF once the child closes."""
-    known_bugs(request, impl, ctx)
     r, w = pipe(duplex=False)
     p = start(ctx, W.child_send, w, ["late", 1], 1.0, True)
     try:
@@ -179,8 +138,7 @@ def test_parent_closing_its_copy_right_after_start_does_not_end_the_pipe(request
 
 
 @pytest.mark.timeout(60)
-def test_duplex_end_closed_by_the_parent_right_after_start_keeps_working_in_the_child(request, impl, ctx, pipe):
-    known_bugs(request, impl, ctx)
+def test_duplex_end_closed_by_the_parent_right_after_start_keeps_working_in_the_child(impl, ctx, pipe):
     a, b = pipe()
     p = start(ctx, W.child_echo, b, a)
     try:
@@ -196,8 +154,7 @@ def test_duplex_end_closed_by_the_parent_right_after_start_keeps_working_in_the_
 
 
 @pytest.mark.timeout(60)
-def test_both_ends_handed_to_children_while_the_parent_closes_both(request, impl, ctx, pipe):
-    known_bugs(request, impl, ctx, transit=True)
+def test_both_ends_handed_to_children_while_the_parent_closes_both(impl, ctx, pipe):
     r, w = pipe(duplex=False)
     results = ctx.Queue()
     # each child also gets the other end, to close it (under fork it inherited it anyway)
@@ -215,8 +172,7 @@ def test_both_ends_handed_to_children_while_the_parent_closes_both(request, impl
 # ====================================================================== EOF from dead writers
 
 @pytest.mark.timeout(60)
-def test_reader_gets_eof_after_the_writer_process_exits_without_closing(request, impl, ctx, pipe):
-    known_bugs(request, impl, ctx, zombie=True)
+def test_reader_gets_eof_after_the_writer_process_exits_without_closing(impl, ctx, pipe):
     r, w = pipe(duplex=False)
     p = start(ctx, W.child_send, w, ["a", "b"], 0.0, False)
     try:
@@ -233,8 +189,7 @@ def test_reader_gets_eof_after_the_writer_process_exits_without_closing(request,
 
 
 @pytest.mark.timeout(60)
-def test_reader_gets_eof_soon_after_the_writer_process_is_sigkilled(request, impl, ctx, pipe):
-    known_bugs(request, impl, ctx)
+def test_reader_gets_eof_soon_after_the_writer_process_is_sigkilled(impl, ctx, pipe):
     r, w = pipe(duplex=False)
     ready = ctx.Event()
     p = start(ctx, W.child_send_then_hold, w, ready)
@@ -255,9 +210,8 @@ def test_reader_gets_eof_soon_after_the_writer_process_is_sigkilled(request, imp
 
 
 @pytest.mark.timeout(60)
-def test_reader_gets_eof_when_its_unreaped_writer_child_is_sigkilled(request, impl, ctx, pipe):
+def test_reader_gets_eof_when_its_unreaped_writer_child_is_sigkilled(impl, ctx, pipe):
     """The writer dies (SIGKILL) while the parent is busy reading, so nobody reaps it."""
-    known_bugs(request, impl, ctx, zombie=True)
     r, w = pipe(duplex=False)
     p = start(ctx, W.child_send_then_die, w)
     try:
@@ -274,8 +228,7 @@ def test_reader_gets_eof_when_its_unreaped_writer_child_is_sigkilled(request, im
 # ====================================================================== broken pipe
 
 @pytest.mark.timeout(60)
-def test_writer_gets_broken_pipe_once_the_reader_process_closed_its_end(request, impl, ctx, pipe):
-    known_bugs(request, impl, ctx)
+def test_writer_gets_broken_pipe_once_the_reader_process_closed_its_end(impl, ctx, pipe):
     r, w = pipe(duplex=False)
     p = start(ctx, W.child_read_one_then_close, r)
     try:
@@ -289,8 +242,7 @@ def test_writer_gets_broken_pipe_once_the_reader_process_closed_its_end(request,
 
 
 @pytest.mark.timeout(60)
-def test_writer_gets_broken_pipe_once_the_reader_process_is_sigkilled(request, impl, ctx, pipe):
-    known_bugs(request, impl, ctx)
+def test_writer_gets_broken_pipe_once_the_reader_process_is_sigkilled(impl, ctx, pipe):
     r, w = pipe(duplex=False)
     ready = ctx.Event()
     p = start(ctx, W.child_hold, r, ready)
@@ -308,8 +260,7 @@ def test_writer_gets_broken_pipe_once_the_reader_process_is_sigkilled(request, i
 
 @pytest.mark.stress
 @pytest.mark.timeout(300)
-def test_stress_echo_many_round_trips_through_a_child(request, impl, ctx, pipe):
-    known_bugs(request, impl, ctx)
+def test_stress_echo_many_round_trips_through_a_child(impl, ctx, pipe):
     a, b = pipe()
     p = start(ctx, W.child_echo, b, a)
     try:

@@ -17,16 +17,31 @@ from ipcfast._native import ffi, lib
 CSRC = pathlib.Path(__file__).resolve().parent.parent / "csrc"
 
 
-def test_segment_header_is_640_bytes():
-    assert ffi.sizeof("struct ipcf_seg_hdr") == 640
+def test_segment_header_is_768_bytes():
+    """magic .. param (128 bytes), the 64-entry peer table, then the 16-word transit table."""
+    assert ffi.sizeof("struct ipcf_seg_hdr") == 768
 
 
 def test_ring_control_core_is_768_bytes():
-    """tail/head lines, the two events and the two side locks: 6 lines of 128 bytes. (The
-    struct has since grown pipe-end tables after the core, see the next test.)"""
+    """tail/head lines, the two events and the two side locks: 6 lines of 128 bytes, then the
+    pipe-end tables (see test_ring_pipe_end_tables_follow_the_core)."""
     assert ffi.offsetof("struct ipcf_ring_ctl", "clock") + 128 == 768
-    assert ffi.sizeof("struct ipcf_ring_ctl") >= 768
     assert ffi.sizeof("struct ipcf_ring_ctl") % 128 == 0
+
+
+def test_ring_control_block_is_1280_bytes():
+    assert ffi.sizeof("struct ipcf_ring_ctl") == 1280
+
+
+@pytest.mark.parametrize("field, offset", [
+    ("writers", 768),         # IPCF_F_PIPE: processes holding the sending end
+    ("readers", 896),         # ... the receiving end
+    ("pend_writers", 1024),   # ends in transit: (sender word, expiry) pairs
+    ("pend_readers", 1152),
+])
+def test_ring_pipe_end_tables_follow_the_core(field, offset):
+    assert ffi.offsetof("struct ipcf_ring_ctl", field) == offset
+    assert ffi.sizeof("struct ipcf_ring_ctl") >= offset + 16 * 8
 
 
 _ASSERT = re.compile(
@@ -57,11 +72,27 @@ def test_every_static_assert_in_the_c_sources_holds_for_the_cffi_view():
         what = f"offsetof({struct}, {field})" if field else f"sizeof({struct})"
         assert got == value, f"{fname}: {what} is {got} in cffi, {value} in C"
         checked += 1
-    assert checked >= 9
+    assert checked >= 12      # every == assert in segment.c and mailbox.c today
 
 
 def test_queue_control_block_is_896_bytes():
     assert ffi.sizeof("struct ipcf_queue_ctl") == 896
+
+
+def test_mailbox_control_block_is_888_bytes_and_slot_header_128():
+    assert ffi.sizeof("struct ipcf_mbox_ctl") == 888
+    assert ffi.sizeof("struct ipcf_mbox_slot") == 128
+
+
+@pytest.mark.parametrize("field, offset", [
+    ("lock", 0),           # the mailbox mutex
+    ("data", 128),         # receivers' event, its own line
+    ("space", 256),        # senders' event
+    ("receipt", 384),      # receipt waiters' event
+    ("capacity", 512),     # state under the lock starts here
+])
+def test_mailbox_control_field_offsets(field, offset):
+    assert ffi.offsetof("struct ipcf_mbox_ctl", field) == offset
 
 
 def test_event_is_a_futex_word_plus_waiter_count():
@@ -85,6 +116,7 @@ def test_ring_control_field_offsets(field, offset):
 @pytest.mark.parametrize("field, offset", [
     ("write_gen", 0),
     ("read_gen", 128),
+    ("join", 512),
     ("plock", 640),
     ("clock", 768),
 ])
@@ -106,14 +138,21 @@ def test_segment_header_fields_used_by_attach_validation():
     assert off("total_size") == 16
     assert off("data_offset") == 24
     assert off("capacity") == 32
-    assert off("peers") + 8 * lib.IPCF_MAX_PEERS == ffi.sizeof("struct ipcf_seg_hdr")
+    assert off("creator_pid") == 48       # with creator_start: who made it (ls, gc, tests)
+    assert off("flags") == 52
+    assert off("creator_start") == 56
+    assert off("param") == 72
+    assert off("peers") == 128
+    assert off("transit") == off("peers") + 8 * lib.IPCF_MAX_PEERS == 640
+    assert off("transit") + 8 * 16 == ffi.sizeof("struct ipcf_seg_hdr")
 
 
 def test_header_does_not_overlap_the_control_block():
     assert ffi.sizeof("struct ipcf_seg_hdr") <= lib.IPCF_CTL_OFFSET
 
 
-@pytest.mark.parametrize("ctl", ["struct ipcf_ring_ctl", "struct ipcf_queue_ctl"])
+@pytest.mark.parametrize("ctl", ["struct ipcf_ring_ctl", "struct ipcf_queue_ctl",
+                                 "struct ipcf_mbox_ctl"])
 def test_control_block_fits_in_the_header_page(ctl):
     assert lib.IPCF_CTL_OFFSET + ffi.sizeof(ctl) <= lib.IPCF_HDR_SIZE
 
