@@ -289,6 +289,27 @@ void ipcf_transit_del(uint64_t *pairs, int n, uint64_t from)
     }
 }
 
+/* multiprocessing's own long-lived helpers (the resource tracker, the forkserver) never
+ * unpickle a user's handle; the forkserver's children, which do, still count. */
+static int mp_helper(int32_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t k = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (k <= 0)
+        return 0;
+    for (ssize_t i = 0; i < k; i++)
+        if (!buf[i])
+            buf[i] = ' ';
+    buf[k] = 0;
+    return strstr(buf, "multiprocessing.resource_tracker") != NULL ||
+           strstr(buf, "multiprocessing.forkserver import main") != NULL;
+}
+
 /* Does this process have a live (not zombie) descendant? Reads /proc; only called when the
  * last user of a segment leaves while its own handles are still in transit. */
 static int live_descendant(void)
@@ -328,7 +349,7 @@ static int live_descendant(void)
     for (int i = 0; i < n; i++) {
         int32_t up = ppid[i];
         for (int depth = 0; up > 1 && depth < 64; depth++) {
-            if (up == me)
+            if (up == me && !mp_helper(pid[i]))
                 return 1;
             int j;
             for (j = 0; j < n && pid[j] != up; j++)

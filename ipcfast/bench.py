@@ -1361,7 +1361,7 @@ def select(variants: List[Variant], pattern: Optional[str]) -> List[Variant]:
     match = _matcher(pattern)
     out = []
     for v in variants:
-        if match(v.key) or match(v.kind):
+        if match(v.key):
             out.append(v)
             continue
         picked = [i for i in v.impls if match(i.name) or match(f"{v.key}/{i.name}")]

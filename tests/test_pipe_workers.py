@@ -8,12 +8,9 @@ the child they wait on is gone.
 """
 from __future__ import annotations
 
-import functools
 import multiprocessing
 import os
-import pickle
 import signal
-import subprocess
 import time
 import zlib
 
@@ -70,55 +67,6 @@ def blob(i: int, n: int) -> bytes:
 
 def blob_ok(b: bytes) -> bool:
     return len(b) >= 4 and zlib.crc32(b[4:]) == int.from_bytes(b[:4], "little")
-
-
-# ------------------------------------------------------------------ probes of known bugs
-
-@functools.lru_cache(maxsize=None)
-def pickled_end_keeps_its_direction() -> bool:
-    """Does an ipcfast end survive pickling with its direction and rings?"""
-    r, w = ipcfast.Pipe(False)
-    try:
-        w2 = pickle.loads(pickle.dumps(w))
-        r2 = pickle.loads(pickle.dumps(r))
-        ok = w2.writable and r2.readable
-        for c in (w2, r2):
-            c.close()
-        return bool(ok)
-    finally:
-        r.close()
-        w.close()
-
-
-@functools.lru_cache(maxsize=None)
-def pickled_end_survives_closing_every_local_copy() -> bool:
-    """Can an end pickled for another process still be unpickled after this process closed
-    both ends (as multiprocessing allows)?"""
-    r, w = ipcfast.Pipe(False)
-    data = pickle.dumps(w)
-    r.close()
-    w.close()
-    try:
-        w2 = pickle.loads(data)
-    except FileNotFoundError:
-        return False
-    ok = w2.writable
-    w2.close()
-    return bool(ok)
-
-
-@functools.lru_cache(maxsize=None)
-def zombie_counts_as_alive() -> bool:
-    """Does ipcfast treat a dead but unreaped child as alive? (subprocess: no at-fork hooks)"""
-    from ipcfast._native import lib
-    child = subprocess.Popen(["/bin/true"])
-    try:
-        deadline = time.monotonic() + 10
-        while proc_state(child.pid) != "Z" and time.monotonic() < deadline:
-            time.sleep(0.005)
-        return bool(lib.ipcf_pid_alive(child.pid, lib.ipcf_proc_start(child.pid)))
-    finally:
-        child.wait()
 
 
 # ------------------------------------------------------------------ child targets

@@ -42,11 +42,6 @@ def make(impl):
         dispose(q)
 
 
-def xfail_for_ipcfast(request, impl, reason):
-    if impl == "ipcfast":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
-
-
 def elapsed(fn) -> float:
     t0 = time.monotonic()
     fn()
@@ -437,14 +432,10 @@ def test_task_done_more_times_than_items_raises_value_error(make):
     jq.join()
 
 
-def test_task_done_counts_against_items_put_as_multiprocessing_documents(make, impl, request):
+def test_task_done_counts_against_items_put_as_multiprocessing_documents(make):
     # multiprocessing.JoinableQueue.task_done(): "Raises a ValueError if called more times
-    # than there were items placed in the queue" (so does queue.Queue, and so says
-    # IPCF_EJOIN in csrc/ipcfast.h); ipcfast_queue_task_done in csrc/queue.c checks
-    # tasks_done against items_got instead, so a task_done for an item not yet got raises.
-    xfail_for_ipcfast(request, impl, "ipcfast task_done() raises ValueError for an item put "
-                      "but not yet got (csrc/queue.c ipcf_queue_task_done compares with "
-                      "items_got, multiprocessing with items put)")
+    # than there were items placed in the queue" (so does queue.Queue): a task_done for an
+    # item put but not yet got is valid, one more is not.
     jq = make("JoinableQueue")
     jq.put("a")
     jq.task_done()

@@ -96,10 +96,6 @@ def test_maxsize_that_is_not_an_int_raises_type_error(maxsize):
         ipcfast.Queue(maxsize)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "csrc/queue.c space_ready_n compares qsize + n with (int64_t)q->maxsize: a maxsize of "
-    "2**63 or more turns negative there and every put raises Full on an empty queue "
-    "(multiprocessing raises OverflowError for a maxsize it cannot hold)"))
 @pytest.mark.parametrize("maxsize", [2**63, 2**64 - 1])
 def test_huge_maxsize_is_refused_or_works(maxsize):
     try:
@@ -387,11 +383,6 @@ def test_get_many_moves_more_than_its_batch_buffer_over_several_calls(make):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason=(
-    "ipcfast/queue.py Queue.get_many: when the first item is larger than its 1 MiB batch "
-    "buffer it falls back to self.get(block=False); if another consumer took that item in "
-    "between, a blocking get_many(timeout=...) raises queue.Empty at once instead of "
-    "waiting for the next item (seen about 1 run in 100 with two consumer threads)"))
 def test_blocking_get_many_keeps_waiting_when_another_consumer_wins_its_big_item(make):
     # The race is made deterministic by holding this handle's get() (which get_many falls
     # back to for an item bigger than its buffer) until another handle has taken the item.
@@ -446,11 +437,6 @@ def test_put_many_filling_several_small_rings_in_one_call_keeps_order(make):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason=(
-    "csrc/queue.c put_locked: inside a put_many batch an item larger than the ring that "
-    "follows a smaller one is written into the current ring (ipcf_rb_room computes "
-    "cap - need, which underflows when need > cap), overwriting the earlier record; "
-    "get then reads a garbage length and the process crashes (SIGSEGV)"))
 @pytest.mark.parametrize("sizes", [(1000, 5000), (1537, 4363), (10, 5000, 1, 20_000, 3)])
 def test_put_many_of_a_small_item_then_one_larger_than_the_ring_round_trips(sizes):
     # in a fresh interpreter: the bug crashes the process
@@ -590,12 +576,6 @@ def test_invalid_name_raises_value_error(name):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason=(
-    "csrc/queue.c names rings '<name>.<gen>' and accepts any valid name, so queue 'X.1' is "
-    "queue 'X''s ring 1: when 'X' grows, qring_new takes the existing 'X.1' for a ring left "
-    "by a dead producer and unlinks it (queue 'X.1' can no longer be attached); closing "
-    "'X.1' then unlinks 'X.1' - now X's ring - so X loses those items, its counts no longer "
-    "match its rings and even get_nowait() spins for ever in ipcf_queue_get_many"))
 def test_a_queue_named_like_another_queues_ring_does_not_destroy_either():
     # in a fresh interpreter: the bug ends in a get_nowait() that never returns
     base = new_name()
