@@ -289,8 +289,8 @@ void ipcf_transit_del(uint64_t *pairs, int n, uint64_t from)
     }
 }
 
-/* multiprocessing's own long-lived helpers (the resource tracker, the forkserver) never
- * unpickle a user's handle; the forkserver's children, which do, still count. */
+/* multiprocessing's resource tracker never unpickles a user's handle. (The forkserver does
+ * not either, but it counts: the child it is about to fork for us may not exist yet.) */
 static int mp_helper(int32_t pid)
 {
     char path[64], buf[1024];
@@ -306,8 +306,7 @@ static int mp_helper(int32_t pid)
         if (!buf[i])
             buf[i] = ' ';
     buf[k] = 0;
-    return strstr(buf, "multiprocessing.resource_tracker") != NULL ||
-           strstr(buf, "multiprocessing.forkserver import main") != NULL;
+    return strstr(buf, "multiprocessing.resource_tracker") != NULL;
 }
 
 /* Does this process have a live (not zombie) descendant? Reads /proc; only called when the

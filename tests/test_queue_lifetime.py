@@ -3,10 +3,9 @@ removes the control segment and every ring, whoever created it; a process that h
 queue open keeps it alive; a dead process does not. Plus what happens to a handle that is
 used while (or after) it is closed.
 
-Several of these tests show bugs and are marked xfail(strict=True) with the reason; those
-that could crash or hang the interpreter run their scenario in a fresh one. Every test
-removes what a buggy run leaves in /dev/shm itself, so the leak fixture reports only the
-test's own verdict.
+Several of these tests are regression tests of bugs that could crash or hang the interpreter:
+they run their scenario in a fresh one. Every test removes what a buggy run leaves in
+/dev/shm itself, so the leak fixture reports only the test's own verdict.
 """
 from __future__ import annotations
 
@@ -87,18 +86,15 @@ def test_a_child_that_closes_last_removes_the_segments_it_did_not_create(ctx):
         remove_segments(name)
 
 
-# ---------------------------------------------------------------- bugs
+# ---------------------------------------------------------------- regressions
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason=(
-    "ipcfast.Queue: a forked child registers as a peer only in its after-fork hook "
-    "(HandleTable._child -> ipcf_queue_after_fork); a parent that puts and closes before "
-    "that hook has run is 'the last process' and unlinks the segments, the child's items "
-    "are gone, and its get() then spins forever (see "
-    "test_get_on_a_queue_whose_ring_was_removed_returns_within_its_timeout)"))
 def test_fork_child_still_gets_the_items_when_the_parent_closes_right_after_start():
-    # The natural race (start, put, close) loses in 20 runs out of 20 here; an at-fork hook
-    # registered before ipcfast's (so it runs first in the child) makes it deterministic.
+    # Regression: a forked child registered as a peer only in its after-fork hook, so a
+    # parent that put and closed before that hook ran removed the segments. (The natural
+    # race - start, put, close - lost 20 runs out of 20; an at-fork hook registered before
+    # ipcfast's, so it runs first in the child, makes it deterministic.) The parent now
+    # marks its handles in transit before the fork.
     name = new_name()
     code = textwrap.dedent(f"""
         import os, time
@@ -131,17 +127,11 @@ def test_fork_child_still_gets_the_items_when_the_parent_closes_right_after_star
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("impl", ["mp", "ipcfast"])
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])
-def test_child_gets_items_the_parent_put_and_closed_before_the_child_opened_it(
-        impl, method, request):
+def test_child_gets_items_the_parent_put_and_closed_before_the_child_opened_it(impl, method):
     # multiprocessing: a producer may put, close() and join_thread() as soon as its consumer
     # is started. ipcfast pickles the handle by name and the child attaches only when it
-    # unpickles its arguments: if the parent closed first, the queue (with the items) was
-    # already removed and the child fails with FileNotFoundError.
-    if impl == "ipcfast":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "ipcfast.Queue.__reduce__ passes only the name: a spawn/forkserver child opens "
-            "the queue when it unpickles its arguments, and a parent that closed before then "
-            "has already removed the queue and its items (FileNotFoundError in the child)")))
+    # unpickles its arguments (after a 0.5 s Delay here): the pickled handle keeps the queue
+    # alive "in transit" until then, so the items are still there.
     ctx = multiprocessing.get_context(method)
     q = make_queue(impl, "Queue", ctx=ctx)
     name = getattr(q, "name", None)
@@ -165,11 +155,6 @@ def test_child_gets_items_the_parent_put_and_closed_before_the_child_opened_it(
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason=(
-    "csrc/queue.c ipcf_queue_get_many: when data_ready() counts items but readable_ring() "
-    "finds no ring file (ENOENT with write_gen == read_gen) the for(;;) loop retries "
-    "forever without checking the deadline: get(timeout=...) never returns, burns a core "
-    "and cannot be interrupted"))
 def test_get_on_a_queue_whose_ring_was_removed_returns_within_its_timeout():
     # The ring goes away under a live handle after the bugs above (a parent that closed
     # 'last'), a handle beyond the 64-entry peer table, or an operator's rm in /dev/shm.
@@ -198,12 +183,6 @@ def test_get_on_a_queue_whose_ring_was_removed_returns_within_its_timeout():
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason=(
-    "csrc/segment.c ipcf_seg_register/ipcf_table_add: the 64-entry peer table counts handles, "
-    "not processes (every attach or unpickle takes a slot, even in a process that already "
-    "has one); a handle opened when it is full is not counted (peer_slot -1) and when the "
-    "counted handles close the segments are removed under it - README's 'more still work' "
-    "does not hold: its puts then fail with FileNotFoundError and its gets spin"))
 def test_queue_stays_until_the_last_of_more_than_64_handles_closes():
     # 71 handles in one process: the same happens with 64+ processes (README documents that
     # limit) or a worker that keeps the handles it unpickles from its tasks.
@@ -222,18 +201,8 @@ def test_queue_stays_until_the_last_of_more_than_64_handles_closes():
     assert still_there, "segments removed while a handle was still open"
 
 
-NO_CLOSE_AT_OS_EXIT = pytest.mark.xfail(strict=True, reason=(
-    "ipcfast.Queue handles are closed by close() or their weakref.finalize, which runs at "
-    "interpreter exit (so a spawn child is fine since a491050) but not when a fork or "
-    "forkserver child leaves through os._exit: a child that is the last user never removes "
-    "the segments and they stay in /dev/shm for ever (suggest closing open handles from a "
-    "multiprocessing.util.Finalize registered in the child, e.g. via "
-    "multiprocessing.util.register_after_fork / on attach)"))
-
-
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("method", [pytest.param("fork", marks=NO_CLOSE_AT_OS_EXIT), "spawn",
-                                    pytest.param("forkserver", marks=NO_CLOSE_AT_OS_EXIT)])
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
 def test_segments_are_removed_when_the_last_user_is_a_child_that_exits_without_closing(method):
     ctx = multiprocessing.get_context(method)
     q = ipcfast.Queue()
@@ -288,16 +257,11 @@ def test_a_dead_child_not_yet_reaped_does_not_keep_the_segments(method):
 @pytest.mark.parametrize("op", ["get", "put", "join"])
 @pytest.mark.parametrize("impl", ["mp", "ipcfast"])
 def test_close_while_another_thread_waits_on_the_handle_neither_crashes_nor_fakes_success(
-        impl, op, request):
+        impl, op):
     # multiprocessing: a waiting get/put runs to its timeout (Empty/Full), a join keeps
     # waiting. ipcfast used to free the native handle under the waiting thread (SIGSEGV);
-    # since a491050 close() detaches and the waiter gets ValueError. In a fresh interpreter
-    # in case it crashes.
-    if impl == "ipcfast" and op == "join":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "ipcfast/queue.py JoinableQueue.join() ignores what call_blocking returns: when "
-            "the handle is closed under it (IPCF_ECLOSED), or on any other error, join() "
-            "returns normally as if every task were done (suggest N.check(...))")))
+    # since a491050 close() detaches and the waiter gets ValueError (join() too, which used
+    # to return as if every task were done). In a fresh interpreter in case it crashes.
     name = new_name()
     if impl == "mp":
         make = "import multiprocessing; q = multiprocessing.JoinableQueue(1)"
