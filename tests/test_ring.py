@@ -910,9 +910,6 @@ def test_attach_to_a_copy_of_a_header_without_its_data_raises_incompatible(garba
         Ring.attach(os.path.basename(garbage_path))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: ipcf_seg_open reports ENOTREADY only when magic, "
-                   "version and kind are all 0, but the creator writes version/kind before "
-                   "the magic: a ring mid-creation is called 'not an ipcfast segment'")
 def test_attach_to_a_ring_whose_creator_has_not_published_it_yet_says_so(garbage_path):
     """The creator writes the whole header and control block, then stores the magic last.
     A segment caught in between is an ipcfast ring being initialised, not 'not an ipcfast
@@ -1056,13 +1053,11 @@ def test_segment_disappears_when_the_last_handle_closes():
     assert not os.path.exists(path)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: every handle takes a peer-table entry; with more "
-                   "than IPCF_MAX_PEERS handles the last entry-holder unlinks the name while "
-                   "entry-less handles are still open (segment.c ipcf_seg_register/leave)")
 def test_segment_survives_until_the_last_of_many_handles_in_one_process_closes():
-    """Every handle takes its own entry in the 64-entry peer table. With more handles than
-    entries, closing the ones that got an entry must not remove the segment while handles
-    without one are still open (other processes could no longer attach by name)."""
+    """More handles in one process than the 64-entry peer table holds (a process takes one
+    entry per segment however many handles it opens): closing all but one must not remove
+    the segment while that one is still open (other processes could no longer attach by
+    name), and closing the last one removes it."""
     ring = Ring(4096)
     path = shm_path(ring.name)
     handles = [Ring.attach(ring.name) for _ in range(lib.IPCF_MAX_PEERS + 8)]

@@ -603,13 +603,10 @@ def _private_small_shm(script: str):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason="bug: ipcf_seg_create only ftruncates (sparse file); a "
-                   "ring bigger than free /dev/shm space dies of SIGBUS on first write to a "
-                   "page tmpfs cannot supply; posix_fallocate at creation would raise ENOSPC")
 def test_ring_larger_than_free_shared_memory_fails_at_creation_not_with_sigbus_later():
-    """/dev/shm is a tmpfs with a size limit (64 MB in a default Docker container). The ring
-    file is created sparse, so creation succeeds and the process later dies of SIGBUS when a
-    write first touches a page the tmpfs cannot supply. Reserving the pages at creation
+    """/dev/shm is a tmpfs with a size limit (64 MB in a default Docker container). A ring
+    file created sparse let creation succeed and the process later die of SIGBUS when a
+    write first touched a page the tmpfs could not supply. Reserving the pages at creation
     (posix_fallocate) turns that into an OSError(ENOSPC) from Ring()."""
     res = _private_small_shm(FILL_A_RING_BIGGER_THAN_SHM)
     if res is None:
