@@ -12,7 +12,7 @@ import sys
 import textwrap
 
 import ipcfast
-from conftest import ROOT_ENV, made_by_this_run
+from shm_leaks import ROOT_ENV, made_by_this_run
 
 SHM = "/dev/shm"
 

@@ -31,7 +31,8 @@ import multiprocessing
 
 import ipcfast
 from test_queue_workers import (CHILD_WAIT, STOP, chaos_consumer, chaos_producer, consumer,
-                                join_all, producer, segments)
+                                held_only_in_transit, join_all, producer, remove_segments,
+                                segments)
 
 START_METHODS = ("fork", "spawn", "forkserver")
 
@@ -138,7 +139,15 @@ def chaos(ctx, *, seed: int, kills: int, producers: int, consumers: int, per_pro
         q.close()
         out.close()
     for name in names:
-        assert segments(name) == [], f"segments of {name} left after the last close"
+        left = segments(name)
+        if left and held_only_in_transit(name):
+            # Handed (pickled) to spawn/forkserver children that were killed before they
+            # unpickled it: such a handle keeps the queue "in transit" for up to 60 s after
+            # the last close, by design. Nothing else may hold it. (What happens after those
+            # 60 s: test_transit.py.)
+            remove_segments(name)
+            left = []
+        assert left == [], f"segments of {name} left after the last close"
     return o
 
 

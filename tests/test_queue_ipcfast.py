@@ -575,6 +575,33 @@ def test_invalid_name_raises_value_error(name):
         ipcfast.Queue(name=name)
 
 
+@pytest.mark.parametrize("suffix", [".0", ".1", ".42", ".007"])
+@pytest.mark.parametrize("make_it", [
+    pytest.param(lambda n: ipcfast.Queue(name=n), id="Queue"),
+    pytest.param(lambda n: ipcfast.JoinableQueue(name=n), id="JoinableQueue"),
+    pytest.param(lambda n: ipcfast.SimpleQueue(name=n), id="SimpleQueue"),
+    pytest.param(lambda n: ipcfast.Queue.attach(n), id="Queue.attach"),
+    pytest.param(lambda n: ipcfast.Ring(4096, name=n), id="Ring"),
+    pytest.param(lambda n: ipcfast.Ring.attach(n), id="Ring.attach"),
+    pytest.param(lambda n: ipcfast.Mailbox(n), id="Mailbox"),
+    pytest.param(lambda n: ipcfast.Mailbox.open(n), id="Mailbox.open"),
+])
+def test_names_ending_in_dot_digits_are_reserved_for_queue_rings(make_it, suffix):
+    # "<queue>.<gen>" names a queue's ring: such a name would alias another queue's ring
+    with pytest.raises(ValueError, match="reserved"):
+        make_it(new_name() + suffix)
+
+
+@pytest.mark.parametrize("name_suffix", [".x1", ".1x", "-1", "1", ".v2.beta"])
+def test_names_with_dots_not_ending_in_dot_digits_are_still_fine(name_suffix):
+    q = ipcfast.Queue(name=new_name() + name_suffix)
+    try:
+        q.put(1)
+        assert q.get_nowait() == 1
+    finally:
+        q.close()
+
+
 @pytest.mark.timeout(60)
 def test_a_queue_named_like_another_queues_ring_does_not_destroy_either():
     # in a fresh interpreter: the bug ends in a get_nowait() that never returns
@@ -647,7 +674,10 @@ def test_pickled_handle_reopens_the_same_queue(make):
 def test_pickled_handle_carries_the_name_not_the_items(make):
     q = make()
     q.put_many([b"x" * 10_000] * 20)
-    assert len(pickle.dumps(q)) < 1000
+    data = pickle.dumps(q)
+    assert len(data) < 1000
+    # a pickled handle keeps the queue "in transit" until it is unpickled (or for 60 s)
+    pickle.loads(data).close()
 
 
 def test_pickled_handle_keeps_the_custom_serialiser(make):

@@ -99,6 +99,28 @@ def remove_segments(prefix: str) -> List[str]:
     return left
 
 
+def held_only_in_transit(name: str) -> bool:
+    """Is segment *name* kept only by handles this process pickled (or forked) for children
+    that have not attached (yet, or ever: say, killed first)? That is: no live process in
+    its peer table, and at least one unexpired transit entry whose sender is us. Such a
+    segment outlives the last close on purpose, for up to the transit time (60 s)."""
+    from ipcfast._native import ffi, lib
+    try:
+        with open(os.path.join(SHM, name), "rb") as f:
+            raw = bytearray(f.read(ffi.sizeof("struct ipcf_seg_hdr")))
+    except FileNotFoundError:
+        return False
+    if len(raw) < ffi.sizeof("struct ipcf_seg_hdr"):
+        return False
+    hdr = ffi.cast("struct ipcf_seg_hdr *", ffi.from_buffer(raw))
+    for i in range(lib.IPCF_MAX_PEERS):
+        w = hdr.peers[i]
+        if w and lib.ipcf_pid_alive(w & 0xFFFFFFFF, w >> 32):
+            return False
+    me, now = lib.ipcf_self_word(), time.monotonic_ns()
+    return any(hdr.transit[i] == me and hdr.transit[i + 1] > now for i in range(0, 16, 2))
+
+
 # ---------------------------------------------------------------- processes
 
 def join_all(procs: Iterable, timeout: float, allowed=(0,)) -> None:
@@ -134,6 +156,22 @@ class Delay:
 
     def __reduce__(self):
         return (time.sleep, (self.seconds,))
+
+
+def wait_for_file(path: str, timeout: float = CHILD_WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+class AfterFile:
+    """Like Delay, but the child goes on unpickling its arguments once *path* exists."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (wait_for_file, (self.path,))
 
 
 # ---------------------------------------------------------------- serialisers
@@ -250,6 +288,28 @@ def send_through_connection(q) -> None:
     conn = q.get(timeout=CHILD_WAIT)
     conn.send(("hello from", os.getpid()))
     conn.close()
+
+
+def receive_one_or_fail(_delay, h, expected, close: bool = True) -> None:
+    """Receive one message from *h* (Queue, Ring, Mailbox or Pipe end); exit 0 if it is
+    *expected*, 1 if it is something else, 2 on an error. With close=False the handle is
+    left open (multiprocessing then ends the child with os._exit)."""
+    try:
+        if isinstance(h, ipcfast.Ring):
+            got = h.recv_bytes(timeout=CHILD_WAIT)
+        elif isinstance(h, ipcfast.Mailbox):
+            got = h.recv(timeout=CHILD_WAIT).body
+        elif isinstance(h, ipcfast.Queue):
+            got = h.get(timeout=CHILD_WAIT)
+        else:
+            got = h.recv() if h.poll(CHILD_WAIT) else None
+        if close:
+            h.close()
+    except Exception:                                    # noqa: BLE001
+        import traceback
+        traceback.print_exc()
+        sys.exit(2)
+    sys.exit(0 if got == expected else 1)
 
 
 def put_then_wait(q, ev) -> None:
