@@ -41,6 +41,7 @@
 #define IPCF_KIND_MAILBOX   4
 #define IPCF_NAME_MAX       200
 #define IPCF_MAX_PEERS      64
+#define IPCF_TRANSIT_WORDS  48   /* 24 (sender, expiry) pairs */
 #define IPCF_HDR_SIZE       4096 /* header page; data starts here */
 #define IPCF_CTL_OFFSET     1024 /* kind-specific control block inside the header page */
 #define IPCF_REC_HDR        8    /* per-record header in a ring: uint32 length + uint32 flags */
@@ -75,9 +76,9 @@ struct ipcf_seg_hdr {
     uint32_t reserved0;
     uint64_t param[7];        /* kind-specific parameters (queue: maxsize, ring capacity) */
     uint64_t peers[64];       /* (start_ticks_low32 << 32) | pid of each attached process, 0 = free */
-    uint64_t transit[16];     /* handles in transit (pickled, or inherited by a fork child, and
-                                 not yet attached): pairs (process word of the sender, expiry
-                                 in CLOCK_MONOTONIC ns); they keep the segment alive */
+    uint64_t transit[48];     /* up to 24 handles in transit (pickled, or inherited by a fork
+                                 child, and not yet attached): pairs (process word of the
+                                 sender, expiry in CLOCK_MONOTONIC ns); they keep the segment */
 };
 
 struct ipcf_ring_ctl {        /* at IPCF_CTL_OFFSET in a RING or QPART segment */

@@ -17,7 +17,7 @@
 #include "segment.h"
 
 _Static_assert(sizeof(struct ipcf_event) == 8, "event layout");
-_Static_assert(sizeof(struct ipcf_seg_hdr) == 768, "segment header layout");
+_Static_assert(sizeof(struct ipcf_seg_hdr) == 1024, "segment header layout");
 _Static_assert(sizeof(struct ipcf_seg_hdr) <= IPCF_CTL_OFFSET, "header overlaps control block");
 _Static_assert(sizeof(struct ipcf_ring_ctl) == 1280, "ring control layout");
 _Static_assert(sizeof(struct ipcf_queue_ctl) == 896, "queue control layout");
@@ -84,20 +84,27 @@ int ipcf_seg_unlink(const char *name)
 
 /* ---- process identity: pid plus start time, so a recycled pid is not mistaken for a peer ---- */
 
+/* Read /proc/<pid>/<what> into buf (NUL-terminated); its length, or <= 0. */
+static ssize_t read_proc(long pid, const char *what, char *buf, size_t size)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/%s", pid, what);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, size - 1);
+    close(fd);
+    buf[n > 0 ? n : 0] = 0;
+    return n;
+}
+
 /* Start time (clock ticks since boot, field 22 of /proc/pid/stat) and state (field 3) of
  * a process; 0 when it cannot be read. */
 static uint64_t proc_stat(int32_t pid, char *state)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    char buf[1024];
+    if (read_proc(pid, "stat", buf, sizeof buf) <= 0)
         return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = 0;
     char *p = strrchr(buf, ')');      /* comm may contain spaces and parentheses */
     if (!p || p[1] != ' ')
         return 0;
@@ -293,19 +300,13 @@ void ipcf_transit_del(uint64_t *pairs, int n, uint64_t from)
  * not either, but it counts: the child it is about to fork for us may not exist yet.) */
 static int mp_helper(int32_t pid)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t k = read(fd, buf, sizeof buf - 1);
-    close(fd);
+    char buf[1024];
+    ssize_t k = read_proc(pid, "cmdline", buf, sizeof buf);
     if (k <= 0)
         return 0;
-    for (ssize_t i = 0; i < k; i++)
+    for (ssize_t i = 0; i < k; i++)       /* arguments are NUL-separated */
         if (!buf[i])
             buf[i] = ' ';
-    buf[k] = 0;
     return strstr(buf, "multiprocessing.resource_tracker") != NULL;
 }
 
@@ -325,16 +326,9 @@ static int live_descendant(void)
         long p = strtol(e->d_name, &end, 10);
         if (*end || p <= 0)
             continue;
-        char path[64], buf[512];
-        snprintf(path, sizeof path, "/proc/%ld/stat", p);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
+        char buf[512];
+        if (read_proc(p, "stat", buf, sizeof buf) <= 0)
             continue;
-        ssize_t k = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (k <= 0)
-            continue;
-        buf[k] = 0;
         char *q = strrchr(buf, ')'), state;
         int pp;
         if (!q || sscanf(q + 1, " %c %d", &state, &pp) != 2 || state == 'Z' || state == 'X')
@@ -384,12 +378,12 @@ int ipcf_transit_live(uint64_t *pairs, int n)
 
 int ipcf_seg_depart(struct ipcf_seg *s, int64_t ttl_ns)
 {
-    return ipcf_transit_add(s->hdr->transit, 16, ttl_ns);
+    return ipcf_transit_add(s->hdr->transit, IPCF_TRANSIT_WORDS, ttl_ns);
 }
 
 void ipcf_seg_arrive(struct ipcf_seg *s, uint64_t from)
 {
-    ipcf_transit_del(s->hdr->transit, 16, from);
+    ipcf_transit_del(s->hdr->transit, IPCF_TRANSIT_WORDS, from);
 }
 
 /* A fork child holds what its parent held: the parent marks the handle in transit first, so
@@ -583,7 +577,7 @@ int ipcf_seg_leave(struct ipcf_seg *s)
         free(r);
         if ((ipcf_load_acquire(&s->hdr->flags) & IPCF_F_AUTO_UNLINK) &&
             ipcf_table_live(s->hdr->peers, IPCF_MAX_PEERS, NULL) == 0 &&
-            ipcf_transit_live(s->hdr->transit, 16) == 0)
+            ipcf_transit_live(s->hdr->transit, IPCF_TRANSIT_WORDS) == 0)
             last = 1;
     }
     pthread_mutex_unlock(&local_lock);
@@ -641,7 +635,7 @@ int ipcf_seg_inspect(const char *name, struct ipcf_seg_info *out)
     out->param0 = h->param[0];
     out->param1 = h->param[1];
     out->live_peers = (uint32_t)ipcf_table_live(h->peers, IPCF_MAX_PEERS, &out->dead_peers) +
-                      (uint32_t)ipcf_transit_live(h->transit, 16);   /* in transit: alive */
+                      (uint32_t)ipcf_transit_live(h->transit, IPCF_TRANSIT_WORDS);   /* in transit: alive */
     if (h->kind == IPCF_KIND_RING || h->kind == IPCF_KIND_QPART) {
         struct ipcf_ring_ctl *c = s.ctl;
         uint64_t v[8] = {c->msgs_in, c->msgs_out, c->bytes_in, c->bytes_out, c->full_waits,

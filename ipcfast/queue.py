@@ -268,7 +268,7 @@ class JoinableQueue(Queue):
 
     def task_done(self) -> None:
         """Mark one item got from the queue as processed (ValueError if called more times
-        than items were got)."""
+        than items were put)."""
         h = self._h
         if h is None:
             raise self._closed_error()

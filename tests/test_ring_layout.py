@@ -17,9 +17,9 @@ from ipcfast._native import ffi, lib
 CSRC = pathlib.Path(__file__).resolve().parent.parent / "csrc"
 
 
-def test_segment_header_is_768_bytes():
-    """magic .. param (128 bytes), the 64-entry peer table, then the 16-word transit table."""
-    assert ffi.sizeof("struct ipcf_seg_hdr") == 768
+def test_segment_header_is_1024_bytes():
+    """magic .. param (128 bytes), the 64-entry peer table, then the 48-word transit table."""
+    assert ffi.sizeof("struct ipcf_seg_hdr") == 1024
 
 
 def test_ring_control_core_is_768_bytes():
@@ -144,7 +144,7 @@ def test_segment_header_fields_used_by_attach_validation():
     assert off("param") == 72
     assert off("peers") == 128
     assert off("transit") == off("peers") + 8 * lib.IPCF_MAX_PEERS == 640
-    assert off("transit") + 8 * 16 == ffi.sizeof("struct ipcf_seg_hdr")
+    assert off("transit") + 8 * lib.IPCF_TRANSIT_WORDS == ffi.sizeof("struct ipcf_seg_hdr")
 
 
 def test_header_does_not_overlap_the_control_block():

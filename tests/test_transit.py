@@ -80,12 +80,6 @@ def test_a_child_opens_the_handle_after_the_parent_closed_it_right_after_start(
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.xfail(strict=True, reason=(
-    "the transit table holds 8 handles (struct ipcf_seg_hdr.transit[16]: 8 (sender, expiry) "
-    "pairs); ipcf_seg_depart's IPCF_EFULL is ignored by Queue/Ring/Mailbox.__reduce__ "
-    "(ipcfast/queue.py, ring.py, mailbox.py), so a 9th handle pickled while 8 are still in "
-    "flight is not counted: once the children that arrived first have closed, the last "
-    "close removes the queue and a later child's unpickling raises FileNotFoundError"))
 def test_a_parent_may_close_right_after_starting_more_children_than_the_transit_table_holds(
         tmp_path):
     ctx = multiprocessing.get_context("spawn")
