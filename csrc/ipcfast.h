@@ -306,7 +306,6 @@ int64_t ipcf_queue_get_many(ipcf_queue *q, char *buf, uint64_t cap, uint64_t *le
 int ipcf_queue_task_done(ipcf_queue *q);
 int ipcf_queue_join(ipcf_queue *q, int64_t timeout_ns);
 int64_t ipcf_queue_unfinished(const ipcf_queue *q);
-int ipcf_queue_empty(const ipcf_queue *q);
 
 /* ---- Mailbox: priorities, types, addressing, capacities, receipts, receive policies ---- */
 typedef struct ipcf_mbox ipcf_mbox;

@@ -251,11 +251,6 @@ static int data_ready(void *p)
     return ipcf_load_acquire(&a->q->ctl->items_put) != a->seen;
 }
 
-int ipcf_queue_empty(const ipcf_queue *q)
-{
-    return ipcf_queue_qsize(q) == 0;
-}
-
 /* ---- producer ---- */
 
 /* Make q->w a ring (of the current write generation or a new one) with room for `need`

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import queue as _queue
+import time
 import weakref
 from typing import Any, Callable, Iterable, List, Optional
 
@@ -204,7 +205,7 @@ class Queue:
     def _get_slow(self, n: int, h, block: bool, timeout: Optional[float]) -> Any:
         size = _SCRATCH
         buf = N.new_raw("char[]", size)
-        start = None if timeout is None else __import__("time").monotonic()
+        start = None if timeout is None else time.monotonic()
         while True:
             if n == N.EBUFSMALL:            # an item larger than our buffer: grow and retry
                 size = max(self._need[0], size)
