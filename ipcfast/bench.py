@@ -63,12 +63,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import __version__
+from . import _segments
 from .mailbox import Mailbox as _IMailbox
 from .pipe import Pipe as _IPipe
 from .queue import Queue as _IQueue, SimpleQueue as _ISimpleQueue
 from .ring import Ring as _IRing
 
-SHM = "/dev/shm"
+SHM = _segments.SHM
 BASELINE = "multiprocessing.Queue"
 NOISY = 0.25                 # spread / median above this flags a row "(noisy)"
 READY_TIMEOUT = 20.0         # seconds for the children to start and set up
@@ -161,24 +162,8 @@ def _own(name: str) -> str:
 
 
 def _unlink_segments(names) -> List[str]:
-    """Remove /dev/shm entries named *name* or *name*.<gen> (queue rings). Returns them."""
-    names = set(names)
-    if not names:
-        return []
-    try:
-        present = os.listdir(SHM)
-    except OSError:
-        return []
-    gone = []
-    for f in present:
-        base = f.split(".", 1)[0]
-        if f in names or base in names:
-            try:
-                os.unlink(os.path.join(SHM, f))
-                gone.append(f)
-            except FileNotFoundError:
-                pass
-    return gone
+    """Remove the segments named *names* and, for queues, their rings. Returns them."""
+    return _segments.remove(names)
 
 
 # --------------------------------------------------------------------------------------------

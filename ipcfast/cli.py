@@ -8,73 +8,18 @@ from __future__ import annotations
 import argparse
 import errno
 import os
-import re
 import sys
 import time
-from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from . import _native as N
-from ._native import ffi, lib
+from . import _segments as S
+from ._native import lib
 
-SHM = "/dev/shm"
-KINDS = {lib.IPCF_KIND_RING: "ring", lib.IPCF_KIND_QUEUE: "queue", lib.IPCF_KIND_QPART: "queue-ring",
-         lib.IPCF_KIND_MAILBOX: "mailbox"}
-_PART = re.compile(r"^(?P<queue>.+)\.(?P<gen>\d+)$")
-
-
-@dataclass
-class Segment:
-    name: str
-    kind: str
-    capacity: int
-    size: int
-    live: int
-    dead: int
-    creator: int
-    age: float
-    owner: str
-    counters: List[int]
-    param0: int
-    param1: int
-
-    @property
-    def orphaned(self) -> bool:
-        return self.live == 0
-
-
-def inspect(name: str) -> Segment:
-    """Describe one segment; raises FileNotFoundError, IncompatibleSegmentError, OSError."""
-    info = ffi.new("struct ipcf_seg_info *")
-    N.check(lib.ipcf_seg_inspect(name.encode(), info), "segment", name)
-    st = os.stat(os.path.join(SHM, name))
-    try:
-        import pwd
-        owner = pwd.getpwuid(st.st_uid).pw_name
-    except (KeyError, ImportError):
-        owner = str(st.st_uid)
-    return Segment(name=name, kind=KINDS.get(info.kind, str(info.kind)), capacity=info.capacity,
-                   size=st.st_size, live=info.live_peers, dead=info.dead_peers,
-                   creator=info.creator_pid, age=max(0.0, time.time() - info.created_ns / 1e9),
-                   owner=owner, counters=list(info.counters), param0=info.param0,
-                   param1=info.param1)
-
-
-def scan() -> Dict[str, Segment]:
-    """Every ipcfast segment in /dev/shm that we may read (others are skipped silently)."""
-    found: Dict[str, Segment] = {}
-    try:
-        names = sorted(os.listdir(SHM))
-    except FileNotFoundError:
-        return found
-    for name in names:
-        if lib.ipcf_name_check(name.encode()) != 0:
-            continue
-        try:
-            found[name] = inspect(name)
-        except (OSError, N.IpcfastError, ValueError):
-            continue
-    return found
+SHM = S.SHM
+Segment = S.Segment
+inspect = S.inspect
+scan = S.scan
 
 
 def _size(n: int) -> str:
@@ -168,22 +113,14 @@ def cmd_stat(args) -> int:
         print(f"  {'rate out':18} {rate:,.0f}/s\n")
 
 
-def _queue_parts(name: str) -> List[str]:
-    try:
-        return [n for n in os.listdir(SHM)
-                if (m := _PART.match(n)) and m.group("queue") == name]
-    except FileNotFoundError:
-        return []
-
-
 def _remove(seg: Segment, dry_run: bool) -> int:
-    names = [seg.name] + (_queue_parts(seg.name) if seg.kind == "queue" else [])
+    names = [seg.name] + (S.queue_rings(seg.name) if seg.kind == "queue" else [])
     rc = 0
     for n in names:
         if dry_run:
             print(f"would remove {n}")
             continue
-        err = lib.ipcf_seg_unlink(n.encode())
+        err = S.unlink(n)
         if err == 0:
             print(f"removed {n}")
         elif err != -errno.ENOENT:
@@ -213,9 +150,8 @@ def cmd_gc(args) -> int:
     removed = 0
     for s in segs.values():
         if s.kind == "queue-ring":
-            m = _PART.match(s.name)
-            parent = segs.get(m.group("queue")) if m else None
-            if parent is not None or (m and os.path.exists(os.path.join(SHM, m.group("queue")))):
+            queue = S.queue_of(s.name)
+            if queue is not None and (queue in segs or os.path.exists(S.path(queue))):
                 continue          # handled with (or kept by) its queue
             rc |= _remove(s, args.dry_run)     # a ring whose queue is gone
             removed += 1

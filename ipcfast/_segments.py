@@ -1,0 +1,131 @@
+"""Segment names and the /dev/shm directory: the one place that knows how ipcfast names its
+files, how a queue's rings are named after their queue, and how to list, describe and
+remove them. Used by the CLI, the benchmark runner and the tests.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import re
+import time
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional
+
+from . import _native as N
+from ._native import ffi, lib
+
+#: where POSIX shared memory lives on Linux
+SHM = "/dev/shm"
+#: every name that ipcfast generates starts with this
+PREFIX = "ipcf"
+
+KINDS = {lib.IPCF_KIND_RING: "ring", lib.IPCF_KIND_QUEUE: "queue", lib.IPCF_KIND_QPART: "queue-ring",
+         lib.IPCF_KIND_MAILBOX: "mailbox"}
+
+_QUEUE_RING = re.compile(r"^(?P<queue>.+)\.(?P<gen>\d+)$")
+
+
+def path(name: str) -> str:
+    """The file of segment *name*."""
+    return os.path.join(SHM, name)
+
+
+def queue_ring_name(queue: str, gen: int) -> str:
+    """The name of ring number *gen* of queue *queue* (the C side names them so too)."""
+    return f"{queue}.{gen}"
+
+
+def queue_of(name: str) -> Optional[str]:
+    """The queue that *name* is a ring of, or None if *name* is not a queue-ring name."""
+    m = _QUEUE_RING.match(name)
+    return m.group("queue") if m else None
+
+
+def names(prefix: str = "") -> List[str]:
+    """Every entry of /dev/shm whose name starts with *prefix* (sorted)."""
+    try:
+        return sorted(n for n in os.listdir(SHM) if n.startswith(prefix))
+    except FileNotFoundError:  # pragma: no cover - no /dev/shm at all
+        return []
+
+
+def queue_rings(queue: str) -> List[str]:
+    """The ring files of queue *queue* present now."""
+    return [n for n in names(queue + ".") if queue_of(n) == queue]
+
+
+def remove(names_: Iterable[str], with_rings: bool = True) -> List[str]:
+    """Unlink each of *names_* (and, with *with_rings*, the rings of any that is a queue).
+    Missing files are skipped. Returns the names actually removed."""
+    wanted = set(names_)
+    if not wanted:
+        return []
+    gone = []
+    for n in names():
+        if n in wanted or (with_rings and queue_of(n) in wanted):
+            try:
+                os.unlink(path(n))
+                gone.append(n)
+            except FileNotFoundError:
+                pass
+    return gone
+
+
+def unlink(name: str) -> int:
+    """Remove segment *name* through the C side (which validates the name). 0, or the
+    negative errno; ENOENT is reported, not raised."""
+    return lib.ipcf_seg_unlink(name.encode())
+
+
+@dataclass
+class Segment:
+    """What `ipcfast ls/stat/gc` show of one segment."""
+    name: str
+    kind: str
+    capacity: int
+    size: int
+    live: int
+    dead: int
+    creator: int
+    age: float
+    owner: str
+    counters: List[int]
+    param0: int
+    param1: int
+
+    @property
+    def orphaned(self) -> bool:
+        return self.live == 0
+
+
+def inspect(name: str) -> Segment:
+    """Describe one segment; raises FileNotFoundError, IncompatibleSegmentError, OSError."""
+    info = ffi.new("struct ipcf_seg_info *")
+    N.check(lib.ipcf_seg_inspect(name.encode(), info), "segment", name)
+    st = os.stat(path(name))
+    try:
+        import pwd
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except (KeyError, ImportError):
+        owner = str(st.st_uid)
+    return Segment(name=name, kind=KINDS.get(info.kind, str(info.kind)), capacity=info.capacity,
+                   size=st.st_size, live=info.live_peers, dead=info.dead_peers,
+                   creator=info.creator_pid, age=max(0.0, time.time() - info.created_ns / 1e9),
+                   owner=owner, counters=list(info.counters), param0=info.param0,
+                   param1=info.param1)
+
+
+def scan() -> Dict[str, Segment]:
+    """Every ipcfast segment in /dev/shm that we may read (others are skipped silently)."""
+    found: Dict[str, Segment] = {}
+    for name in names():
+        if lib.ipcf_name_check(name.encode()) != 0:
+            continue
+        try:
+            found[name] = inspect(name)
+        except (OSError, N.IpcfastError, ValueError):
+            continue
+    return found
+
+
+ENOENT = -errno.ENOENT
