@@ -64,6 +64,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import __version__
 from . import _segments
+from ._units import fmt_size
 from .mailbox import Mailbox as _IMailbox
 from .pipe import Pipe as _IPipe
 from .queue import Queue as _IQueue, SimpleQueue as _ISimpleQueue
@@ -103,13 +104,6 @@ class MeasureError(Exception):
 
 def _bad(what: str) -> None:
     raise CheckError(what)
-
-
-def fmt_size(n: int) -> str:
-    for unit, k in (("MiB", MiB), ("KiB", KiB)):
-        if n >= k and n % k == 0:
-            return f"{n // k} {unit}"
-    return f"{n} B"
 
 
 def fmt_num(x: Optional[float]) -> str:

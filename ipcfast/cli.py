@@ -14,19 +14,13 @@ from typing import List, Optional
 
 from . import _native as N
 from . import _segments as S
+from ._units import fmt_short as _size
 from ._native import lib
 
 SHM = S.SHM
 Segment = S.Segment
 inspect = S.inspect
 scan = S.scan
-
-
-def _size(n: int) -> str:
-    for unit, k in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
-        if n >= k:
-            return f"{n / k:.1f}{unit}"
-    return str(n)
 
 
 def _age(s: float) -> str:

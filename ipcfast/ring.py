@@ -9,6 +9,7 @@ from typing import Iterable, Iterator, List, Optional
 
 from . import _native as N
 from ._native import ffi, lib
+from ._units import fmt_size
 
 _SCRATCH = 64 * 1024          # recv_bytes copies records up to this size in one call
 _MANY_BYTES = 1 << 20         # recv_many moves at most this many bytes per call
@@ -17,13 +18,6 @@ _SLICE = N.SLICE_NS
 _send = lib.ipcf_ring_send
 _recv = lib.ipcf_ring_recv
 _unpack = ffi.unpack
-
-
-def _fmt_size(n: int) -> str:
-    for unit, k in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= k and n % k == 0:
-            return f"{n // k} {unit}"
-    return f"{n} bytes"
 
 
 class Ring:
@@ -130,8 +124,8 @@ class Ring:
         return h
 
     def _too_big(self, n: int) -> ValueError:
-        return ValueError(f"message of {_fmt_size(n)} exceeds this ring's maximum message of "
-                          f"{_fmt_size(self.max_message)} (capacity {_fmt_size(self.capacity)})")
+        return ValueError(f"message of {fmt_size(n, 'bytes')} exceeds this ring's maximum message of "
+                          f"{fmt_size(self.max_message, 'bytes')} (capacity {fmt_size(self.capacity, 'bytes')})")
 
     # ---- state ----
     def __len__(self) -> int:
