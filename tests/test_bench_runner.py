@@ -14,6 +14,7 @@ import pytest
 
 import ipcfast
 from ipcfast import bench
+from ipcfast.bench import workloads
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -101,7 +102,7 @@ def test_missing_peers_are_skipped_with_a_reason(monkeypatch, capsys):
 
 
 def test_a_wrong_answer_fails_the_row(monkeypatch, tmp_path, capsys):
-    real = bench.produce_objects
+    real = workloads.produce_objects
 
     def swapped(put, start, n):           # items 2 and 3 change places
         order = list(range(start, start + n))
@@ -109,7 +110,7 @@ def test_a_wrong_answer_fails_the_row(monkeypatch, tmp_path, capsys):
         for i in order:
             put((i, bench.PAYLOAD, bench.PI))
 
-    monkeypatch.setattr(bench, "produce_objects", swapped)
+    monkeypatch.setattr(workloads, "produce_objects", swapped)
     out = tmp_path / "bad.json"
     rc = bench.main(["--only", "^ipcfast.SimpleQueue$", "--json", str(out), "--time-limit", "10"] + TINY)
     assert rc == 1
@@ -118,7 +119,7 @@ def test_a_wrong_answer_fails_the_row(monkeypatch, tmp_path, capsys):
         assert row["status"] == "failed" and row["reason"].startswith("check"), row
         assert "expected item 2" in row["reason"]
     assert "FAILED" in capsys.readouterr().out
-    assert real is not bench.produce_objects
+    assert real is not workloads.produce_objects
     assert own_segments(os.getpid()) == []
 
 
@@ -127,7 +128,7 @@ def test_a_stuck_measurement_is_killed_at_the_time_limit(monkeypatch, tmp_path):
         for i in range(start, start + n - 1):
             put((i, bench.PAYLOAD, bench.PI))
 
-    monkeypatch.setattr(bench, "produce_objects", short)
+    monkeypatch.setattr(workloads, "produce_objects", short)
     out = tmp_path / "stuck.json"
     t0 = time.monotonic()
     rc = bench.main(["--only", "objects/ipcfast.Queue$", "--json", str(out),
