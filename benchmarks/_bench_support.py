@@ -23,6 +23,7 @@ TIMEOUT = 30.0           # seconds a peer may take for any one step
 
 
 def variant(key: str) -> bench.Variant:
+    """The quick-mode workload *key* of ``python -m ipcfast bench``."""
     return next(v for v in bench.build_variants(full=False) if v.key == key)
 
 
@@ -38,6 +39,7 @@ def impl_params(key: str, modes=None) -> List[Any]:
 
 
 def require(impl: bench.Impl) -> None:
+    """Skip the test when *impl* needs a module that is not installed."""
     if impl.requires:
         try:
             importlib.import_module(impl.requires)
@@ -124,7 +126,7 @@ def channels(impl: bench.Impl, v: bench.Variant, count: int = 1):
             made.append(impl.channel(v))
         yield made
     finally:
-        bench.Plan(made, [], lambda r: {}).close()
+        bench.close_channels(made)
 
 
 class Rounds:
@@ -144,6 +146,7 @@ class Rounds:
 
 def run_rounds(benchmark, fn: Callable[[], None], impl: bench.Impl, per_round: int,
                rounds: int = 10) -> Dict[str, Any]:
+    """Time *fn* (one round) with pytest-benchmark, recording the implementation."""
     benchmark.extra_info["impl"] = impl.name
     benchmark.extra_info["messages_per_round"] = per_round
     return benchmark.pedantic(fn, rounds=rounds, warmup_rounds=1)

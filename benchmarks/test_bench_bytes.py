@@ -19,13 +19,8 @@ PER_ROUND = {"bytes-64B": 2000, "bytes-4KiB": 1000, "bytes-64KiB": 200, "bytes-1
 
 def _consumer(mode: str, size: int):
     def step(ops, start, n):
-        if mode == "many":
-            out = bench.consume_bytes_many(ops.recv_many, start, n, size)
-        elif mode == "claim":
-            out = bench.consume_bytes_view(ops.view, start, n, size)
-        else:
-            out = bench.consume_bytes(ops.recv, start, n, size)
-        return out[2], out[3]
+        got = bench.consume(mode, ops, start, n, size)
+        return got.count, got.seq_sum, got.nbytes
     return step
 
 
@@ -52,14 +47,8 @@ def test_bytes(benchmark, key, impl):
             def one_round() -> None:
                 start = rounds.take()
                 peer.start(start, per_round)
-                if impl.mode == "many":
-                    bench.produce_bytes_many(ops.send_many, start, per_round, size,
-                                             bench._many_batch(size))
-                elif impl.mode == "claim":
-                    bench.produce_bytes_claim(ops.claim, start, per_round, size)
-                else:
-                    bench.produce_bytes(ops.send, start, per_round, size)
-                assert peer.result() == (rounds.expected_sum(start), per_round * size)
+                bench.produce(impl.mode, ops, start, per_round, size)
+                assert peer.result() == (per_round, rounds.expected_sum(start), per_round * size)
 
             try:
                 run_rounds(benchmark, one_round, impl, per_round)

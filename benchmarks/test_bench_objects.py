@@ -16,31 +16,26 @@ pytestmark = pytest.mark.timeout(120)
 PER_ROUND = 2000
 
 
-def _consume(ops, start, n):
-    return bench.consume_objects(ops.get, start, n)[2]
-
-
-def _consume_batches(ops, start, n):
-    return bench.consume_batches(ops.get_many, start, n)[2]
+def _consumer(mode: str):
+    def step(ops, start, n):
+        got = bench.consume(mode, ops, start, n)
+        return got.count, got.seq_sum
+    return step
 
 
 def _transfer(benchmark, key: str, impl: bench.Impl, per_round: int) -> None:
     require(impl)
     v = variant(key)
-    batched = impl.mode == "batch"
     with channels(impl, v) as (ch,):
-        with Peer(ch.receiver, _consume_batches if batched else _consume) as peer:
+        with Peer(ch.receiver, _consumer(impl.mode)) as peer:
             ops = ch.sender()
             rounds = Rounds(per_round)
 
             def one_round() -> None:
                 start = rounds.take()
                 peer.start(start, per_round)
-                if batched:
-                    bench.produce_batches(ops.put_many, start, per_round, bench.BATCH)
-                else:
-                    bench.produce_objects(ops.put, start, per_round)
-                assert peer.result() == rounds.expected_sum(start)
+                bench.produce(impl.mode, ops, start, per_round)
+                assert peer.result() == (per_round, rounds.expected_sum(start))
 
             try:
                 run_rounds(benchmark, one_round, impl, per_round)

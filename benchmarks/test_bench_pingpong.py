@@ -16,12 +16,6 @@ pytestmark = pytest.mark.timeout(120)
 PER_ROUND = 200
 
 
-def _endpoints(sender_ops, receiver_ops, as_bytes):
-    if as_bytes:
-        return sender_ops.send, receiver_ops.recv
-    return sender_ops.put, receiver_ops.get
-
-
 @pytest.mark.benchmark(group="pingpong")
 @pytest.mark.parametrize("impl", impl_params("pingpong"))
 def test_pingpong(benchmark, impl):
@@ -34,16 +28,15 @@ def test_pingpong(benchmark, impl):
         def setup():
             r = ab.receiver()
             s = ba.sender()
-            return _endpoints(s, r, as_bytes), (s, r)
+            return bench.ping_ends(s, r, as_bytes), (s, r)
 
         def step(state, n):
             (send, recv), _ = state
-            bench.pong(send, recv, n)
-            return n
+            return bench.pong(send, recv, n)
 
         with Peer(setup, step) as peer:
             out = ab.sender()
-            send, recv = _endpoints(out, back, as_bytes)
+            send, recv = bench.ping_ends(out, back, as_bytes)
             rounds = Rounds(PER_ROUND)
 
             def one_round() -> None:

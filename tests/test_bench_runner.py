@@ -14,6 +14,7 @@ import pytest
 
 import ipcfast
 from ipcfast import bench
+from ipcfast.bench import workloads
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -101,7 +102,7 @@ def test_missing_peers_are_skipped_with_a_reason(monkeypatch, capsys):
 
 
 def test_a_wrong_answer_fails_the_row(monkeypatch, tmp_path, capsys):
-    real = bench.produce_objects
+    real = workloads.produce_objects
 
     def swapped(put, start, n):           # items 2 and 3 change places
         order = list(range(start, start + n))
@@ -109,7 +110,7 @@ def test_a_wrong_answer_fails_the_row(monkeypatch, tmp_path, capsys):
         for i in order:
             put((i, bench.PAYLOAD, bench.PI))
 
-    monkeypatch.setattr(bench, "produce_objects", swapped)
+    monkeypatch.setattr(workloads, "produce_objects", swapped)
     out = tmp_path / "bad.json"
     rc = bench.main(["--only", "^ipcfast.SimpleQueue$", "--json", str(out), "--time-limit", "10"] + TINY)
     assert rc == 1
@@ -118,7 +119,63 @@ def test_a_wrong_answer_fails_the_row(monkeypatch, tmp_path, capsys):
         assert row["status"] == "failed" and row["reason"].startswith("check"), row
         assert "expected item 2" in row["reason"]
     assert "FAILED" in capsys.readouterr().out
-    assert real is not bench.produce_objects
+    assert real is not workloads.produce_objects
+    assert own_segments(os.getpid()) == []
+
+
+def impl_of(key: str, name: str):
+    v = next(v for v in bench.build_variants(full=False) if v.key == key)
+    return v, next(i for i in v.impls if i.name == name)
+
+
+def test_a_consumer_that_checks_too_few_messages_fails_the_count_check(monkeypatch):
+    real = workloads.consume_objects
+
+    def one_short(get, start, n):         # every message it takes is right, but it stops early
+        return real(get, start, n - 1)
+
+    monkeypatch.setattr(workloads, "consume_objects", one_short)
+    v, impl = impl_of("objects", "ipcfast.SimpleQueue")
+    with pytest.raises(bench.MeasureError,
+                       match=r"^consumer received and checked 99 messages, expected 100$") as e:
+        bench.measure(v, impl, 100, time_limit=20)
+    assert e.value.kind == "check"
+    assert own_segments(os.getpid()) == []
+
+
+class DropsOne(bench.Channel):
+    """ipcfast.Queue that loses producer 0's item 5: no consumer sees anything out of order."""
+
+    def __init__(self, variant) -> None:
+        self.inner = impl_of("mpmc-2x2", "ipcfast.Queue")[1].channel(variant)
+        self.names = self.inner.names
+
+    def sender(self) -> bench.Ops:
+        ops = self.inner.sender()
+        put = ops.put
+
+        def lossy(o) -> None:
+            if o[:2] != (0, 5):
+                put(o)
+        ops.put = lossy
+        return ops
+
+    def receiver(self) -> bench.Ops:
+        return self.inner.receiver()
+
+    def parent_put(self, obj) -> None:
+        self.inner.parent_put(obj)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_channel_that_drops_a_message_fails_the_count_check():
+    v, _ = impl_of("mpmc-2x2", "ipcfast.Queue")
+    with pytest.raises(bench.MeasureError,
+                       match=r"^producer 0: 99 items received and checked, expected 100$") as e:
+        bench.measure(v, bench.Impl("lossy ipcfast.Queue", DropsOne, "mpmc"), 200, time_limit=20)
+    assert e.value.kind == "check"
     assert own_segments(os.getpid()) == []
 
 
@@ -127,7 +184,7 @@ def test_a_stuck_measurement_is_killed_at_the_time_limit(monkeypatch, tmp_path):
         for i in range(start, start + n - 1):
             put((i, bench.PAYLOAD, bench.PI))
 
-    monkeypatch.setattr(bench, "produce_objects", short)
+    monkeypatch.setattr(workloads, "produce_objects", short)
     out = tmp_path / "stuck.json"
     t0 = time.monotonic()
     rc = bench.main(["--only", "objects/ipcfast.Queue$", "--json", str(out),

@@ -1,0 +1,470 @@
+"""Workloads: the loops that move and check messages, and the variants the runner measures.
+
+The loops are shared by the runner's processes and benchmarks/test_bench_*.py. Every
+consumer loop checks every message (see the package docstring for what is checked) and
+returns a :class:`Received` whose ``count`` is the number of messages it received and
+checked; it raises :class:`CheckError` on the first wrong one. The per-message checks are
+written out inside each loop on purpose: a helper call per message would be measured.
+"""
+from __future__ import annotations
+
+import random
+import struct
+import time
+from array import array
+from dataclasses import dataclass
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
+
+from .._units import KiB, MiB, fmt_size
+from . import channels as C
+from .channels import Ops
+
+BASELINE = "multiprocessing.Queue"
+
+PAYLOAD = "payload"
+PI = 3.14
+QF = struct.Struct("<Q")
+BATCH = 256                # items per put_many in the batched workload
+MPMC = (2, 2)              # producers x consumers
+PING_SIZE = 64             # bytes of a ping-pong message in the byte form
+
+
+class CheckError(Exception):
+    """A message arrived wrong (missing, duplicated, reordered, torn or altered)."""
+
+
+def _bad(what: str) -> None:
+    raise CheckError(what)
+
+
+class Received(NamedTuple):
+    """What a consumer loop saw: its first and last receive (perf_counter), the number of
+    messages it received and checked, the sum of their sequence numbers and (bytes) their
+    total length."""
+    t_first: float
+    t_last: float
+    count: int
+    seq_sum: int
+    nbytes: int = 0
+
+
+_TEMPLATES: Dict[int, bytes] = {}
+
+
+def template(size: int) -> bytes:
+    """Deterministic pseudo-random payload of *size* bytes (made once, inherited by fork)."""
+    t = _TEMPLATES.get(size)
+    if t is None:
+        t = _TEMPLATES[size] = random.Random(size).randbytes(size)
+    return t
+
+
+def many_batch(size: int) -> int:
+    """Messages per ``send_many`` call for *size*-byte messages (at most 256 KiB a call)."""
+    return max(1, min(256, (256 * KiB) // max(size, 1)))
+
+
+# --------------------------------------------------------------------------------------------
+# small objects: (seq, PAYLOAD, PI)
+
+
+def produce_objects(put, start: int, n: int) -> None:
+    """put() items start..start+n-1, one per call."""
+    for i in range(start, start + n):
+        put((i, PAYLOAD, PI))
+
+
+def consume_objects(get, start: int, n: int) -> Received:
+    """get() items start..start+n-1, checking each in order (blocks until all came)."""
+    if n <= 0:
+        now = time.perf_counter()
+        return Received(now, now, 0, 0)
+    o = get()
+    t_first = time.perf_counter()
+    if o[0] != start or o[1] != PAYLOAD or o[2] != PI:
+        _bad(f"expected item {start}, got {o!r:.80}")
+    s = i = o[0]
+    for i in range(start + 1, start + n):
+        o = get()
+        if o[0] != i or o[1] != PAYLOAD or o[2] != PI:
+            _bad(f"expected item {i}, got {o!r:.80}")
+        s += o[0]
+    return Received(t_first, time.perf_counter(), i - start + 1, s)    # i: the last checked
+
+
+def produce_batches(put_many, start: int, n: int, batch: int) -> None:
+    """put_many() items start..start+n-1 in lists of *batch*."""
+    end = start + n
+    for b in range(start, end, batch):
+        put_many([(i, PAYLOAD, PI) for i in range(b, min(end, b + batch))])
+
+
+def consume_batches(get_many, start: int, n: int) -> Received:
+    """get_many() lists until items start..start+n-1 came, checking each in order."""
+    i, end, s = start, start + n, 0
+    t_first = None
+    while i < end:
+        items = get_many()
+        if t_first is None:
+            t_first = time.perf_counter()
+        for o in items:
+            if o[0] != i or o[1] != PAYLOAD or o[2] != PI:
+                _bad(f"expected item {i}, got {o!r:.80}")
+            s += o[0]
+            i += 1
+    if i != end:
+        _bad(f"received {i - start} items, expected {n}")
+    return Received(t_first or time.perf_counter(), time.perf_counter(), i - start, s)
+
+
+# --------------------------------------------------------------------------------------------
+# raw bytes: the sequence number in the first and last 8 bytes of a template
+
+
+def _verify_every(size: int) -> int:
+    return 1 if size <= 4 * KiB else 8
+
+
+def produce_bytes(send, start: int, n: int, size: int) -> None:
+    """send(buf) messages start..start+n-1; send must have copied buf when it returns
+    (the next message reuses it)."""
+    buf = bytearray(template(size))
+    pack, last = QF.pack_into, size - 8
+    for i in range(start, start + n):
+        pack(buf, 0, i)
+        pack(buf, last, i)
+        send(buf)
+
+
+def produce_bytes_many(send_many, start: int, n: int, size: int, batch: int) -> None:
+    """send_many() messages start..start+n-1 in lists of *batch*."""
+    mid = template(size)[8:size - 8]
+    p, end = QF.pack, start + n
+    for b in range(start, end, batch):
+        send_many([p(i) + mid + p(i) for i in range(b, min(end, b + batch))])
+
+
+def produce_bytes_claim(claim, start: int, n: int, size: int) -> None:
+    """Write messages start..start+n-1 in place, ``with claim(size) as mv``."""
+    tmpl = template(size)
+    pack, last = QF.pack_into, size - 8
+    for i in range(start, start + n):
+        with claim(size) as mv:
+            mv[:] = tmpl
+            pack(mv, 0, i)
+            pack(mv, last, i)
+
+
+class _ByteChecker:
+    """Checks byte messages: length, seq stamps, and (sampled) the whole content."""
+
+    def __init__(self, size: int, n: int, start: int) -> None:
+        self.size, self.start, self.n = size, start, n
+        self.exp = bytearray(template(size))
+        self.every = _verify_every(size)
+        self.lastseq = start + n - 1
+
+    def full(self, m, i: int) -> None:
+        QF.pack_into(self.exp, 0, i)
+        QF.pack_into(self.exp, self.size - 8, i)
+        if self.exp != m:
+            _bad(f"message {i}: content differs from what was sent")
+
+    def fail(self, m, i: int) -> None:
+        if len(m) != self.size:
+            _bad(f"message {i}: {len(m)} bytes, expected {self.size}")
+        _bad(f"message {i}: carries sequence numbers {QF.unpack_from(m, 0)[0]} / "
+             f"{QF.unpack_from(m, self.size - 8)[0]}")
+
+
+def consume_bytes(recv, start: int, n: int, size: int) -> Received:
+    """recv() messages start..start+n-1, checking each."""
+    ck = _ByteChecker(size, n, start)
+    unpack, last, every, full, fail = QF.unpack_from, size - 8, ck.every, ck.full, ck.fail
+    t_first = None
+    s = nbytes = 0
+    i = start - 1
+    for i in range(start, start + n):
+        m = recv()
+        if len(m) != size or unpack(m, 0)[0] != i or unpack(m, last)[0] != i:
+            fail(m, i)
+        if not (i - start) % every or i == ck.lastseq:
+            full(m, i)
+        s += i
+        nbytes += len(m)
+        if t_first is None:
+            t_first = time.perf_counter()
+    return Received(t_first or time.perf_counter(), time.perf_counter(), i - start + 1, s, nbytes)
+
+
+def consume_bytes_many(recv_many, start: int, n: int, size: int) -> Received:
+    """recv_many() lists until messages start..start+n-1 came, checking each."""
+    ck = _ByteChecker(size, n, start)
+    unpack, last, every, full, fail = QF.unpack_from, size - 8, ck.every, ck.full, ck.fail
+    t_first = None
+    i, end, s, nbytes = start, start + n, 0, 0
+    while i < end:
+        batch = recv_many()
+        if t_first is None:
+            t_first = time.perf_counter()
+        for m in batch:
+            if len(m) != size or unpack(m, 0)[0] != i or unpack(m, last)[0] != i:
+                fail(m, i)
+            if not (i - start) % every or i == ck.lastseq:
+                full(m, i)
+            s += i
+            nbytes += len(m)
+            i += 1
+    if i != end:
+        _bad(f"received {i - start} messages, expected {n}")
+    return Received(t_first or time.perf_counter(), time.perf_counter(), i - start, s, nbytes)
+
+
+def consume_bytes_view(view, start: int, n: int, size: int) -> Received:
+    """Read messages start..start+n-1 in place, ``with view() as m``, checking each."""
+    ck = _ByteChecker(size, n, start)
+    unpack, last, every, full, fail = QF.unpack_from, size - 8, ck.every, ck.full, ck.fail
+    t_first = None
+    s = nbytes = 0
+    i = start - 1
+    for i in range(start, start + n):
+        with view() as m:
+            if len(m) != size or unpack(m, 0)[0] != i or unpack(m, last)[0] != i:
+                fail(m, i)
+            if not (i - start) % every or i == ck.lastseq:
+                full(m, i)
+            nbytes += len(m)
+        s += i
+        if t_first is None:
+            t_first = time.perf_counter()
+    return Received(t_first or time.perf_counter(), time.perf_counter(), i - start + 1, s, nbytes)
+
+
+# --------------------------------------------------------------------------------------------
+# one entry per implementation mode
+
+
+def produce(mode: str, ops: Ops, start: int, n: int, size: int = 0) -> None:
+    """Send messages start..start+n-1 the way *mode* does (obj, batch, send, many, claim)."""
+    if mode == "obj":
+        produce_objects(ops.put, start, n)
+    elif mode == "batch":
+        produce_batches(ops.put_many, start, n, BATCH)
+    elif mode == "many":
+        produce_bytes_many(ops.send_many, start, n, size, many_batch(size))
+    elif mode == "claim":
+        produce_bytes_claim(ops.claim, start, n, size)
+    elif mode == "send":
+        produce_bytes(ops.send, start, n, size)
+    else:
+        raise ValueError(f"unknown mode {mode!r}")
+
+
+def consume(mode: str, ops: Ops, start: int, n: int, size: int = 0) -> Received:
+    """Receive and check messages start..start+n-1 the way *mode* does."""
+    if mode == "obj":
+        return consume_objects(ops.get, start, n)
+    if mode == "batch":
+        return consume_batches(ops.get_many, start, n)
+    if mode == "many":
+        return consume_bytes_many(ops.recv_many, start, n, size)
+    if mode == "claim":
+        return consume_bytes_view(ops.view, start, n, size)
+    if mode == "send":
+        return consume_bytes(ops.recv, start, n, size)
+    raise ValueError(f"unknown mode {mode!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# N x M: (producer, seq, PAYLOAD, PI), None ends a consumer's stream
+
+
+def produce_tagged(put, p: int, n: int) -> None:
+    """put() producer *p*'s items 0..n-1."""
+    for i in range(n):
+        put((p, i, PAYLOAD, PI))
+
+
+def consume_tagged(get, producers: int) -> dict:
+    """get() until None, checking that each producer's items come in increasing order.
+    Returns the time of the last item and, per producer, the count, sum and sum of squares
+    of the sequence numbers received."""
+    last = [-1] * producers
+    cnt = [0] * producers
+    s1 = [0] * producers
+    s2 = [0] * producers
+    t_end = None
+    while True:
+        o = get()
+        if o is None:
+            break
+        p, i = o[0], o[1]
+        if i <= last[p] or o[2] != PAYLOAD or o[3] != PI:
+            _bad(f"producer {p}: item {i} after {last[p]} ({o!r:.60})")
+        last[p] = i
+        cnt[p] += 1
+        s1[p] += i
+        s2[p] += i * i
+        t_end = time.perf_counter()
+    return {"t_end": t_end, "count": cnt, "s1": s1, "s2": s2}
+
+
+# --------------------------------------------------------------------------------------------
+# ping-pong
+
+
+def ping_ends(sender: Ops, receiver: Ops, as_bytes: bool) -> Tuple[Callable, Callable]:
+    """(send, recv) of a ping-pong side: bytes or objects."""
+    return (sender.send, receiver.recv) if as_bytes else (sender.put, receiver.get)
+
+
+def ping(send, recv, start: int, n: int, as_bytes: bool) -> array:
+    """n round trips, each reply checked; returns each one's duration in nanoseconds."""
+    out = array("q", bytes(8 * n))
+    ns = time.perf_counter_ns
+    if as_bytes:
+        msg = bytearray(PING_SIZE)
+        pack, unpack = QF.pack_into, QF.unpack_from
+        for k in range(n):
+            i = start + k
+            pack(msg, 0, i)
+            t0 = ns()
+            send(msg)
+            r = recv()
+            t1 = ns()
+            if len(r) != PING_SIZE or unpack(r, 0)[0] != i:
+                _bad(f"round trip {i}: wrong reply")
+            out[k] = t1 - t0
+    else:
+        for k in range(n):
+            i = start + k
+            t0 = ns()
+            send((i, PAYLOAD, PI))
+            r = recv()
+            t1 = ns()
+            if r[0] != i or r[1] != PAYLOAD:
+                _bad(f"round trip {i}: wrong reply {r!r:.60}")
+            out[k] = t1 - t0
+    return out
+
+
+def pong(send, recv, n: int) -> int:
+    """Echo n messages; returns how many were echoed."""
+    done = 0
+    for done in range(1, n + 1):
+        send(recv())
+    return done
+
+
+# --------------------------------------------------------------------------------------------
+# the variants
+
+
+@dataclass
+class Impl:
+    """One implementation of a workload: a channel class and how it is driven."""
+    name: str
+    channel: Callable[["Variant"], C.Channel]
+    mode: str                            # obj, batch, send, many, claim, pp-obj, pp-bytes, mpmc
+    requires: Optional[str] = None       # module that must import
+    note: str = ""
+
+
+@dataclass
+class Variant:
+    """One workload (a table of the report) and its implementations."""
+    key: str
+    kind: str                            # objects, batched, bytes, pingpong, mpmc
+    title: str
+    impls: List[Impl]
+    size: int = 0
+    pilot: int = 1000
+    min_count: int = 20
+    max_count: Optional[int] = None      # before --scale
+
+
+def _bytes_impls(size: int) -> List[Impl]:
+    out = [
+        Impl(BASELINE, C.MPQueueCh, "send", note="put(bytes)"),
+        Impl("multiprocessing.Pipe send_bytes", C.PipeCh, "send"),
+        Impl("ipcfast.Pipe send_bytes", C.IPipeCh, "send"),
+        Impl("ipcfast.Ring send_bytes", C.RingCh, "send"),
+    ]
+    if size <= 4 * KiB:
+        out.append(Impl("ipcfast.Ring send_many", C.RingCh, "many",
+                        note=f"batches of {many_batch(size)}"))
+    out.append(Impl("ipcfast.Ring claim/view", C.RingCh, "claim", note="zero-copy"))
+    return out
+
+
+def build_variants(full: bool) -> List[Variant]:
+    """Every workload, in report order; *full* adds 16 MiB messages and longer ping-pongs."""
+    obj_impls = [
+        Impl(BASELINE, C.MPQueueCh, "obj"),
+        Impl("multiprocessing.SimpleQueue", C.MPSimpleQueueCh, "obj"),
+        Impl("multiprocessing.Pipe", C.PipeCh, "obj", note="send/recv"),
+        Impl("ipcfast.Queue", C.IQueueCh, "obj"),
+        Impl("ipcfast.SimpleQueue", C.ISimpleQueueCh, "obj"),
+        Impl("ipcfast.Pipe", C.IPipeCh, "obj", note="send/recv"),
+        Impl("faster_fifo.Queue", C.FasterFifoCh, "obj", requires="faster_fifo"),
+        Impl("posix_ipc.MessageQueue", C.PosixMQCh, "obj", requires="posix_ipc", note="pickled"),
+        Impl("zmq PUSH/PULL", C.ZmqCh, "obj", requires="zmq", note="ipc://, pickled"),
+    ]
+    batch_impls = [
+        Impl(BASELINE, C.MPQueueCh, "obj", note="one per call"),
+        Impl("multiprocessing.Queue put(list)", C.MPQueueCh, "batch", note=f"a list of {BATCH} per put"),
+        Impl("ipcfast.Queue put_many/get_many", C.IQueueCh, "batch"),
+        Impl("ipcfast.Queue put(list)", C.IQueueListCh, "batch", note=f"a list of {BATCH} per put"),
+        Impl("faster_fifo.Queue put_many/get_many", C.FasterFifoCh, "batch", requires="faster_fifo"),
+    ]
+    pp_impls = [
+        Impl(BASELINE, C.MPQueueCh, "pp-obj", note="a pair"),
+        Impl("multiprocessing.Pipe", C.PipeCh, "pp-obj", note="a pair"),
+        Impl("ipcfast.Ring", C.RingCh, "pp-bytes", note=f"a pair, {PING_SIZE} B"),
+        Impl("ipcfast.Queue", C.IQueueCh, "pp-obj", note="a pair"),
+        Impl("ipcfast.Pipe", C.IPipeCh, "pp-obj", note="a pair"),
+        Impl("ipcfast.Mailbox", C.IMailboxCh, "pp-obj", note="a pair"),
+        Impl("faster_fifo.Queue", C.FasterFifoCh, "pp-obj", requires="faster_fifo", note="a pair"),
+        Impl("posix_ipc.MessageQueue", C.PosixMQCh, "pp-obj", requires="posix_ipc", note="a pair"),
+        Impl("zmq PUSH/PULL", C.ZmqCh, "pp-obj", requires="zmq", note="a pair"),
+    ]
+    mpmc_impls = [
+        Impl(BASELINE, C.MPQueueCh, "mpmc"),
+        Impl("ipcfast.Queue", C.IQueueCh, "mpmc"),
+        Impl("faster_fifo.Queue", C.FasterFifoCh, "mpmc", requires="faster_fifo"),
+        Impl("posix_ipc.MessageQueue", C.PosixMQCh, "mpmc", requires="posix_ipc"),
+    ]
+    mailbox_impls = [
+        Impl(BASELINE, C.MPQueueCh, "obj"),
+        Impl("ipcfast.Mailbox", C.IMailboxCh, "obj", note="priority 1"),
+        Impl("posix_ipc.MessageQueue", C.PosixMQPrioCh, "obj", requires="posix_ipc",
+             note="priority 1, pickled"),
+    ]
+    sizes = [64, 4 * KiB, 64 * KiB, 1 * MiB] + ([16 * MiB] if full else [])
+    out = [
+        Variant("objects", "objects",
+                "Small objects, one per call: (seq, 'payload', 3.14), 1 producer -> 1 consumer",
+                obj_impls, pilot=2000),
+        Variant("batched", "batched",
+                f"Small objects, batched ({BATCH} per put_many), 1 producer -> 1 consumer",
+                batch_impls, pilot=5000),
+    ]
+    for s in sizes:
+        out.append(Variant(f"bytes-{fmt_size(s).replace(' ', '')}", "bytes",
+                           f"Raw bytes, {fmt_size(s)} messages, 1 producer -> 1 consumer",
+                           _bytes_impls(s), size=s,
+                           pilot=max(4, min(5000, int(20e6 // (s + 200)))), min_count=4))
+    out.append(Variant("mailbox", "objects",
+                       "Mailbox: small pickled tuples sent with a priority, one per call, 1 sender -> 1 receiver",
+                       mailbox_impls, pilot=2000))
+    out.append(Variant("pingpong", "pingpong",
+                       "Ping-pong round trip: 2 processes bounce a small message",
+                       pp_impls, pilot=300, min_count=2000,
+                       max_count=60000 if full else 20000))
+    out.append(Variant(f"mpmc-{MPMC[0]}x{MPMC[1]}", "mpmc",
+                       f"{MPMC[0]} producers x {MPMC[1]} consumers, small objects",
+                       mpmc_impls, pilot=2000))
+    return out
+
+
+VARIANT_KEYS = [v.key for v in build_variants(True)]
