@@ -250,3 +250,15 @@ def test_list_and_bad_pattern(capsys):
     assert bench.main(["--only", "no-such-thing", "--no-progress"]) == 2
     assert "matches no workload" in capsys.readouterr().out
     assert bench.main(["--repeat", "0"]) == 2
+
+
+def test_plot_without_matplotlib_fails_before_measuring_anything(monkeypatch, capsys):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    started = []
+    monkeypatch.setattr(bench.runner, "calibrate", lambda *a, **k: started.append(a))
+    assert bench.main(["--plot", "/tmp/never.png", "--only", "objects", "--no-progress"]) == 2
+    assert "--plot needs matplotlib" in capsys.readouterr().err
+    assert not started, "a measurement ran although the chart could never be drawn"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import re
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence
@@ -78,6 +79,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Options:
         ap.error("--time-limit must be > 0")
     if a.scale <= 0:
         ap.error("--scale must be > 0")
+    if a.plot_path and importlib.util.find_spec("matplotlib") is None:
+        # checked before anything runs: a whole benchmark must not end in "cannot draw"
+        ap.error("--plot needs matplotlib, which is not installed (pip install matplotlib)")
     return Options(full=a.full, only=a.only, repeat=a.repeat, json_path=a.json_path,
                    plot_path=a.plot_path, time_limit=a.time_limit, scale=a.scale,
                    verbose=a.verbose, list_only=a.list_only, pin=a.pin, progress=a.progress)
