@@ -211,12 +211,21 @@ class MPSimpleQueueCh(_QueueChannel):
 
 
 class IQueueCh(_QueueChannel):
-    """ipcfast.Queue with put_many/get_many."""
+    """ipcfast.Queue with put_many/get_many; bytes as objects (put(buf) pickles the buffer
+    before it returns, so the producer may reuse it at once)."""
 
     batched = True
 
     def _open(self) -> Any:
         return self._own(_IQueue())
+
+    def sender(self) -> Ops:
+        q = self.q
+        return Ops(put=q.put, put_many=q.put_many, send=q.put)
+
+    def receiver(self) -> Ops:
+        q = self.q
+        return Ops(get=q.get, get_many=q.get_many, recv=q.get)
 
 
 class IQueueListCh(IQueueCh):
@@ -420,7 +429,8 @@ class ZmqCh(Channel):
         # close(linger=-1) + term() loses the last ~1000 messages here (libzmq 4.3.5,
         # ipc://), so a benchmark child keeps its socket open until the parent has the
         # consumer's result; elsewhere the caller has seen every message arrive.
-        return Ops(put=lambda o: send(dumps(o, 5)), finish=lambda: defer(close))
+        # bytes go as one frame each (send copies the buffer before it returns)
+        return Ops(put=lambda o: send(dumps(o, 5)), send=send, finish=lambda: defer(close))
 
     def receiver(self) -> Ops:
         import zmq
@@ -432,7 +442,7 @@ class ZmqCh(Channel):
         def finish() -> None:
             s.close(linger=0)
             ctx.term()
-        return Ops(get=lambda: loads(recv()), finish=finish)
+        return Ops(get=lambda: loads(recv()), recv=recv, finish=finish)
 
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

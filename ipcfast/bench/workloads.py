@@ -388,6 +388,8 @@ def _bytes_impls(size: int) -> List[Impl]:
         Impl(BASELINE, C.MPQueueCh, "send", note="put(bytes)"),
         Impl("multiprocessing.Pipe send_bytes", C.PipeCh, "send"),
         Impl("ipcfast.Pipe send_bytes", C.IPipeCh, "send"),
+        Impl("ipcfast.Queue put(bytes)", C.IQueueCh, "send", note="pickled, as users put them"),
+        Impl("zmq PUSH/PULL send(bytes)", C.ZmqCh, "send", requires="zmq", note="ipc://"),
         Impl("ipcfast.Ring send_bytes", C.RingCh, "send"),
     ]
     if size <= 4 * KiB:
