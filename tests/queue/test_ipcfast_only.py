@@ -9,7 +9,6 @@ import collections
 import os
 import pickle
 import queue
-import secrets
 import threading
 import time
 
@@ -18,9 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ipcfast
-from test_queue_workers import (json_dumps, json_loads, pattern, raw_dumps, raw_loads,
-                                remove_segments, ring_segments, run_python, segments,
-                                start_thread)
+from tests.queue.workers import (json_dumps, json_loads, pattern, raw_dumps, raw_loads,
+                                 start_thread)
+from tests.support.procs import REPO_ROOT, run_python
+from tests.support.shm import new_name, remove_segments, ring_segments, segments
 
 HYPOTHESIS = settings(deadline=None, max_examples=60,
                       suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -41,10 +41,6 @@ def make():
     yield factory
     for q in made:
         q.close()
-
-
-def new_name() -> str:
-    return f"ipcf-test-{os.getpid()}-{secrets.token_hex(6)}"
 
 
 # ---------------------------------------------------------------- unbounded growth
@@ -443,7 +439,7 @@ def test_put_many_of_a_small_item_then_one_larger_than_the_ring_round_trips(size
     name = new_name()
     code = f"""
 import ipcfast
-from test_queue_workers import pattern
+from tests.queue.workers import pattern
 q = ipcfast.Queue(capacity={SMALL}, name={name!r})
 items = [pattern(n) for n in {sizes!r}]
 q.put_many(items)
@@ -452,7 +448,7 @@ q.close()
 print("OK" if got == items else "MISMATCH")
 """
     try:
-        r = run_python(code, timeout=30, env={"PYTHONPATH": os.path.dirname(__file__)})
+        r = run_python(code, timeout=30, env={"PYTHONPATH": REPO_ROOT})
     finally:
         left = remove_segments(name)
     assert r.returncode == 0 and r.stdout.strip() == "OK", (r.returncode, r.stdout,

@@ -19,7 +19,9 @@ import time
 import pytest
 
 from ipcfast import Ring
-from ipcfast._native import ffi, lib
+from tests.support.procs import wait_until
+from tests.support.shm import path as shm_path
+from tests.support.shm import sleepers
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -27,21 +29,6 @@ pytestmark = pytest.mark.timeout(60)
 # --------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------
-
-def sleepers(ring: Ring):
-    """(consumers, producers) asleep on the ring's futex words right now."""
-    info = ffi.new("struct ipcf_seg_info *")
-    assert lib.ipcf_seg_inspect(ring.name.encode(), info) == 0
-    return info.counters[6], info.counters[7]
-
-
-def wait_until(pred, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        time.sleep(0.002)
-
 
 _live_workers: list = []
 
@@ -405,8 +392,8 @@ def test_closing_a_ring_while_another_thread_is_blocked_on_it_does_not_crash(cal
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=50)
     name = proc.stdout.split("\n", 1)[0].strip()
-    if name and os.path.exists(f"/dev/shm/{name}"):
-        os.unlink(f"/dev/shm/{name}")
+    if name and os.path.exists(shm_path(name)):
+        os.unlink(shm_path(name))
     assert proc.returncode == 0, f"process died with {proc.returncode}: {proc.stderr[-2000:]}"
     line = next(x for x in proc.stdout.splitlines() if x.startswith("outcome "))
     outcome = ast.literal_eval(line[len("outcome "):])
@@ -532,7 +519,7 @@ def test_large_timeout_is_accepted():
 
 
 # --------------------------------------------------------------------------------------
-# 5. signals in one process (Ctrl-C in a child: test_ring_processes.py)
+# 5. signals in one process (Ctrl-C in a child: test_processes.py)
 # --------------------------------------------------------------------------------------
 
 class Interrupted(Exception):

@@ -1,31 +1,44 @@
-"""Which ipcfast segments in /dev/shm did this test run make? (for the leak check in
-conftest.py)
+"""The leak check: every test and every benchmark must leave /dev/shm as it found it.
 
-The leak check only counts segments made by this test run: other processes on the machine
+The check only counts segments made by this test run: other processes on the machine
 (another test run, a benchmark) may create and remove ipcf* segments in /dev/shm at any
 time, and those must neither fail our tests nor be deleted by them. A new segment is ours
-when its creator (the creator_pid/creator_start in its header, the pid that new_name()
-puts in auto-generated names, and for a queue ring "<queue>.<gen>" the creator of the
-queue) is this pytest process or one of its descendants. A descendant is recognised while
-it is alive by its parent chain or by the IPCFAST_TEST_ROOT variable it inherited (which
-also covers forkserver children and orphans re-parented to init). A creator that has
-already exited cannot be placed: such a segment is counted as ours, so a leak left by a
-child that died is still caught.
+when its creator (the creator_pid/creator_start in its header, the pid that generated names
+carry, and for a queue ring "<queue>.<gen>" the creator of the queue) is this pytest
+process or one of its descendants. A descendant is recognised while it is alive by its
+parent chain or by the IPCFAST_TEST_ROOT variable it inherited (which also covers
+forkserver children and orphans re-parented to init). A creator that has already exited
+cannot be placed: such a segment is counted as ours, so a leak left by a child that died is
+still caught.
+
+tests/conftest.py and benchmarks/conftest.py both call :func:`install` and import the
+autouse fixture :func:`no_segment_leaks`. This module imports pytest: child processes must
+not import it.
 """
 from __future__ import annotations
 
+import gc
 import os
 import re
 import struct
+import time
+from typing import List, Optional, Set, Tuple
 
-SHM = "/dev/shm"
+import pytest
+
+from ipcfast import _segments
+from tests.support.procs import proc_fields
+
 ROOT_ENV = "IPCFAST_TEST_ROOT"
 ROOT = os.getpid()
+#: how long a test's children get to finish removing their segments after the test
+SETTLE = 5.0
 
 
 def install() -> None:
     """Mark this process as the root of the test run: every child (fork, spawn, forkserver,
-    subprocess) started from now on inherits the mark. Called by conftest.py."""
+    subprocess) started from now on inherits the mark. Called by the conftest files, in the
+    pytest process only."""
     global ROOT
     ROOT = os.getpid()
     os.environ[ROOT_ENV] = str(ROOT)
@@ -34,26 +47,19 @@ def install() -> None:
 _CREATOR_PID_AT = 48          # struct ipcf_seg_hdr.creator_pid (int32)
 _CREATOR_START_AT = 56        # .creator_start (uint64: low 32 bits of the start time in ticks)
 _NAME_PID = re.compile(r"^ipcf-[A-Za-z0-9_]+-(\d+)-")
-_RING_OF_QUEUE = re.compile(r"^(?P<queue>.+)\.\d+$")
 
 
-def ipcf_segments() -> set:
-    try:
-        return {n for n in os.listdir(SHM) if n.startswith("ipcf")}
-    except FileNotFoundError:  # pragma: no cover
-        return set()
+def ipcf_segments() -> Set[str]:
+    """Every ipcfast-named file in /dev/shm now."""
+    return set(_segments.names(_segments.PREFIX))
 
 
-def _proc_stat(pid: int):
+def _proc_stat(pid: int) -> Optional[Tuple[int, int]]:
     """(parent pid, start time in clock ticks) of a process, None if it is gone."""
+    fields = proc_fields(pid)
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    try:
-        return int(fields[1]), int(fields[19])      # fields 4 and 22 of proc(5)
-    except (IndexError, ValueError):
+        return int(fields[1]), int(fields[19])          # fields 4 and 22 of proc(5)
+    except (TypeError, IndexError, ValueError):
         return None
 
 
@@ -75,13 +81,13 @@ def _is_ours(pid: int) -> bool:
     return f"{ROOT_ENV}={ROOT}".encode() in env
 
 
-def _creators(name: str) -> list:
+def _creators(name: str) -> List[Tuple[int, Optional[int]]]:
     """(pid, start ticks low 32 bits or None) of whoever may have made segment *name*."""
     found = []
-    m = _RING_OF_QUEUE.match(name)
-    for seg in (name, m.group("queue")) if m else (name,):
+    queue = _segments.queue_of(name)
+    for seg in (name, queue) if queue else (name,):
         try:
-            with open(os.path.join(SHM, seg), "rb") as f:
+            with open(_segments.path(seg), "rb") as f:
                 head = f.read(64)
         except OSError:
             head = b""
@@ -110,3 +116,30 @@ def made_by_this_run(name: str) -> bool:
             return True
         foreign = True
     return not foreign
+
+
+def leaked_since(before: Set[str], settle: float = SETTLE) -> Set[str]:
+    """Segments of this run that appeared since *before* and are still there, after giving
+    exiting children up to *settle* seconds to remove theirs."""
+    deadline = time.monotonic() + settle
+    while True:
+        gc.collect()
+        leaked = {n for n in ipcf_segments() - before if made_by_this_run(n)}
+        if not leaked or time.monotonic() > deadline:
+            return leaked
+        time.sleep(0.05)      # child processes may still be exiting
+
+
+@pytest.fixture(autouse=True)
+def no_segment_leaks():
+    """Fail any test that leaves an ipcfast segment of its own behind in /dev/shm (and
+    remove it, so that one leak does not fail every later test)."""
+    before = ipcf_segments()
+    yield
+    leaked = leaked_since(before)
+    for name in leaked:
+        try:
+            os.unlink(_segments.path(name))
+        except FileNotFoundError:
+            pass
+    assert not leaked, f"test leaked shared-memory segments: {sorted(leaked)}"
