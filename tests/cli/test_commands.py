@@ -24,13 +24,15 @@ def test_ls_lists_rings_queues_and_mailboxes_with_their_kind():
         try:
             r.send_bytes(b"abc")
             q.put(1)
+            mb.send_bytes(b"defg")
             out = run("ls")
             assert out.returncode == 0, out.stderr
             lines = {line.split()[0]: line for line in out.stdout.splitlines()[1:]}
-            assert "ring" in lines["ipcf-cli-ring"] and "1 msgs" in lines["ipcf-cli-ring"]
-            assert " queue " in lines["ipcf-cli-q"] and "1 items" in lines["ipcf-cli-q"]
-            assert "queue-ring" in lines["ipcf-cli-q.0"]
-            assert "mailbox" in lines["ipcf-cli-mb"] or "4" in lines["ipcf-cli-mb"]
+            kind = {name: line.split()[1] for name, line in lines.items()}
+            assert kind["ipcf-cli-ring"] == "ring" and "1 msgs" in lines["ipcf-cli-ring"]
+            assert kind["ipcf-cli-q"] == "queue" and "1 items" in lines["ipcf-cli-q"]
+            assert kind["ipcf-cli-q.0"] == "queue-ring"
+            assert kind["ipcf-cli-mb"] == "mailbox" and "1 msgs" in lines["ipcf-cli-mb"]
             assert "1 alive" in lines["ipcf-cli-ring"]
         finally:
             q.close()

@@ -477,7 +477,6 @@ def test_producer_sigkilled_at_a_random_moment_leaves_no_torn_or_reordered_messa
     assert p.exitcode == -signal.SIGKILL
     drain(0)                              # everything published is intact and in order
     assert ring.empty() and len(ring) == 0
-    assert expected >= 1
     # the producer lock (if it died holding it) was recovered: a new producer can send
     ring.send_bytes(b"after the crash", timeout=5)
     assert ring.recv_bytes(timeout=5) == b"after the crash"

@@ -244,8 +244,8 @@ def test_producer_on_another_handle_waits_while_a_claim_is_open(rings):
 
 
 def test_send_from_a_second_thread_waits_while_a_claim_is_open_on_the_same_ring(rings):
-    """The docstring promises 'Other producers wait while a claim is open' and threads may
-    share a Ring; today the second thread gets IpcfastError('call out of order')."""
+    """claim()'s docstring promises 'Other producers wait while a claim is open', and threads
+    may share a Ring (regression: the second thread got IpcfastError('call out of order'))."""
     ring = rings(4096)
     opened, go = threading.Event(), threading.Event()
 
@@ -261,6 +261,7 @@ def test_send_from_a_second_thread_waits_while_a_claim_is_open_on_the_same_ring(
     s = Worker(ring.send_bytes, b"second", True, 30.0)
     s.start()
     time.sleep(0.2)
+    assert s.is_alive(), "a second producer thread sent while a claim was open"
     go.set()
     c.outcome()
     s.outcome()
@@ -286,6 +287,7 @@ def test_recv_from_a_second_thread_waits_while_a_view_is_open_on_the_same_ring(r
     r = Worker(ring.recv_bytes, True, 30.0)
     r.start()
     time.sleep(0.2)
+    assert r.is_alive(), "a second consumer thread received while a view was open"
     go.set()
     assert v.outcome() == b"first"
     assert r.outcome() == b"second"
@@ -378,7 +380,9 @@ CLOSE_WHILE_BLOCKED = textwrap.dedent("""
 ])
 def test_closing_a_ring_while_another_thread_is_blocked_on_it_does_not_crash(call, prepare):
     """close() from one thread while another sleeps inside recv/send: the sleeper must get
-    an exception (ValueError 'closed') or its timeout, never touch the unmapped segment."""
+    ValueError 'closed' (close(): "calls blocked in other threads return with it"), never
+    touch the unmapped segment. A call with a timeout may also have timed out first on a
+    loaded machine; a call without one has only ValueError."""
     script = CLOSE_WHILE_BLOCKED.format(call=call, prepare=prepare)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=50)
@@ -389,8 +393,9 @@ def test_closing_a_ring_while_another_thread_is_blocked_on_it_does_not_crash(cal
     line = next(x for x in proc.stdout.splitlines() if x.startswith("outcome "))
     outcome = ast.literal_eval(line[len("outcome "):])
     assert len(outcome) == 1, outcome
+    timed_out = ("Empty", "Full") if "timeout=" in call else ()
     assert (outcome[0].startswith("ValueError") and "closed" in outcome[0]) \
-        or outcome[0] in ("Empty", "Full"), outcome
+        or outcome[0] in timed_out, outcome
 
 
 # --------------------------------------------------------------------------------------

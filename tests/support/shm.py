@@ -89,4 +89,5 @@ def held_only_in_transit(name: str) -> bool:
         if w and lib.ipcf_pid_alive(w & 0xFFFFFFFF, w >> 32):
             return False
     me, now = lib.ipcf_self_word(), time.monotonic_ns()
-    return any(hdr.transit[i] == me and hdr.transit[i + 1] > now for i in range(0, 16, 2))
+    return any(hdr.transit[i] == me and hdr.transit[i + 1] > now
+               for i in range(0, lib.IPCF_TRANSIT_WORDS, 2))
