@@ -1,6 +1,7 @@
 """Fixtures for the pytest-benchmark suites.
 
-* Like tests/conftest.py: every benchmark must leave /dev/shm as it found it.
+* The leak check of the tests (tests/support/leaks.py): every benchmark must leave /dev/shm
+  as it found it, counting only the segments this run made.
 * multiprocessing.Queue is the baseline of every group: with benchmarks enabled, each
   result's ``extra_info`` gets ``vs_multiprocessing_Queue`` (baseline mean time / this mean
   time, bigger is better; it lands in --benchmark-json) and a table of those ratios is
@@ -10,61 +11,13 @@ Run them for real with:  python -m pytest benchmarks --benchmark-enable -p no:ra
 """
 from __future__ import annotations
 
-import gc
-import os
-import re
-import time
-
 import pytest
 
-SHM = "/dev/shm"
+from tests.support.leaks import install, no_segment_leaks  # noqa: F401 - the autouse fixture
+
 BASELINE = "multiprocessing.Queue"
-_PID_IN_NAME = re.compile(r"^ipcf-[A-Za-z]+-(\d+)-")
 
-
-def ipcf_segments() -> set:
-    try:
-        return {n for n in os.listdir(SHM) if n.startswith("ipcf")}
-    except FileNotFoundError:  # pragma: no cover
-        return set()
-
-
-def _someone_elses(name: str) -> bool:
-    """A segment named by another live process (ipcfast names embed the creator's pid):
-    another test run on this machine, not a leak of ours."""
-    m = _PID_IN_NAME.match(name)
-    if not m:
-        return False
-    pid = int(m.group(1))
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@pytest.fixture(autouse=True)
-def no_segment_leaks():
-    """Fail any benchmark that leaves an ipcfast segment behind in /dev/shm."""
-    before = ipcf_segments()
-    yield
-    deadline = time.monotonic() + 5.0
-    while True:
-        gc.collect()
-        leaked = {n for n in ipcf_segments() - before if not _someone_elses(n)}
-        if not leaked or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)      # child processes may still be exiting
-    for name in leaked:       # clean up so one leak does not fail every later test
-        try:
-            os.unlink(os.path.join(SHM, name))
-        except FileNotFoundError:
-            pass
-    assert not leaked, f"benchmark leaked shared-memory segments: {sorted(leaked)}"
+install()
 
 
 # ---- multiprocessing.Queue as each group's baseline ----

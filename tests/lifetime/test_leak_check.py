@@ -1,4 +1,4 @@
-"""The autouse leak check in conftest.py: it must blame a test for the segments that the test
+"""The autouse leak check (tests/support/leaks.py): it must blame a test for the segments that the test
 (or a child of it, alive or dead) left behind, and never for segments that an unrelated
 process on the machine creates meanwhile."""
 from __future__ import annotations
@@ -12,14 +12,13 @@ import sys
 import textwrap
 
 import ipcfast
-from shm_leaks import ROOT_ENV, made_by_this_run
-
-SHM = "/dev/shm"
+from tests.support.leaks import ROOT_ENV, made_by_this_run
+from tests.support.shm import path, ring_segments
 
 
 def _unlink(name: str) -> None:
     try:
-        os.unlink(os.path.join(SHM, name))
+        os.unlink(path(name))
     except FileNotFoundError:
         pass
 
@@ -43,7 +42,7 @@ def test_a_segment_left_by_a_child_that_exited_is_ours():
     p.start()
     p.join(30)
     try:
-        assert os.path.exists(os.path.join(SHM, name))
+        assert os.path.exists(path(name))
         assert made_by_this_run(name)
     finally:
         _unlink(name)
@@ -55,7 +54,7 @@ def test_queue_rings_made_by_a_dead_child_belong_to_the_queue_maker():
         p = mp.get_context("fork").Process(target=_fill, args=(q,))
         p.start()
         p.join(30)
-        rings = [n for n in os.listdir(SHM) if n.startswith(q.name + ".")]
+        rings = ring_segments(q.name)
         assert len(rings) > 1
         assert all(made_by_this_run(n) for n in rings)
     finally:
@@ -91,7 +90,7 @@ def test_a_segment_made_by_an_unrelated_live_process_is_not_ours():
         assert line[:1] == ["made"], line
         worker = int(line[1])
         out.wait(30)
-        assert os.path.exists(os.path.join(SHM, name))
+        assert os.path.exists(path(name))
         # its creator is alive, not below us in the process tree, and not of this run
         assert not made_by_this_run(name)
     finally:

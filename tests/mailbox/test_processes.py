@@ -3,7 +3,7 @@ forkserver, many senders and receivers, receipts naming the receiving process, t
 and exclusive receive policies, addressing between processes, and dead peers (receivers and
 senders SIGKILLed at the worst moments never wedge anyone or tear a message).
 
-Child-process targets live in test_mailbox_workers.py.
+Child-process targets live in workers.py.
 """
 from __future__ import annotations
 
@@ -11,17 +11,16 @@ import multiprocessing as mp
 import os
 import queue
 import random
-import signal
 import threading
 import time
 
 import pytest
 
-import ipcfast
 from ipcfast import Mailbox, ReceiverBusyError, ReceiverDiedError, receiver_id
 from ipcfast._native import lib
-import test_mailbox_workers as W
-from test_mailbox_workers import CHILD_WAIT, STOP, get, reap, running
+from tests.mailbox import workers as W
+from tests.mailbox.workers import CHILD_WAIT, STOP, get, reap, running
+from tests.support.shm import path as shm_path
 
 FORK = mp.get_context("fork")
 
@@ -534,12 +533,12 @@ def test_mailbox_is_removed_when_its_last_holder_is_a_fork_child_exiting_without
         mb.close()
         p.join(CHILD_WAIT)
         deadline = time.monotonic() + 3
-        while os.path.exists(f"/dev/shm/{name}") and time.monotonic() < deadline:
+        while os.path.exists(shm_path(name)) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not os.path.exists(f"/dev/shm/{name}"), "the mailbox was left behind"
+        assert not os.path.exists(shm_path(name)), "the mailbox was left behind"
     finally:
         reap(p)
         try:                                 # do not let the leak fail later tests
-            os.unlink(f"/dev/shm/{name}")
+            os.unlink(shm_path(name))
         except FileNotFoundError:
             pass

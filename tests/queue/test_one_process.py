@@ -2,9 +2,9 @@
 run against multiprocessing's queues ("mp") and ipcfast's ("ipcfast"): ipcfast's are
 drop-in replacements, so wherever the two are meant to agree one test checks both.
 
-Several processes: test_queue_procs.py. ipcfast-only features (ring growth, big messages,
-put_many/get_many, errors in put, names): test_queue_ipcfast.py. Segment lifetime across
-processes: test_queue_lifetime.py. SIGKILL chaos: test_queue_chaos.py.
+Several processes: test_processes.py. ipcfast-only features (ring growth, big messages,
+put_many/get_many, errors in put, names): test_ipcfast_only.py. Segment lifetime across
+processes and SIGKILL chaos: tests/lifetime.
 """
 from __future__ import annotations
 
@@ -15,16 +15,11 @@ import time
 
 import pytest
 
-from test_queue_workers import IMPLS, dispose, make_queue, settle, start_thread
+from tests.queue.workers import dispose, make_queue, settle, start_thread
 
 #: generous upper bounds: these tests check behaviour, never speed
 AT_ONCE = 1.0
 SLACK = 5.0
-
-
-@pytest.fixture(params=IMPLS)
-def impl(request):
-    return request.param
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ from multiprocessing import BufferTooShort
 import pytest
 
 import ipcfast
-import test_pipe_workers as W
-from test_pipe_workers import IMPLS, blob, blob_ok
+from tests.pipe import workers as W
+from tests.pipe.workers import IMPLS, blob, blob_ok
 
 SLACK = 5.0
 

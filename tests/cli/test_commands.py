@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -11,6 +10,7 @@ import pytest
 
 import ipcfast
 from ipcfast import cli
+from tests.support.shm import path, segments
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -24,28 +24,30 @@ def test_ls_lists_rings_queues_and_mailboxes_with_their_kind():
         try:
             r.send_bytes(b"abc")
             q.put(1)
+            mb.send_bytes(b"defg")
             out = run("ls")
             assert out.returncode == 0, out.stderr
             lines = {line.split()[0]: line for line in out.stdout.splitlines()[1:]}
-            assert "ring" in lines["ipcf-cli-ring"] and "1 msgs" in lines["ipcf-cli-ring"]
-            assert " queue " in lines["ipcf-cli-q"] and "1 items" in lines["ipcf-cli-q"]
-            assert "queue-ring" in lines["ipcf-cli-q.0"]
-            assert "mailbox" in lines["ipcf-cli-mb"] or "4" in lines["ipcf-cli-mb"]
+            kind = {name: line.split()[1] for name, line in lines.items()}
+            assert kind["ipcf-cli-ring"] == "ring" and "1 msgs" in lines["ipcf-cli-ring"]
+            assert kind["ipcf-cli-q"] == "queue" and "1 items" in lines["ipcf-cli-q"]
+            assert kind["ipcf-cli-q.0"] == "queue-ring"
+            assert kind["ipcf-cli-mb"] == "mailbox" and "1 msgs" in lines["ipcf-cli-mb"]
             assert "1 alive" in lines["ipcf-cli-ring"]
         finally:
             q.close()
 
 
 def test_ls_skips_files_that_are_not_ipcfast_segments(tmp_path):
-    path = f"/dev/shm/ipcf-cli-garbage-{os.getpid()}"
-    with open(path, "wb") as f:
+    garbage = path(f"ipcf-cli-garbage-{os.getpid()}")
+    with open(garbage, "wb") as f:
         f.write(os.urandom(8192))
     try:
         out = run("ls")
         assert out.returncode == 0
-        assert os.path.basename(path) not in out.stdout
+        assert os.path.basename(garbage) not in out.stdout
     finally:
-        os.unlink(path)
+        os.unlink(garbage)
 
 
 def test_stat_shows_counters_of_a_queue():
@@ -70,16 +72,16 @@ def test_stat_of_a_missing_name_exits_1_with_a_message():
 
 
 def test_rm_refuses_a_file_that_is_not_an_ipcfast_segment():
-    path = f"/dev/shm/ipcf-cli-notours-{os.getpid()}"
-    with open(path, "wb") as f:
+    foreign = path(f"ipcf-cli-notours-{os.getpid()}")
+    with open(foreign, "wb") as f:
         f.write(b"x" * 5000)
     try:
-        out = run("rm", os.path.basename(path))
+        out = run("rm", os.path.basename(foreign))
         assert out.returncode == 1
         assert "not an ipcfast segment" in out.stderr
-        assert os.path.exists(path)
+        assert os.path.exists(foreign)
     finally:
-        os.unlink(path)
+        os.unlink(foreign)
 
 
 def test_rm_removes_a_queue_with_its_rings():
@@ -87,13 +89,13 @@ def test_rm_removes_a_queue_with_its_rings():
     try:
         for i in range(200):              # several chained rings
             q.put(b"x" * 100)
-        parts = [n for n in os.listdir("/dev/shm") if n.startswith("ipcf-cli-rmq.")]
+        parts = segments("ipcf-cli-rmq.")
         assert len(parts) > 1
         assert run("rm", "--dry-run", "ipcf-cli-rmq").returncode == 0
-        assert os.path.exists("/dev/shm/ipcf-cli-rmq")
+        assert os.path.exists(path("ipcf-cli-rmq"))
         out = run("rm", "ipcf-cli-rmq")
         assert out.returncode == 0, out.stderr
-        assert not [n for n in os.listdir("/dev/shm") if n.startswith("ipcf-cli-rmq")]
+        assert not segments("ipcf-cli-rmq")
         q.put(b"y")                       # the ring this process has mapped still works
     finally:
         q.close()
@@ -110,16 +112,16 @@ ORPHAN = textwrap.dedent("""
 @pytest.mark.timeout(60)
 def test_gc_removes_segments_whose_processes_all_died_and_keeps_live_ones():
     subprocess.run([sys.executable, "-c", ORPHAN, "ipcf-cli-orphan"], capture_output=True, timeout=30)
-    assert os.path.exists("/dev/shm/ipcf-cli-orphan")
+    assert os.path.exists(path("ipcf-cli-orphan"))
     with ipcfast.Ring(name="ipcf-cli-alive"):
         dry = run("gc", "--dry-run")
         assert "would remove ipcf-cli-orphan" in dry.stdout
-        assert os.path.exists("/dev/shm/ipcf-cli-orphan")
+        assert os.path.exists(path("ipcf-cli-orphan"))
         out = run("gc")
         assert out.returncode == 0, out.stderr
         assert "removed ipcf-cli-orphan" in out.stdout
-        assert not os.path.exists("/dev/shm/ipcf-cli-orphan")
-        assert os.path.exists("/dev/shm/ipcf-cli-alive")
+        assert not os.path.exists(path("ipcf-cli-orphan"))
+        assert os.path.exists(path("ipcf-cli-alive"))
 
 
 def test_unknown_command_is_a_usage_error():

@@ -14,7 +14,7 @@ import pytest
 
 from ipcfast._native import ffi, lib
 
-CSRC = pathlib.Path(__file__).resolve().parent.parent / "csrc"
+CSRC = pathlib.Path(__file__).resolve().parents[2] / "csrc"
 
 
 def test_segment_header_is_1024_bytes():

@@ -1,10 +1,10 @@
-"""Helpers and child-process targets for the test_pipe*.py files.
+"""Helpers and child-process targets of the pipe tests.
 
 No tests live here. The same tests run against ``multiprocessing.Pipe`` ("mp") and
 ``ipcfast.Pipe`` ("ipcfast"). Every function a child runs is at module level, and this module
-imports only the standard library and ipcfast, so spawn/forkserver children start fast. No
-one waits forever: children poll with CHILD_WAIT, and the parent's waits give up early when
-the child they wait on is gone.
+imports only the standard library, ipcfast and tests.support, so spawn/forkserver children
+start fast (``tests.pipe.workers``). No one waits forever: children poll with CHILD_WAIT,
+and the parent's waits give up early when the child they wait on is gone.
 """
 from __future__ import annotations
 
@@ -15,9 +15,8 @@ import time
 import zlib
 
 import ipcfast
+from tests.support.procs import CHILD_WAIT, IMPLS, gone  # noqa: F401 - IMPLS for the tests
 
-IMPLS = ("mp", "ipcfast")
-CHILD_WAIT = 30.0
 #: how long a reader may take to notice that a SIGKILLed writer is gone (generous: the
 #: requirement is "a few hundred ms"; the machine is shared and loaded)
 EOF_WAIT = 3.0
@@ -27,19 +26,6 @@ def new_pipe(impl: str, duplex: bool = True, ctx=None, **kw):
     if impl == "mp":
         return (ctx or multiprocessing).Pipe(duplex)
     return ipcfast.Pipe(duplex, **kw)
-
-
-def proc_state(pid: int) -> str:
-    """One-letter state from /proc (Z: zombie, "" if gone). Never reaps."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return ""
-
-
-def gone(pid: int) -> bool:
-    return proc_state(pid) in ("", "Z", "X")
 
 
 def wait_readable(conn, timeout: float = CHILD_WAIT, proc=None, grace: float = EOF_WAIT) -> bool:

@@ -6,17 +6,14 @@ streams with back-pressure.
 """
 from __future__ import annotations
 
+import queue
 import time
 
 import pytest
 
-import test_pipe_workers as W
-from test_pipe_workers import CHILD_WAIT, EOF_WAIT, IMPLS, blob, wait_readable
-
-
-@pytest.fixture(params=IMPLS)
-def impl(request):
-    return request.param
+from tests.pipe import workers as W
+from tests.pipe.workers import CHILD_WAIT, EOF_WAIT, blob, wait_readable
+from tests.support.procs import kill_all
 
 
 @pytest.fixture
@@ -40,15 +37,13 @@ def start(ctx, target, *args):
 
 
 def finish(*procs) -> None:
+    """Give each child CHILD_WAIT to exit, then kill and reap whatever is left."""
     for p in procs:
         p.join(CHILD_WAIT)
-        if p.is_alive():
-            p.kill()
-            p.join(10)
+    kill_all(procs)
 
 
 def result(q, timeout=CHILD_WAIT):
-    import queue
     try:
         return q.get(timeout=timeout)
     except queue.Empty:

@@ -1,9 +1,9 @@
-"""Shared helpers and child-process targets for the test_queue*.py files.
+"""Helpers and child-process targets of the queue tests (tests/queue, and the queue tests
+of tests/lifetime).
 
 No tests live here. Everything a child process runs is a module-level function of this
-module, which imports only the standard library and ipcfast, so spawn and forkserver
-children start quickly and can unpickle the targets. The test modules import the helpers
-from here (``from test_queue_workers import ...``).
+module, which imports only the standard library, ipcfast and tests.support, so spawn and
+forkserver children start quickly and can unpickle the targets (``tests.queue.workers``).
 """
 from __future__ import annotations
 
@@ -16,15 +16,11 @@ import sys
 import threading
 import time
 import zlib
-from typing import Any, Callable, Iterable, List, Optional
+from typing import Any
 
 import ipcfast
+from tests.support.procs import CHILD_WAIT
 
-SHM = "/dev/shm"
-IMPLS = ("mp", "ipcfast")
-#: the longest a child waits for anything: long enough for a loaded 2-core machine,
-#: short enough that a lost message makes the child fail instead of hanging the test
-CHILD_WAIT = 30.0
 STOP = "__stop__"
 
 
@@ -71,107 +67,6 @@ def settle(q, timeout: float = 10.0) -> None:
     while q.empty():
         assert time.monotonic() < deadline, "multiprocessing feeder thread did not flush"
         time.sleep(0.005)
-
-
-# ---------------------------------------------------------------- /dev/shm
-
-def segments(prefix: str) -> List[str]:
-    """Files in /dev/shm whose name starts with `prefix` (a queue's control segment and
-    its rings `<name>.<gen>`)."""
-    try:
-        return sorted(n for n in os.listdir(SHM) if n.startswith(prefix))
-    except FileNotFoundError:  # pragma: no cover
-        return []
-
-
-def ring_segments(name: str) -> List[str]:
-    return [n for n in segments(name + ".") if n[len(name) + 1:].isdigit()]
-
-
-def remove_segments(prefix: str) -> List[str]:
-    """Unlink whatever a (buggy) run left behind; returns what was there."""
-    left = segments(prefix)
-    for n in left:
-        try:
-            os.unlink(os.path.join(SHM, n))
-        except FileNotFoundError:
-            pass
-    return left
-
-
-def held_only_in_transit(name: str) -> bool:
-    """Is segment *name* kept only by handles this process pickled (or forked) for children
-    that have not attached (yet, or ever: say, killed first)? That is: no live process in
-    its peer table, and at least one unexpired transit entry whose sender is us. Such a
-    segment outlives the last close on purpose, for up to the transit time (60 s)."""
-    from ipcfast._native import ffi, lib
-    try:
-        with open(os.path.join(SHM, name), "rb") as f:
-            raw = bytearray(f.read(ffi.sizeof("struct ipcf_seg_hdr")))
-    except FileNotFoundError:
-        return False
-    if len(raw) < ffi.sizeof("struct ipcf_seg_hdr"):
-        return False
-    hdr = ffi.cast("struct ipcf_seg_hdr *", ffi.from_buffer(raw))
-    for i in range(lib.IPCF_MAX_PEERS):
-        w = hdr.peers[i]
-        if w and lib.ipcf_pid_alive(w & 0xFFFFFFFF, w >> 32):
-            return False
-    me, now = lib.ipcf_self_word(), time.monotonic_ns()
-    return any(hdr.transit[i] == me and hdr.transit[i + 1] > now for i in range(0, 16, 2))
-
-
-# ---------------------------------------------------------------- processes
-
-def join_all(procs: Iterable, timeout: float, allowed=(0,)) -> None:
-    """Join every process within `timeout` seconds in all; kill any that is still running
-    (so a failing test never leaves children behind) and assert the exit codes."""
-    procs = list(procs)
-    deadline = time.monotonic() + timeout
-    for p in procs:
-        p.join(max(0.0, deadline - time.monotonic()))
-    hung = [p for p in procs if p.is_alive()]
-    for p in hung:
-        p.kill()
-    for p in hung:
-        p.join(10)
-    assert not hung, f"children still running after {timeout}s (killed): {hung}"
-    codes = [p.exitcode for p in procs]
-    assert all(c in allowed for c in codes), f"child exit codes {codes}"
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
-
-
-class Delay:
-    """An argument whose unpickling sleeps: a spawn/forkserver child unpickles its
-    arguments in order, so ``args=(Delay(s), q)`` makes the child open `q` s seconds late."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-    def __reduce__(self):
-        return (time.sleep, (self.seconds,))
-
-
-def wait_for_file(path: str, timeout: float = CHILD_WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path) and time.monotonic() < deadline:
-        time.sleep(0.01)
-
-
-class AfterFile:
-    """Like Delay, but the child goes on unpickling its arguments once *path* exists."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __reduce__(self):
-        return (wait_for_file, (self.path,))
 
 
 # ---------------------------------------------------------------- serialisers
@@ -290,28 +185,6 @@ def send_through_connection(q) -> None:
     conn.close()
 
 
-def receive_one_or_fail(_delay, h, expected, close: bool = True) -> None:
-    """Receive one message from *h* (Queue, Ring, Mailbox or Pipe end); exit 0 if it is
-    *expected*, 1 if it is something else, 2 on an error. With close=False the handle is
-    left open (multiprocessing then ends the child with os._exit)."""
-    try:
-        if isinstance(h, ipcfast.Ring):
-            got = h.recv_bytes(timeout=CHILD_WAIT)
-        elif isinstance(h, ipcfast.Mailbox):
-            got = h.recv(timeout=CHILD_WAIT).body
-        elif isinstance(h, ipcfast.Queue):
-            got = h.get(timeout=CHILD_WAIT)
-        else:
-            got = h.recv() if h.poll(CHILD_WAIT) else None
-        if close:
-            h.close()
-    except Exception:                                    # noqa: BLE001
-        import traceback
-        traceback.print_exc()
-        sys.exit(2)
-    sys.exit(0 if got == expected else 1)
-
-
 def put_then_wait(q, ev) -> None:
     """Put our pid, then stay alive until the parent sets `ev` (never closes q)."""
     q.put(os.getpid())
@@ -391,30 +264,4 @@ def start_thread(target, *args) -> threading.Thread:
     t = threading.Thread(target=target, args=args, daemon=True)
     t.start()
     return t
-
-
-# ---------------------------------------------------------------- scripts in a fresh interpreter
-
-def run_python(code: str, timeout: float = 60.0, env: Optional[dict] = None):
-    """Run `code` with this interpreter in a new process (for anything that may crash or
-    hang it, or that must start from a fresh interpreter). Returns the CompletedProcess;
-    a run that does not finish in `timeout` seconds is killed and reported as rc -9."""
-    import subprocess
-    full_env = dict(os.environ)
-    for key, value in (env or {}).items():
-        if key == "PYTHONPATH" and full_env.get(key):
-            value = value + os.pathsep + full_env[key]
-        full_env[key] = value
-    try:
-        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              timeout=timeout, env=full_env)
-    except subprocess.TimeoutExpired as e:
-        return subprocess.CompletedProcess(e.cmd, -9, _text(e.stdout), _text(e.stderr) +
-                                           f"\n[killed after {timeout}s]")
-
-
-def _text(b) -> str:
-    if b is None:
-        return ""
-    return b.decode(errors="replace") if isinstance(b, bytes) else b
 

@@ -25,16 +25,14 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-import pytest
-
 import multiprocessing
 
-import ipcfast
-from test_queue_workers import (CHILD_WAIT, STOP, chaos_consumer, chaos_producer, consumer,
-                                held_only_in_transit, join_all, producer, remove_segments,
-                                segments)
+import pytest
 
-START_METHODS = ("fork", "spawn", "forkserver")
+import ipcfast
+from tests.queue.workers import STOP, chaos_consumer, chaos_producer, consumer, producer
+from tests.support.procs import CHILD_WAIT, START_METHODS, join_all
+from tests.support.shm import held_only_in_transit, remove_segments, segments
 
 
 @dataclass

@@ -13,22 +13,17 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import queue
-import secrets
 
 import pytest
 
 import ipcfast
-from test_queue_workers import (CHILD_WAIT, IMPLS, STOP, consumer, dispose, echo_worker,
-                                joinable_consumer, joinable_joiner, join_all, json_dumps,
-                                json_echo, json_loads, make_queue, pattern, pool_init,
-                                pool_task, pool_task_with_queue_argument, producer,
-                                put_many_batches, run_python, send_through_connection,
-                                simple_queue_echo, start_thread, wait_until)
-
-
-@pytest.fixture(params=IMPLS)
-def impl(request):
-    return request.param
+from tests.queue.workers import (CHILD_WAIT, STOP, consumer, dispose, echo_worker,
+                                 joinable_consumer, joinable_joiner, json_dumps, json_echo,
+                                 json_loads, make_queue, pattern, pool_init, pool_task,
+                                 pool_task_with_queue_argument, producer, put_many_batches,
+                                 send_through_connection, simple_queue_echo, start_thread)
+from tests.support.procs import join_all, run_python, wait_until
+from tests.support.shm import new_name
 
 
 @pytest.fixture
@@ -244,10 +239,6 @@ def test_connection_put_on_a_queue_still_works_in_the_child(make, ctx):
 
 
 # ---------------------------------------------------------------- ipcfast only
-
-def new_name() -> str:
-    return f"ipcf-test-{os.getpid()}-{secrets.token_hex(6)}"
-
 
 @pytest.mark.timeout(60)
 def test_unrelated_process_attaches_by_name(closing):

@@ -1,7 +1,7 @@
 """Handles in transit: a pickled Queue, Ring, Mailbox or Pipe end keeps its segment alive
 until it is unpickled, or for at most the transit time (60 s), so that a parent may close
 its own handle right after Process.start(). (Across real processes:
-test_queue_lifetime.py, test_pipe.py, test_pipe_processes.py.)"""
+test_queue_lifetime.py, tests/pipe.)"""
 from __future__ import annotations
 
 import multiprocessing
@@ -15,7 +15,9 @@ import pytest
 import ipcfast
 import ipcfast._native as N
 import ipcfast.pipe
-from test_queue_workers import AfterFile, Delay, join_all, receive_one_or_fail, remove_segments, segments
+from tests.lifetime.workers import receive_one_or_fail
+from tests.support.procs import AfterFile, Delay, join_all
+from tests.support.shm import remove_segments, segments
 
 KINDS = ["Queue", "Ring", "Mailbox", "Pipe"]
 

@@ -1,0 +1,1 @@
+"""The shared-memory layout seen through cffi against the C sources."""

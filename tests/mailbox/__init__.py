@@ -1,0 +1,1 @@
+"""Mailbox: one process and across processes."""

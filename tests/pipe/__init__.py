@@ -1,0 +1,1 @@
+"""Pipe and Connection: one process and child processes."""

@@ -1,0 +1,1 @@
+"""Queue, JoinableQueue, SimpleQueue: one process, processes, ipcfast-only features."""

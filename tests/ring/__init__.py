@@ -1,0 +1,1 @@
+"""Ring: one process, threads, processes."""
