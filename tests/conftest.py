@@ -24,3 +24,14 @@ def ctx(request):
 def impl(request):
     """"mp" or "ipcfast": whose Queue / Pipe the test runs against."""
     return request.param
+
+
+def pytest_addoption(parser):
+    """Sizes of the stress harnesses (tests/stress/, run with ``-m stress``)."""
+    group = parser.getgroup("ipcfast stress")
+    group.addoption("--kills", type=int, default=200, metavar="N",
+                    help="SIGKILLs per class in the kill-fuzz (default 200)")
+    group.addoption("--corruptions", type=int, default=200, metavar="N",
+                    help="corruptions per segment kind in the corruption fuzz (default 200)")
+    group.addoption("--fuzz-seed", type=int, default=None, metavar="SEED",
+                    help="seed of the stress harnesses (default: random, printed)")
