@@ -68,13 +68,19 @@ void ipcf_pipe_after_fork(struct ipcf_pipe *p)
         arrive(p, w, r, p->fork_from);
 }
 
-/* Is that end gone (no holder, none in transit)? Cheap form: no entry at all. Thorough form:
- * no live holder and no live, unexpired transit (ours included). */
+/* Is that end gone for good? Cheap form: no entry at all. Thorough form: no live holder
+ * and no live transit (ipcf_transit_live: our own count only while we have a live
+ * descendant to take them). Once it is gone, our own discounted transits are dropped: the
+ * peer has been told EOF (or broken pipe) because of them, so they no longer keep the pipe
+ * at close (ipcf_pipe_in_use). */
 static int end_gone(uint64_t *holders, uint64_t *pending, int thorough)
 {
     if (!thorough)
         return !ipcf_table_any(holders, IPCF_PIPE_ENDS) && !ipcf_transit_any(pending, IPCF_PIPE_ENDS);
-    return !ipcf_table_live(holders, IPCF_PIPE_ENDS, NULL) && !ipcf_transit_held(pending, IPCF_PIPE_ENDS);
+    if (ipcf_table_live(holders, IPCF_PIPE_ENDS, NULL) || ipcf_transit_live(pending, IPCF_PIPE_ENDS))
+        return 0;
+    ipcf_transit_forget(pending, IPCF_PIPE_ENDS);
+    return 1;
 }
 
 int ipcf_pipe_writers_gone(struct ipcf_pipe *p, int thorough)
@@ -87,10 +93,15 @@ int ipcf_pipe_readers_gone(struct ipcf_pipe *p, int thorough)
     return end_gone(p->ctl->readers, p->ctl->pend_readers, thorough);
 }
 
-/* At the ring's last close: an end held or in transit keeps it. */
+/* At the ring's last close: an end held, or in transit and not given up (our own ones
+ * included, child or not: this very process may unpickle an end it pickled), keeps it. */
 int ipcf_pipe_in_use(struct ipcf_pipe *p)
 {
-    return !ipcf_pipe_writers_gone(p, 1) || !ipcf_pipe_readers_gone(p, 1);
+    struct ipcf_pipe_ctl *c = p->ctl;
+    return ipcf_table_live(c->writers, IPCF_PIPE_ENDS, NULL) ||
+           ipcf_table_live(c->readers, IPCF_PIPE_ENDS, NULL) ||
+           ipcf_transit_held(c->pend_writers, IPCF_PIPE_ENDS) ||
+           ipcf_transit_held(c->pend_readers, IPCF_PIPE_ENDS);
 }
 
 /* ---- the public API: on the ipcf_ring of one pipe direction ---- */

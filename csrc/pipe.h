@@ -5,7 +5,12 @@
  * An end is "there" while a live process holds it or while it is in transit; a reader that
  * finds the ring empty with no writer there gets IPCF_ECLOSED (EOF), a writer that finds it
  * full with no reader there likewise (broken pipe). The tables are the peer and transit
- * tables of peers.h.
+ * tables of peers.h, with the same rules: in particular, for EOF and broken pipe, our own
+ * ends in transit count only while this process has a live descendant, so an end pickled
+ * and then closed here, with no child to take it, does not hold the peer off for the whole
+ * transit time. Whether the ring may be removed at its last close is ipcf_pipe_in_use: it
+ * keeps our own unexpired transits until a peer was told EOF or broken pipe because of
+ * them (this process may still unpickle what it pickled).
  */
 #ifndef IPCF_PIPE_H
 #define IPCF_PIPE_H
