@@ -10,7 +10,6 @@
 
 #include "atomics.h"
 #include "futex.h"
-#include "segment.h"
 
 /* How long a waiter spins before it sleeps. A peer that answers within this window costs
  * no syscall on either side; one that does not lets us sleep instead of burning a core. */
@@ -18,6 +17,13 @@
 #define IPCF_SPIN_NS 50000
 #endif
 #define IPCF_SPIN_YIELD_AFTER_NS 5000
+
+uint64_t ipcf_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 uint64_t ipcf_deadline(struct ipcf_timeout *t)
 {
@@ -95,7 +101,7 @@ int ipcf_wait(struct ipcf_event *ev, ipcf_ready_fn ready, void *arg, int64_t tim
 
     /* 2. sleep on the futex word */
     if (sleeps)
-        __atomic_fetch_add(sleeps, 1, __ATOMIC_RELAXED);
+        ipcf_fetch_add(sleeps, 1);    /* several sleepers may count at once */
     ipcf_fetch_add(&ev->waiters, 1);
     for (;;) {
         uint32_t seen = ipcf_load_acquire(&ev->seq);

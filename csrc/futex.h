@@ -14,7 +14,9 @@
 #ifndef IPCF_FUTEX_H
 #define IPCF_FUTEX_H
 
-#include "ipcfast.h"
+#include "layout.h"
+
+uint64_t ipcf_now_ns(void);   /* CLOCK_MONOTONIC, ns: every deadline and expiry uses it */
 
 /* > 0: ready; 0: keep waiting; < 0: stop and return this code. */
 typedef int (*ipcf_ready_fn)(void *arg);

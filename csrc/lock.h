@@ -15,9 +15,7 @@
 #include <pthread.h>
 #include <time.h>
 
-#include "ipcfast.h"
-
-_Static_assert(sizeof(pthread_mutex_t) <= 128, "mutex does not fit its slot");
+#include "layout.h"      /* (which checks that a pthread mutex fits its IPCF_CACHELINE slot) */
 
 static inline int ipcf_lock_init(void *slot)
 {
@@ -35,8 +33,6 @@ static inline int ipcf_lock_init(void *slot)
 
 #include "atomics.h"
 #include "futex.h"
-
-uint64_t ipcf_now_ns(void);
 
 /* Take the lock before the caller's deadline (a deadline already passed makes it a single
  * try). Returns 0, or 1 when the previous owner died holding it (the caller may repair

@@ -23,9 +23,11 @@
 #include <string.h>
 
 #include "futex.h"
+#include "inspect.h"
 #include "lock.h"
+#include "peers.h"
 #include "ring.h"
-#include "segment.h"
+#include "shm.h"
 
 #define QNAME_MAX (IPCF_NAME_MAX - 21)   /* room for ".<gen>" */
 
@@ -43,9 +45,29 @@ struct ipcf_queue {
     struct qring r;            /* the consumer side's current ring */
     uint64_t maxsize;
     uint64_t ring_cap;
-    int closing;               /* closed by some thread: calls return IPCF_ECLOSED */
+    int closing;               /* closed by some thread: calls return IPCF_ECLOSED (atomic) */
     char name[IPCF_NAME_MAX + 1];
 };
+
+/* Set by close on any thread, read by calls on others: relaxed, it only needs atomicity
+ * (close also wakes every sleeper, and the wait predicates re-read it). */
+static int is_closing(struct ipcf_queue *q)
+{
+    return ipcf_load_relaxed(&q->closing);
+}
+
+void ipcf_queue_counters(const void *ctl, uint64_t out[IPCF_COUNTERS])
+{
+    const struct ipcf_queue_ctl *c = ctl;
+    out[0] = ipcf_load_relaxed(&c->items_put);
+    out[1] = ipcf_load_relaxed(&c->items_got);
+    out[2] = ipcf_load_relaxed(&c->bytes_put);
+    out[3] = ipcf_load_relaxed(&c->bytes_got);
+    out[4] = ipcf_load_relaxed(&c->full_waits);
+    out[5] = ipcf_load_relaxed(&c->empty_waits);
+    out[6] = ipcf_load_relaxed(&c->write_gen);
+    out[7] = ipcf_load_relaxed(&c->read_gen);
+}
 
 static void part_name(char *out, const char *base, uint64_t gen)
 {
@@ -55,7 +77,7 @@ static void part_name(char *out, const char *base, uint64_t gen)
 static void qring_drop(struct qring *x)
 {
     if (x->mapped)
-        ipcf_seg_close(&x->seg);
+        ipcf_seg_unmap(&x->seg);      /* the queue's rings never join their peer tables */
     x->mapped = 0;
 }
 
@@ -77,7 +99,7 @@ static int qring_map(struct ipcf_queue *q, struct qring *x, uint64_t gen)
     qring_drop(x);
     char pn[IPCF_NAME_MAX + 24];
     part_name(pn, q->name, gen);
-    int rc = ipcf_seg_open(&x->seg, pn, IPCF_KIND_QPART, 0);
+    int rc = ipcf_seg_open(&x->seg, pn, IPCF_KIND_QPART);
     if (rc)
         return rc;
     qring_bind(x, gen);
@@ -139,7 +161,7 @@ int ipcf_queue_create(const char *name, uint64_t ring_capacity, uint64_t maxsize
     if (!rc)
         rc = qring_new(q, &q->w, 0, ring_capacity);
     if (rc) {
-        ipcf_seg_close(&q->seg);
+        ipcf_seg_unmap(&q->seg);
         ipcf_seg_unlink(name);
         free(q);
         return rc;
@@ -155,11 +177,12 @@ int ipcf_queue_attach(const char *name, ipcf_queue **out)
     struct ipcf_queue *q = calloc(1, sizeof *q);
     if (!q)
         return -ENOMEM;
-    int rc = strlen(name) > QNAME_MAX ? IPCF_EBADNAME : ipcf_seg_open(&q->seg, name, IPCF_KIND_QUEUE, 1);
+    int rc = strlen(name) > QNAME_MAX ? IPCF_EBADNAME : ipcf_seg_open(&q->seg, name, IPCF_KIND_QUEUE);
     if (rc) {
         free(q);
         return rc;
     }
+    ipcf_seg_register(&q->seg);
     queue_init(q, name);
     *out = q;
     return 0;
@@ -167,7 +190,7 @@ int ipcf_queue_attach(const char *name, ipcf_queue **out)
 
 int ipcf_queue_close(ipcf_queue *q)
 {
-    if (__atomic_exchange_n(&q->closing, 1, __ATOMIC_SEQ_CST))
+    if (ipcf_exchange(&q->closing, 1))
         return 0;
     ipcf_event_wake(&q->ctl->data);
     ipcf_event_wake(&q->ctl->space);
@@ -197,8 +220,8 @@ void ipcf_queue_free(ipcf_queue *q)
 
 void ipcf_queue_before_fork(ipcf_queue *q) { ipcf_seg_before_fork(&q->seg); }
 void ipcf_queue_after_fork(ipcf_queue *q) { ipcf_seg_after_fork(&q->seg); }
-int ipcf_queue_travel(ipcf_queue *q, int64_t ttl_ns) { return ipcf_seg_depart(&q->seg, ttl_ns); }
-void ipcf_queue_arrived(ipcf_queue *q, uint64_t from) { ipcf_seg_arrive(&q->seg, from); }
+int ipcf_queue_depart(ipcf_queue *q, int64_t ttl_ns) { return ipcf_seg_depart(&q->seg, ttl_ns); }
+void ipcf_queue_arrive(ipcf_queue *q, uint64_t from) { ipcf_seg_arrive(&q->seg, from); }
 uint64_t ipcf_queue_maxsize(const ipcf_queue *q) { return q->maxsize; }
 uint64_t ipcf_queue_ring_capacity(const ipcf_queue *q) { return q->ring_cap; }
 
@@ -231,7 +254,7 @@ struct space_arg { struct ipcf_queue *q; uint64_t n; };
 static int space_ready(void *p)
 {
     struct space_arg *a = p;
-    if (__atomic_load_n(&a->q->closing, __ATOMIC_RELAXED))
+    if (is_closing(a->q))
         return IPCF_ECLOSED;
     return space_ready_n(a->q, a->n);
 }
@@ -246,7 +269,7 @@ struct data_arg { struct ipcf_queue *q; uint64_t seen; };
 static int data_ready(void *p)
 {
     struct data_arg *a = p;
-    if (__atomic_load_n(&a->q->closing, __ATOMIC_RELAXED))
+    if (is_closing(a->q))
         return IPCF_ECLOSED;
     return ipcf_load_acquire(&a->q->ctl->items_put) != a->seen;
 }
@@ -298,8 +321,10 @@ static int put_locked(struct ipcf_queue *q, const char *buf, const uint64_t *len
             ipcf_store_release(&q->ctl->write_gen, q->w.gen);
         /* counted after publishing: a producer killed in between leaves qsize one short
          * (never a phantom item that could wedge a maxsize=1 queue) */
-        ipcf_store_release(&q->ctl->items_put, q->ctl->items_put + (i - start));
-        ipcf_store_relaxed(&q->ctl->bytes_put, q->ctl->bytes_put + bytes);
+        /* release: pairs with the acquire of items_put in data_ready and qsize; we hold the
+         * producer lock, so ours is the only write */
+        ipcf_store_release(&q->ctl->items_put, ipcf_load_relaxed(&q->ctl->items_put) + (i - start));
+        ipcf_add_relaxed(&q->ctl->bytes_put, bytes);
     }
     return 0;
 }
@@ -307,7 +332,7 @@ static int put_locked(struct ipcf_queue *q, const char *buf, const uint64_t *len
 int ipcf_queue_put_many(ipcf_queue *q, const char *buf, const uint64_t *lens, uint64_t n,
                         int64_t timeout_ns)
 {
-    if (q->closing)
+    if (is_closing(q))
         return IPCF_ECLOSED;
     if (n == 0)
         return 0;
@@ -404,8 +429,9 @@ static int64_t get_locked(struct ipcf_queue *q, char *buf, uint64_t cap, uint64_
     }
     /* counted before the head moves: a consumer killed in between leaves the item to be
      * read again and qsize one short (never a phantom item that keeps a queue "full") */
-    ipcf_store_release(&q->ctl->items_got, q->ctl->items_got + n);
-    ipcf_store_relaxed(&q->ctl->bytes_got, q->ctl->bytes_got + bytes);
+    /* release: pairs with the acquire of items_got in qsize (consumer lock held: one writer) */
+    ipcf_store_release(&q->ctl->items_got, ipcf_load_relaxed(&q->ctl->items_got) + n);
+    ipcf_add_relaxed(&q->ctl->bytes_got, bytes);
     ipcf_rb_consume(b, head, n, bytes);
     return (int64_t)n;
 }
@@ -413,7 +439,7 @@ static int64_t get_locked(struct ipcf_queue *q, char *buf, uint64_t cap, uint64_
 int64_t ipcf_queue_get_many(ipcf_queue *q, char *buf, uint64_t cap, uint64_t *lens,
                             uint64_t max, int64_t timeout_ns, uint64_t *need)
 {
-    if (q->closing)
+    if (is_closing(q))
         return IPCF_ECLOSED;
     if (max == 0)
         return IPCF_EBADARG;
@@ -466,7 +492,7 @@ int ipcf_queue_task_done(ipcf_queue *q)
 
 static int join_ready(void *p)
 {
-    if (__atomic_load_n(&((struct ipcf_queue *)p)->closing, __ATOMIC_RELAXED))
+    if (is_closing(p))
         return IPCF_ECLOSED;
     return ipcf_queue_unfinished(p) == 0;
 }

@@ -5,9 +5,12 @@
 #include <string.h>
 
 #include "futex.h"
+#include "inspect.h"
 #include "lock.h"
+#include "peers.h"
+#include "pipe.h"
 #include "ring.h"
-#include "segment.h"
+#include "shm.h"
 
 struct ipcf_ring {
     struct ipcf_seg seg;
@@ -17,18 +20,26 @@ struct ipcf_ring {
     uint64_t max_msg;
     int claimed;                 /* a claim is open: producer side held */
     uint64_t claim_len;
-    int writer_slot, reader_slot; /* IPCF_F_PIPE: our entries in ctl->writers / readers */
-    int holds_writer, holds_reader;
-    uint64_t fork_from;          /* our process word before a fork, for the child's arrive */
+    struct ipcf_pipe pipe;       /* IPCF_F_PIPE: the ends this handle holds (pipe.c) */
     int peeked;                  /* a view is open: consumer side held */
-    int closing;                 /* closed by some thread: calls return IPCF_ECLOSED */
+    int closing;                 /* closed by some thread: calls return IPCF_ECLOSED (atomic) */
     uint64_t peek_next;
     uint64_t peek_len;
 };
 
-static int end_gone(uint64_t *table, uint64_t *pend, int thorough);
+/* Set by close on any thread, read by calls on others: relaxed, it only needs atomicity
+ * (close also wakes every sleeper, and the wait predicates re-read it). */
+static int is_closing(struct ipcf_ring *r)
+{
+    return ipcf_load_relaxed(&r->closing);
+}
 
-static int ring_init(struct ipcf_ring *r)
+static int is_pipe(const struct ipcf_ring *r)
+{
+    return r->flags & IPCF_F_PIPE;
+}
+
+static void ring_init(struct ipcf_ring *r)
 {
     r->ctl = r->seg.ctl;
     r->rb.ctl = r->ctl;
@@ -36,10 +47,30 @@ static int ring_init(struct ipcf_ring *r)
     r->rb.cap = r->seg.capacity;
     r->rb.head_cache = ipcf_load_acquire(&r->ctl->head);
     r->rb.tail_cache = ipcf_load_acquire(&r->ctl->tail);
-    r->flags = r->seg.hdr->flags;
+    /* our copy: of the shared word only IPCF_F_AUTO_UNLINK ever changes (cleared, atomic),
+     * and ipcf_seg_leave reads that from the shared word itself */
+    r->flags = ipcf_load_relaxed(&r->seg.hdr->flags);
     r->max_msg = ipcf_rb_max_message(r->seg.capacity);
-    r->writer_slot = r->reader_slot = -1;
-    return 0;
+    ipcf_pipe_init(&r->pipe, is_pipe(r) ? (struct ipcf_pipe_ctl *)((uint8_t *)r->seg.base +
+                                                                   IPCF_PIPE_OFFSET) : NULL);
+}
+
+struct ipcf_pipe *ipcf_ring_pipe(ipcf_ring *r)
+{
+    return is_pipe(r) ? &r->pipe : NULL;
+}
+
+void ipcf_ring_counters(const void *ctl, uint64_t out[IPCF_COUNTERS])
+{
+    const struct ipcf_ring_ctl *c = ctl;
+    out[0] = ipcf_load_relaxed(&c->msgs_in);
+    out[1] = ipcf_load_relaxed(&c->msgs_out);
+    out[2] = ipcf_load_relaxed(&c->bytes_in);
+    out[3] = ipcf_load_relaxed(&c->bytes_out);
+    out[4] = ipcf_load_relaxed(&c->full_waits);
+    out[5] = ipcf_load_relaxed(&c->empty_waits);
+    out[6] = ipcf_load_relaxed(&c->data.waiters);
+    out[7] = ipcf_load_relaxed(&c->space.waiters);
 }
 
 int ipcf_ring_create(const char *name, uint64_t capacity, uint32_t flags, ipcf_ring **out)
@@ -54,12 +85,12 @@ int ipcf_ring_create(const char *name, uint64_t capacity, uint32_t flags, ipcf_r
         return -ENOMEM;
     int rc = ipcf_seg_create(&r->seg, name, IPCF_KIND_RING, capacity, flags, NULL, 0);
     if (!rc) {
-        struct ipcf_ring_ctl *c = r->seg.ctl;
+        struct ipcf_ring_ctl *c = r->seg.ctl;   /* (the pipe block of a fresh file is zero) */
         rc = ipcf_lock_init(c->plock);
         if (!rc)
             rc = ipcf_lock_init(c->clock);
         if (rc) {
-            ipcf_seg_close(&r->seg);
+            ipcf_seg_unmap(&r->seg);
             ipcf_seg_unlink(name);
         }
     }
@@ -79,11 +110,12 @@ int ipcf_ring_attach(const char *name, ipcf_ring **out)
     struct ipcf_ring *r = calloc(1, sizeof *r);
     if (!r)
         return -ENOMEM;
-    int rc = ipcf_seg_open(&r->seg, name, IPCF_KIND_RING, 1);
+    int rc = ipcf_seg_open(&r->seg, name, IPCF_KIND_RING);
     if (rc) {
         free(r);
         return rc;
     }
+    ipcf_seg_register(&r->seg);
     ring_init(r);
     *out = r;
     return 0;
@@ -91,22 +123,18 @@ int ipcf_ring_attach(const char *name, ipcf_ring **out)
 
 int ipcf_ring_close(ipcf_ring *r)
 {
-    if (__atomic_exchange_n(&r->closing, 1, __ATOMIC_SEQ_CST))
+    if (ipcf_exchange(&r->closing, 1))
         return 0;
     /* an open claim or view stays with its thread, which ends it (commit/abort/release) */
-    if (r->holds_writer || r->holds_reader) {
-        ipcf_table_del(r->ctl->writers, r->writer_slot);
-        ipcf_table_del(r->ctl->readers, r->reader_slot);
-    }
+    if (is_pipe(r))
+        ipcf_pipe_drop(&r->pipe);
     /* wake everyone: other processes re-check and sleep again; our own threads see closing */
     ipcf_event_wake(&r->ctl->data);
     ipcf_event_wake(&r->ctl->space);
     int last = ipcf_seg_leave(&r->seg);
     /* an end in transit (pickled for a child not yet attached) keeps the ring: the process
      * that receives it is then the last one out */
-    if (last && (r->flags & IPCF_F_PIPE) &&
-        (!end_gone(r->ctl->writers, r->ctl->pend_writers, 1) ||
-         !end_gone(r->ctl->readers, r->ctl->pend_readers, 1)))
+    if (last && is_pipe(r) && ipcf_pipe_in_use(&r->pipe))
         last = 0;
     if (last)
         ipcf_seg_unlink_own(&r->seg, r->seg.name + 1);
@@ -124,86 +152,23 @@ void ipcf_ring_free(ipcf_ring *r)
     free(r);
 }
 
-/* A forked child holds what its parent held: the parent marks the ends in transit before
- * fork(), so that it may close its copies at once without the peer seeing EOF. */
 void ipcf_ring_before_fork(ipcf_ring *r)
 {
     ipcf_seg_before_fork(&r->seg);
-    r->fork_from = 0;
-    if ((r->holds_writer || r->holds_reader) &&
-        ipcf_ring_depart(r, r->holds_writer, r->holds_reader, IPCF_TRANSIT_NS) == 0)
-        r->fork_from = ipcf_self_word();
+    if (is_pipe(r))
+        ipcf_pipe_before_fork(&r->pipe);
 }
 
 void ipcf_ring_after_fork(ipcf_ring *r)
 {
     ipcf_seg_after_fork(&r->seg);
-    int w = r->holds_writer, rd = r->holds_reader;
-    r->holds_writer = r->holds_reader = 0;
-    r->writer_slot = r->reader_slot = -1;
-    if (w || rd)
-        ipcf_ring_arrive(r, w, rd, r->fork_from);
+    if (is_pipe(r))
+        ipcf_pipe_after_fork(&r->pipe);
 }
 
-int ipcf_ring_travel(ipcf_ring *r, int64_t ttl_ns) { return ipcf_seg_depart(&r->seg, ttl_ns); }
-void ipcf_ring_arrived(ipcf_ring *r, uint64_t from) { ipcf_seg_arrive(&r->seg, from); }
+int ipcf_ring_depart(ipcf_ring *r, int64_t ttl_ns) { return ipcf_seg_depart(&r->seg, ttl_ns); }
+void ipcf_ring_arrive(ipcf_ring *r, uint64_t from) { ipcf_seg_arrive(&r->seg, from); }
 
-int ipcf_ring_hold(ipcf_ring *r, int writer, int reader)
-{
-    if (!(r->flags & IPCF_F_PIPE))
-        return IPCF_EBADARG;
-    if (writer && !r->holds_writer) {
-        r->holds_writer = 1;
-        r->writer_slot = ipcf_table_add(r->ctl->writers, IPCF_PIPE_ENDS);
-    }
-    if (reader && !r->holds_reader) {
-        r->holds_reader = 1;
-        r->reader_slot = ipcf_table_add(r->ctl->readers, IPCF_PIPE_ENDS);
-    }
-    return 0;
-}
-
-int ipcf_ring_depart(ipcf_ring *r, int writer, int reader, int64_t ttl_ns)
-{
-    if (!(r->flags & IPCF_F_PIPE))
-        return IPCF_EBADARG;
-    int rc = 0;
-    if (writer)
-        rc = ipcf_transit_add(r->ctl->pend_writers, IPCF_PIPE_ENDS, ttl_ns);
-    if (reader && !rc)
-        rc = ipcf_transit_add(r->ctl->pend_readers, IPCF_PIPE_ENDS, ttl_ns);
-    return rc;
-}
-
-int ipcf_ring_arrive(ipcf_ring *r, int writer, int reader, uint64_t from)
-{
-    int rc = ipcf_ring_hold(r, writer, reader);      /* hold first: never a gap */
-    if (writer)
-        ipcf_transit_del(r->ctl->pend_writers, IPCF_PIPE_ENDS, from);
-    if (reader)
-        ipcf_transit_del(r->ctl->pend_readers, IPCF_PIPE_ENDS, from);
-    return rc;
-}
-
-/* Is the other end of a pipe direction gone (no holder, none in transit)? `thorough` also
- * discounts processes that died without closing and transits that expired (reads /proc:
- * only after a wait timed out). */
-static int end_gone(uint64_t *table, uint64_t *pend, int thorough)
-{
-    if (thorough && ipcf_table_live(table, IPCF_PIPE_ENDS, NULL))
-        return 0;
-    uint64_t now = thorough ? ipcf_now_ns() : 0;
-    for (int i = 0; i < IPCF_PIPE_ENDS; i++) {
-        if (!thorough && ipcf_load_acquire(&table[i]))
-            return 0;
-        if (i % 2 == 0) {
-            uint64_t w = ipcf_load_acquire(&pend[i]);
-            if (w && (!thorough || (ipcf_load_relaxed(&pend[i + 1]) > now && ipcf_word_alive(w))))
-                return 0;
-        }
-    }
-    return 1;
-}
 uint64_t ipcf_ring_capacity(const ipcf_ring *r) { return r->seg.capacity; }
 uint64_t ipcf_ring_max_message(const ipcf_ring *r) { return r->max_msg; }
 uint32_t ipcf_ring_flags(const ipcf_ring *r) { return r->flags; }
@@ -247,19 +212,18 @@ struct room_arg { struct ipcf_ring *r; uint64_t need; };
 static int room_ready(void *p)
 {
     struct room_arg *a = p;
-    struct ipcf_ring_ctl *c = a->r->ctl;
-    if (__atomic_load_n(&a->r->closing, __ATOMIC_RELAXED))
+    if (is_closing(a->r))
         return IPCF_ECLOSED;
-    return ipcf_rb_has_room(c, a->r->rb.cap, a->need) ||
-           ((a->r->flags & IPCF_F_PIPE) && end_gone(c->readers, c->pend_readers, 0));
+    return ipcf_rb_has_room(a->r->ctl, a->r->rb.cap, a->need) ||
+           (is_pipe(a->r) && ipcf_pipe_readers_gone(&a->r->pipe, 0));
 }
 
 static int data_ready(void *p)
 {
     struct ipcf_ring *r = p;
-    if (__atomic_load_n(&r->closing, __ATOMIC_RELAXED))
+    if (is_closing(r))
         return IPCF_ECLOSED;
-    return ipcf_rb_has_data(r->ctl) || ((r->flags & IPCF_F_PIPE) && end_gone(r->ctl->writers, r->ctl->pend_writers, 0));
+    return ipcf_rb_has_data(r->ctl) || (is_pipe(r) && ipcf_pipe_writers_gone(&r->pipe, 0));
 }
 
 /* Wait for room; IPCF_ECLOSED when this pipe direction has lost every reader. */
@@ -269,8 +233,8 @@ static int wait_room(struct ipcf_ring *r, uint64_t need, struct ipcf_timeout *to
     int rc = ipcf_wait(&r->ctl->space, room_ready, &a, ipcf_remaining(to), &r->ctl->full_waits);
     if (rc == IPCF_ECLOSED)
         return rc;
-    int pipe = r->flags & IPCF_F_PIPE;
-    if (pipe && !ipcf_rb_has_room(r->ctl, r->rb.cap, need) && end_gone(r->ctl->readers, r->ctl->pend_readers, rc == IPCF_ETIMEOUT))
+    if (is_pipe(r) && !ipcf_rb_has_room(r->ctl, r->rb.cap, need) &&
+        ipcf_pipe_readers_gone(&r->pipe, rc == IPCF_ETIMEOUT))
         return IPCF_ECLOSED;
     return rc == IPCF_ETIMEOUT ? IPCF_EFULL : (rc < 0 ? rc : 0);
 }
@@ -282,7 +246,7 @@ static int wait_data(struct ipcf_ring *r, struct ipcf_timeout *to)
     int rc = ipcf_wait(&r->ctl->data, data_ready, r, ipcf_remaining(to), &r->ctl->empty_waits);
     if (rc == IPCF_ECLOSED)
         return rc;
-    if ((r->flags & IPCF_F_PIPE) && end_gone(r->ctl->writers, r->ctl->pend_writers, rc == IPCF_ETIMEOUT) &&
+    if (is_pipe(r) && ipcf_pipe_writers_gone(&r->pipe, rc == IPCF_ETIMEOUT) &&
         !ipcf_rb_has_data(r->ctl))
         return IPCF_ECLOSED;
     return rc == IPCF_ETIMEOUT ? IPCF_EEMPTY : (rc < 0 ? rc : 0);
@@ -290,7 +254,7 @@ static int wait_data(struct ipcf_ring *r, struct ipcf_timeout *to)
 
 int ipcf_ring_poll(ipcf_ring *r, int64_t timeout_ns)
 {
-    if (r->closing)
+    if (is_closing(r))
         return IPCF_ECLOSED;
     struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
     int rc = ipcf_rb_has_data(r->ctl) ? 0 : wait_data(r, &to);
@@ -309,7 +273,7 @@ static int lock_fail(int rc, int as)
  * waiting for room up to the timeout. On 0 the side is held and *tail is where to write. */
 static int acquire_room(struct ipcf_ring *r, uint64_t len, struct ipcf_timeout *to, uint64_t *tail)
 {
-    if (r->closing)
+    if (is_closing(r))
         return IPCF_ECLOSED;
     if (len > r->max_msg)
         return IPCF_ETOOBIG;
@@ -346,7 +310,7 @@ int ipcf_ring_send_many(ipcf_ring *r, const char *buf, const uint64_t *lens, uin
                         int64_t timeout_ns, uint64_t *sent)
 {
     *sent = 0;
-    if (r->closing)
+    if (is_closing(r))
         return IPCF_ECLOSED;
     if (r->claimed && !(r->flags & IPCF_F_MULTI_PRODUCER))
         return IPCF_ESTATE;   /* a shared side's lock reports re-entry itself (EDEADLK) */
@@ -423,7 +387,7 @@ int ipcf_ring_abort(ipcf_ring *r)
 static int acquire_record(struct ipcf_ring *r, struct ipcf_timeout *to, uint64_t *head,
                           uint8_t **body, uint32_t *len)
 {
-    if (r->closing)
+    if (is_closing(r))
         return IPCF_ECLOSED;
     if (r->peeked && !(r->flags & IPCF_F_MULTI_CONSUMER))
         return IPCF_ESTATE;   /* a shared side's lock reports re-entry itself (EDEADLK) */

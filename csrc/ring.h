@@ -6,7 +6,7 @@
  * the consumer. They are compared only by unsigned difference, so they never wrap in
  * practice (2^64 bytes). A record is an 8-byte header (uint32 length, uint32 reserved)
  * followed by the body, padded to 8 bytes. Because the data area is mapped twice back to
- * back (segment.h), a record is always contiguous, even across the end of the ring.
+ * back (shm.h), a record is always contiguous, even across the end of the ring.
  *
  * Publication: the producer copies the whole record, then store-releases the new tail; the
  * consumer load-acquires tail before reading a header or body. A record is therefore never
@@ -24,7 +24,7 @@
 
 #include <string.h>
 #include "atomics.h"
-#include "ipcfast.h"
+#include "layout.h"
 
 struct ipcf_rb {
     struct ipcf_ring_ctl *ctl;
@@ -77,8 +77,8 @@ static inline uint64_t ipcf_rb_write(struct ipcf_rb *b, uint64_t pos, const void
 static inline void ipcf_rb_publish(struct ipcf_rb *b, uint64_t new_tail, uint64_t msgs, uint64_t bytes)
 {
     struct ipcf_ring_ctl *c = b->ctl;
-    ipcf_store_relaxed(&c->msgs_in, c->msgs_in + msgs);
-    ipcf_store_relaxed(&c->bytes_in, c->bytes_in + bytes);
+    ipcf_add_relaxed(&c->msgs_in, msgs);       /* statistics: the producer is their writer */
+    ipcf_add_relaxed(&c->bytes_in, bytes);
     /* release: publishes the record bytes written before; pairs with the consumer's
      * acquire of tail in ipcf_rb_next */
     ipcf_store_release(&c->tail, new_tail);
@@ -107,8 +107,8 @@ static inline uint64_t ipcf_rb_head(struct ipcf_rb *b)
 static inline void ipcf_rb_consume(struct ipcf_rb *b, uint64_t new_head, uint64_t msgs, uint64_t bytes)
 {
     struct ipcf_ring_ctl *c = b->ctl;
-    ipcf_store_relaxed(&c->msgs_out, c->msgs_out + msgs);
-    ipcf_store_relaxed(&c->bytes_out, c->bytes_out + bytes);
+    ipcf_add_relaxed(&c->msgs_out, msgs);      /* statistics: the consumer is their writer */
+    ipcf_add_relaxed(&c->bytes_out, bytes);
     /* release: our reads of the consumed bytes happen before the producer may reuse them;
      * pairs with the producer's acquire of head in ipcf_rb_room */
     ipcf_store_release(&c->head, new_head);

@@ -127,7 +127,7 @@ class Mailbox:
             raise ValueError(f"max_message must be an int in 1..{1 << 30}, not {max_message!r}")
         if capacity is None:
             cap = lib.IPCF_MB_UNBOUNDED
-            stride = -(-(ffi.sizeof("struct ipcf_mbox_slot") + max_message) // 4096) * 4096
+            stride = lib.ipcf_mbox_stride(max_message)
             slots = min(1 << 20, lib.IPCF_MAX_CAPACITY // stride)   # a sparse file: pages only as used
         elif isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
             raise ValueError(f"capacity must be 0 (rendezvous), a positive int (bytes) or None "
@@ -168,11 +168,11 @@ class Mailbox:
         self.name = name
         self._explicit_id = ident
         self._id = receiver_id(ident) if ident is not None else None
-        c = lib.ipcf_mbox_ctl(h)
-        self.capacity: Optional[int] = None if c.capacity == lib.IPCF_MB_UNBOUNDED else c.capacity
-        self.max_message = c.max_message
-        self.max_messages = c.nslots
-        self.policy = "exclusive" if c.policy == lib.IPCF_POLICY_EXCLUSIVE else "shared"
+        cap = lib.ipcf_mbox_capacity(h)
+        self.capacity: Optional[int] = None if cap == lib.IPCF_MB_UNBOUNDED else cap
+        self.max_message = lib.ipcf_mbox_max_message(h)
+        self.max_messages = lib.ipcf_mbox_max_messages(h)
+        self.policy = "exclusive" if lib.ipcf_mbox_policy(h) == lib.IPCF_POLICY_EXCLUSIVE else "shared"
         self._custom = (dumps, loads)
         self._dumps = dumps or _pickle.dumps
         self._loads = loads or _pickle.loads
@@ -218,7 +218,7 @@ class Mailbox:
 
     def __reduce__(self):
         # in transit until the receiver opens it: the mailbox outlives our close meanwhile
-        lib.ipcf_mbox_travel(self._live(), N.TRANSIT_NS)
+        lib.ipcf_mbox_depart(self._live(), N.TRANSIT_NS)
         return (_open, (self.name, self._explicit_id) + self._custom + (lib.ipcf_self_word(),))
 
     def __repr__(self) -> str:
@@ -228,11 +228,11 @@ class Mailbox:
 
     def __len__(self) -> int:
         """Messages waiting to be received now."""
-        return lib.ipcf_mbox_ctl(self._live()).count
+        return lib.ipcf_mbox_count(self._live())
 
     @property
     def bytes_held(self) -> int:
-        return lib.ipcf_mbox_ctl(self._live()).bytes_held
+        return lib.ipcf_mbox_bytes_held(self._live())
 
     # ---- send ----
     def send(self, obj: Any, *, type: int = 0, priority: int = 0, to: Union[int, str] = 0,
@@ -387,5 +387,5 @@ class Mailbox:
 
 def _open(name, ident=None, dumps=None, loads=None, sender=0) -> Mailbox:
     mb = Mailbox.open(name, id=ident, dumps=dumps, loads=loads)
-    lib.ipcf_mbox_arrived(mb._h, sender)
+    lib.ipcf_mbox_arrive(mb._h, sender)
     return mb

@@ -31,9 +31,9 @@ class Connection:
         self._rx = rx
         self._tx = tx
         if rx is not None:
-            lib.ipcf_ring_hold(rx._h, 0, 1)
+            lib.ipcf_pipe_hold(rx._h, 0, 1)
         if tx is not None:
-            lib.ipcf_ring_hold(tx._h, 1, 0)
+            lib.ipcf_pipe_hold(tx._h, 1, 0)
         self._readable = rx is not None
         self._writable = tx is not None
         self._closed = False
@@ -94,9 +94,9 @@ class Connection:
         self._check_closed()
         me = lib.ipcf_self_word()
         if self._rx is not None:
-            lib.ipcf_ring_depart(self._rx._h, 0, 1, _TRANSIT_NS)
+            lib.ipcf_pipe_depart(self._rx._h, 0, 1, _TRANSIT_NS)
         if self._tx is not None:
-            lib.ipcf_ring_depart(self._tx._h, 1, 0, _TRANSIT_NS)
+            lib.ipcf_pipe_depart(self._tx._h, 1, 0, _TRANSIT_NS)
         return (_rebuild, (self._rx.name if self._rx is not None else None,
                            self._tx.name if self._tx is not None else None, me))
 
@@ -232,9 +232,9 @@ def _rebuild(rx: Optional[str], tx: Optional[str], sender: int) -> Connection:
     c._rx = Ring.attach(rx) if rx else None
     c._tx = Ring.attach(tx) if tx else None
     if c._rx is not None:
-        lib.ipcf_ring_arrive(c._rx._h, 0, 1, sender)
+        lib.ipcf_pipe_arrive(c._rx._h, 0, 1, sender)
     if c._tx is not None:
-        lib.ipcf_ring_arrive(c._tx._h, 1, 0, sender)
+        lib.ipcf_pipe_arrive(c._tx._h, 1, 0, sender)
     c._readable = rx is not None
     c._writable = tx is not None
     c._closed = False

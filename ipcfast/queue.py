@@ -95,7 +95,7 @@ class Queue:
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
         # in transit until the receiver attaches: the queue outlives our close meanwhile
-        lib.ipcf_queue_travel(self._h, N.TRANSIT_NS)
+        lib.ipcf_queue_depart(self._h, N.TRANSIT_NS)
         return (_attach, (type(self), self.name) + self._custom + (lib.ipcf_self_word(),))
 
     def __repr__(self) -> str:
@@ -260,7 +260,7 @@ class Queue:
 
 def _attach(cls, name, dumps=None, loads=None, sender=0):
     q = cls.attach(name, dumps=dumps, loads=loads)
-    lib.ipcf_queue_arrived(q._h, sender)
+    lib.ipcf_queue_arrive(q._h, sender)
     return q
 
 

@@ -103,7 +103,7 @@ class Ring:
 
     def __reduce__(self):
         # in transit until the receiver attaches: the ring outlives our close meanwhile
-        lib.ipcf_ring_travel(self._live(), N.TRANSIT_NS)
+        lib.ipcf_ring_depart(self._live(), N.TRANSIT_NS)
         return (_arrive, (self.name, lib.ipcf_self_word()))
 
     def __repr__(self) -> str:
@@ -314,7 +314,7 @@ class Ring:
 
 def _arrive(name: str, sender: int) -> Ring:
     ring = Ring.attach(name)
-    lib.ipcf_ring_arrived(ring._h, sender)
+    lib.ipcf_ring_arrive(ring._h, sender)
     return ring
 
 

@@ -1,9 +1,9 @@
 """The shared-memory layout seen through cffi must match the C layout.
 
-These mirror the _Static_asserts in csrc/segment.c: if the cdef that Python sees (built from
-csrc/ipcfast.h) ever drifts from what the C compiler lays out, or somebody edits a struct
-without updating the asserts, a process built from one and a process built from the other
-would silently disagree about where `head`, `tail` and the locks live.
+These mirror the _Static_asserts in csrc/layout.h: if the cdef that Python sees (built from
+csrc/layout.h for these tests) ever drifts from what the C compiler lays out, or somebody
+edits a struct without updating the asserts, a process built from one and a process built
+from the other would silently disagree about where `head`, `tail` and the locks live.
 """
 from __future__ import annotations
 
@@ -22,30 +22,34 @@ def test_segment_header_is_1024_bytes():
     assert ffi.sizeof("struct ipcf_seg_hdr") == 1024
 
 
-def test_ring_control_core_is_768_bytes():
-    """tail/head lines, the two events and the two side locks: 6 lines of 128 bytes, then the
-    pipe-end tables (see test_ring_pipe_end_tables_follow_the_core)."""
+def test_ring_control_block_is_768_bytes():
+    """tail/head lines, the two events and the two side locks: 6 lines of 128 bytes, and
+    nothing else (the pipe-end tables live in the pipe block, only in pipe rings)."""
     assert ffi.offsetof("struct ipcf_ring_ctl", "clock") + 128 == 768
-    assert ffi.sizeof("struct ipcf_ring_ctl") % 128 == 0
+    assert ffi.sizeof("struct ipcf_ring_ctl") == 768
+    assert ffi.sizeof("struct ipcf_ring_ctl") % lib.IPCF_CACHELINE == 0
 
 
-def test_ring_control_block_is_1280_bytes():
-    assert ffi.sizeof("struct ipcf_ring_ctl") == 1280
+def test_the_pipe_block_follows_the_ring_control_block_in_the_header_page():
+    assert lib.IPCF_PIPE_OFFSET == lib.IPCF_CTL_OFFSET + ffi.sizeof("struct ipcf_ring_ctl") == 1792
+    assert lib.IPCF_PIPE_OFFSET % lib.IPCF_CACHELINE == 0
+    assert lib.IPCF_PIPE_OFFSET + ffi.sizeof("struct ipcf_pipe_ctl") <= lib.IPCF_HDR_SIZE
 
 
 @pytest.mark.parametrize("field, offset", [
-    ("writers", 768),         # IPCF_F_PIPE: processes holding the sending end
-    ("readers", 896),         # ... the receiving end
-    ("pend_writers", 1024),   # ends in transit: (sender word, expiry) pairs
-    ("pend_readers", 1152),
+    ("writers", 0),           # processes holding the sending end
+    ("readers", 128),         # ... the receiving end
+    ("pend_writers", 256),    # ends in transit: (sender word, expiry) pairs
+    ("pend_readers", 384),
 ])
-def test_ring_pipe_end_tables_follow_the_core(field, offset):
-    assert ffi.offsetof("struct ipcf_ring_ctl", field) == offset
-    assert ffi.sizeof("struct ipcf_ring_ctl") >= offset + 16 * 8
+def test_pipe_block_tables(field, offset):
+    assert ffi.offsetof("struct ipcf_pipe_ctl", field) == offset
+    assert ffi.sizeof("struct ipcf_pipe_ctl") >= offset + lib.IPCF_PIPE_ENDS * 8
+    assert ffi.sizeof("struct ipcf_pipe_ctl") == 512
 
 
 _ASSERT = re.compile(
-    r"_Static_assert\(\s*(?:sizeof\(struct (\w+)\)|__builtin_offsetof\(struct (\w+),\s*(\w+)\))"
+    r"_Static_assert\(\s*(?:sizeof\(struct (\w+)\)|(?:__builtin_)?offsetof\(struct (\w+),\s*(\w+)\))"
     r"\s*==\s*(\d+)")
 
 
@@ -72,7 +76,7 @@ def test_every_static_assert_in_the_c_sources_holds_for_the_cffi_view():
         what = f"offsetof({struct}, {field})" if field else f"sizeof({struct})"
         assert got == value, f"{fname}: {what} is {got} in cffi, {value} in C"
         checked += 1
-    assert checked >= 12      # every == assert in segment.c and mailbox.c today
+    assert checked >= 22      # every == assert in layout.h today
 
 
 def test_queue_control_block_is_896_bytes():
@@ -165,7 +169,20 @@ def test_header_page_is_page_aligned_for_the_double_mapping():
 
 
 def test_layout_version_of_the_library_matches_the_header_constant():
-    assert lib.ipcf_layout_version() == lib.IPCF_LAYOUT_VERSION
+    assert lib.ipcf_layout_version() == lib.IPCF_LAYOUT_VERSION == 2
+
+
+def test_the_api_header_holds_no_shared_memory_layout():
+    """ipcfast.h is the public API (what Python modules use); every shared struct, its
+    constants and its asserts are in layout.h."""
+    api = (CSRC / "ipcfast.h").read_text() if CSRC.is_dir() else ""
+    for name in ("ipcf_seg_hdr", "ipcf_ring_ctl", "ipcf_pipe_ctl", "ipcf_queue_ctl",
+                 "ipcf_mbox_ctl", "ipcf_mbox_slot", "ipcf_event", "_Static_assert"):
+        assert name not in api, name
+
+
+def test_transit_time_is_exported_as_an_integer():
+    assert lib.IPCF_TRANSIT_NS == 60_000_000_000
 
 
 def test_magic_spells_ipcfast():

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import mmap
 import os
 import queue
 import random
 import signal
 import time
+import weakref
 from typing import Iterable, List, Optional
 
 import ipcfast
@@ -78,14 +80,30 @@ def wait_stopped(pid: int, timeout: float = 10.0) -> None:
 # ------------------------------------------------------------------ peeking at the segment
 
 def ctl(mb: Mailbox):
-    """The live control block of *mb* (reads go to shared memory)."""
-    return lib.ipcf_mbox_ctl(mb._h)
+    """A snapshot of *mb*'s counters (struct ipcf_mbox_stats: repairs, inflight,
+    receivers_waiting, high_water, ...), read without the lock."""
+    out = ffi.new("struct ipcf_mbox_stats *")
+    lib.ipcf_mbox_stats(mb._h, out)
+    return out
+
+
+_views: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _view(mb: Mailbox):
+    """*mb*'s whole segment, mapped here once per mailbox (live shared memory, laid out as
+    csrc/layout.h says: only tests read the layout)."""
+    have = _views.get(mb)
+    if have is None:
+        with open(f"/dev/shm/{mb.name}", "r+b") as f:
+            mm = mmap.mmap(f.fileno(), 0)
+        have = _views[mb] = (mm, ffi.from_buffer(mm))
+    return ffi.cast("char *", have[1])
 
 
 def slot(mb: Mailbox, i: int):
-    c = ctl(mb)
-    base = ffi.cast("char *", c) - lib.IPCF_CTL_OFFSET + lib.IPCF_HDR_SIZE
-    return ffi.cast("struct ipcf_mbox_slot *", base + i * c.stride)
+    at = lib.IPCF_HDR_SIZE + i * lib.ipcf_mbox_stride(mb.max_message)
+    return ffi.cast("struct ipcf_mbox_slot *", _view(mb) + at)
 
 
 def slot_states(mb: Mailbox) -> List[int]:
@@ -95,7 +113,8 @@ def slot_states(mb: Mailbox) -> List[int]:
 def lock_owner(mb: Mailbox) -> int:
     """Thread id holding the mailbox mutex, 0 if free (glibc: __lock is the owner's tid
     for a robust mutex, with the waiters bit on top)."""
-    return ffi.cast("int32_t *", ctl(mb).lock)[0] & 0x3FFFFFFF
+    at = lib.IPCF_CTL_OFFSET + ffi.offsetof("struct ipcf_mbox_ctl", "lock")
+    return ffi.cast("int32_t *", _view(mb) + at)[0] & 0x3FFFFFFF
 
 
 def stop_while(pid: int, condition, timeout: float = 20.0) -> bool:

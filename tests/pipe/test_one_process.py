@@ -11,6 +11,8 @@ import array
 import gc
 import os
 import pickle
+import subprocess
+import sys
 import threading
 import time
 from multiprocessing import BufferTooShort
@@ -599,3 +601,48 @@ def test_ipcfast_pipe_is_removed_when_its_last_holder_is_a_fork_child_exiting_wi
                 os.unlink(f"/dev/shm/{n}")
             except FileNotFoundError:
                 pass
+
+
+_PICKLED_THEN_CLOSED = r"""
+import os, pickle, time
+import ipcfast
+r, w = ipcfast.Pipe(duplex=False)
+path = "/dev/shm/" + r._rx.name
+print(path, flush=True)
+pickle.dumps(w)              # as for a child that is never started, or dies before taking it
+w.close()
+start = time.monotonic()
+try:
+    r.recv()
+    outcome = "recv-returned"
+except EOFError:
+    outcome = "EOFError"
+took = time.monotonic() - start
+r.close()
+print(outcome, took, os.path.exists(path))
+"""
+
+
+@pytest.mark.timeout(60)
+def test_ipcfast_end_pickled_and_closed_with_no_child_to_take_it_gives_eof_at_once():
+    """Regression: a process that pickles its only writing end and closes it, with no child
+    that could take the end, used to leave the reader waiting out the whole transit time
+    (60 s) before EOFError, and the ring in /dev/shm after the reader closed. The end in
+    transit counts like a segment handle in transit: only while its sender has a live
+    descendant. (In a fresh interpreter: a child of the test process, such as a forkserver
+    left by another test, could take the end, and would then rightly keep it open.)"""
+    child = subprocess.Popen([sys.executable, "-c", _PICKLED_THEN_CLOSED],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = child.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        out, err = child.communicate()
+    lines = out.split("\n")
+    if lines[0] and os.path.exists(lines[0]):
+        os.unlink(lines[0])          # the ring of a child that failed: do not leak it
+    assert child.returncode == 0, f"no EOFError within 20 s: {err}"
+    outcome, took, left = lines[1].split()
+    assert outcome == "EOFError"
+    assert float(took) < 2.0, f"EOFError only after {float(took):.1f} s"
+    assert left == "False", "the ring was left in /dev/shm after the reader closed"

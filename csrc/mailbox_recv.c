@@ -1,0 +1,147 @@
+/* mailbox_recv.c - receiving from a mailbox, and the exclusive receive right. */
+#define _GNU_SOURCE
+#include <string.h>
+
+#include "mailbox.h"
+#include "peers.h"
+
+/* Lock held. Claim or check the exclusive right: 0 ours, IPCF_EBUSY someone else's. */
+static int take_right(struct ipcf_mbox *m, uint64_t me_id)
+{
+    struct ipcf_mbox_ctl *c = m->ctl;
+    if (c->policy != IPCF_POLICY_EXCLUSIVE)
+        return 0;
+    uint64_t me = ipcf_self_word();
+    if (c->holder == me)
+        return 0;
+    if (c->holder && ipcf_word_alive(c->holder))
+        return IPCF_EBUSY;
+    c->holder_id = me_id;
+    /* release: receivers waiting for the right read holder without the lock */
+    ipcf_store_release(&c->holder, me);       /* a dead holder's right passes on here */
+    return 0;
+}
+
+/* Lock held: the first READY slot (in delivery order) addressed to `me` or to anyone, of
+ * type `type` when has_type; -1 when none. */
+static int64_t find(struct ipcf_mbox *m, uint64_t me, int has_type, int32_t type)
+{
+    for (uint32_t at = m->ctl->ready_head; at; at = ipcf_mbox_slot_at(m, at - 1)->next) {
+        struct ipcf_mbox_slot *s = ipcf_mbox_slot_at(m, at - 1);
+        if ((s->to == 0 || s->to == me) && (!has_type || s->type == type))
+            return at - 1;
+    }
+    return -1;
+}
+
+/* Lock held: the slot has been read; hand it to its sender or free it. */
+static void finish_take(struct ipcf_mbox *m, uint32_t i, uint64_t me, struct ipcf_msg_info *out)
+{
+    struct ipcf_mbox_ctl *c = m->ctl;
+    struct ipcf_mbox_slot *s = ipcf_mbox_slot_at(m, i);
+    s->receiver = me;
+    s->receiver_pid = (int32_t)(ipcf_self_word() & 0xffffffffu);   /* cached: no syscall */
+    s->received_at = ipcf_now_ns();
+    out->type = s->type;
+    out->priority = s->priority;
+    out->sender = s->sender;
+    out->to = s->to;
+    out->seq = s->seq;
+    out->length = s->length;
+    out->sent_at = s->sent_at;
+    ipcf_mbox_fill_receipt(s, out);
+    ipcf_sub_relaxed(&c->bytes_held, s->length);
+    ipcf_add_relaxed(&c->taken, 1);
+    if (s->flags & IPCF_MSG_RECEIPT)
+        /* release: the receipt fields above are visible to a sender that sees TAKEN */
+        ipcf_store_release(&s->state, IPCF_SLOT_TAKEN);   /* its sender frees it */
+    else
+        ipcf_mbox_slot_release(m, i);
+}
+
+/* Lock held (and released): copy the body of READY slot i into buf and take it. */
+static int64_t take(struct ipcf_mbox *m, uint32_t i, char *buf, uint64_t me,
+                    struct ipcf_msg_info *out)
+{
+    struct ipcf_mbox_ctl *c = m->ctl;
+    struct ipcf_mbox_slot *s = ipcf_mbox_slot_at(m, i);
+    ipcf_mbox_ready_remove(m, i);
+    uint64_t len = s->length;
+    if (len <= IPCF_MB_SMALL) {
+        memcpy(buf, ipcf_mbox_body(s), len);
+    } else {
+        s->owner = ipcf_self_word();
+        ipcf_store_release(&s->state, IPCF_SLOT_READING);
+        ipcf_add_relaxed(&c->inflight, 1);
+        ipcf_mbox_unlock(m);
+        memcpy(buf, ipcf_mbox_body(s), len);  /* outside the lock; the slot is ours */
+        ipcf_mbox_lock(m, NULL);
+        ipcf_sub_relaxed(&c->inflight, 1);    /* (a repair counted ours: we are alive) */
+    }
+    int receipt = s->flags & IPCF_MSG_RECEIPT;
+    finish_take(m, i, me, out);
+    ipcf_mbox_unlock(m);
+    ipcf_event_wake(receipt ? &c->receipt : &c->space);
+    return (int64_t)len;
+}
+
+int64_t ipcf_mbox_recv(ipcf_mbox *m, char *buf, uint64_t cap, uint64_t me, int has_type,
+                       int32_t type, int wait_right, int64_t timeout_ns, struct ipcf_msg_info *out)
+{
+    struct ipcf_mbox_ctl *c = m->ctl;
+    if (ipcf_mbox_is_closing(m))
+        return IPCF_ECLOSED;
+    struct ipcf_timeout tmo = ipcf_timeout_of(timeout_ns);
+    for (;;) {
+        int rc = ipcf_mbox_lock(m, &tmo);
+        if (rc < 0)
+            return rc == IPCF_ETIMEOUT ? IPCF_EEMPTY : rc;
+        rc = take_right(m, me);
+        int64_t i = rc ? -1 : find(m, me, has_type, type);
+        if (i >= 0) {
+            struct ipcf_mbox_slot *s = ipcf_mbox_slot_at(m, (uint32_t)i);
+            if (s->length > cap) {
+                out->length = s->length;
+                ipcf_mbox_unlock(m);
+                return IPCF_EBUFSMALL;
+            }
+            return take(m, (uint32_t)i, buf, me, out);
+        }
+        if (rc == IPCF_EBUSY && !wait_right) {
+            ipcf_mbox_unlock(m);
+            return IPCF_EBUSY;
+        }
+        uint64_t seen = c->published;
+        ipcf_mbox_unlock(m);
+        ipcf_fetch_add(&c->receivers_waiting, 1);    /* a rendezvous sender looks at it */
+        rc = ipcf_mbox_wait_moved(m, &c->data, &c->published, seen, rc == IPCF_EBUSY, &tmo,
+                                  IPCF_EEMPTY);
+        ipcf_fetch_sub(&c->receivers_waiting, 1);
+        if (rc == IPCF_EEMPTY && ipcf_load_relaxed(&c->inflight) && ipcf_mbox_lock(m, NULL) >= 0) {
+            /* nothing came: a reader that died mid-copy may be sitting on a message */
+            if (c->inflight)
+                ipcf_mbox_repair(m);
+            ipcf_mbox_unlock(m);
+        }
+        if (rc)
+            return rc;
+    }
+}
+
+int ipcf_mbox_release(ipcf_mbox *m)
+{
+    struct ipcf_mbox_ctl *c = m->ctl;
+    if (c->policy != IPCF_POLICY_EXCLUSIVE)
+        return 0;
+    if (ipcf_mbox_lock(m, NULL) < 0)
+        return IPCF_ESTATE;
+    int had = c->holder == ipcf_self_word();
+    if (had) {
+        c->holder_id = 0;
+        ipcf_store_release(&c->holder, 0);
+    }
+    ipcf_mbox_unlock(m);
+    if (had)
+        ipcf_event_wake(&c->data);
+    return had;
+}

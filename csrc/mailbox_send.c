@@ -1,0 +1,180 @@
+/* mailbox_send.c - posting to a mailbox, collecting receipts, withdrawing a post. */
+#define _GNU_SOURCE
+#include <string.h>
+
+#include "mailbox.h"
+#include "peers.h"
+
+static int has_room(struct ipcf_mbox_ctl *c, uint64_t len)
+{
+    if (c->capacity == IPCF_MB_UNBOUNDED || c->capacity == 0)
+        return 1;
+    return c->bytes_held + len <= c->capacity;
+}
+
+/* Lock held: make slot i READY, in delivery order. */
+static void publish(struct ipcf_mbox *m, uint32_t i)
+{
+    struct ipcf_mbox_ctl *c = m->ctl;
+    struct ipcf_mbox_slot *s = ipcf_mbox_slot_at(m, i);
+    /* seq and state: a sender awaiting this slot's receipt reads them without the lock */
+    ipcf_store_relaxed(&s->seq, c->next_seq++);
+    ipcf_store_release(&s->state, IPCF_SLOT_READY);
+    ipcf_mbox_ready_insert(m, i);
+    ipcf_mbox_bump(&c->published);          /* receivers waiting for a message watch it */
+}
+
+/* Lock held: a free slot with room for len more bytes, repairing once if dead processes
+ * may be holding slots or room; -1 when there is none. */
+static int64_t take_slot(struct ipcf_mbox *m, uint64_t len, int *repaired)
+{
+    struct ipcf_mbox_ctl *c = m->ctl;
+    int64_t i = has_room(c, len) ? ipcf_mbox_slot_alloc(m) : -1;
+    if (i < 0 && !*repaired && (c->high_water == c->nslots || c->inflight)) {
+        ipcf_mbox_repair(m);
+        *repaired = 1;
+        i = has_room(c, len) ? ipcf_mbox_slot_alloc(m) : -1;
+    }
+    return i;
+}
+
+int ipcf_mbox_post(ipcf_mbox *m, const char *buf, uint64_t len, int32_t type, int32_t priority,
+                   uint64_t sender, uint64_t to, uint32_t flags, int64_t timeout_ns,
+                   struct ipcf_msg_info *out)
+{
+    struct ipcf_mbox_ctl *c = m->ctl;
+    if (ipcf_mbox_is_closing(m))
+        return IPCF_ECLOSED;
+    if (len > c->max_message || (c->capacity && c->capacity != IPCF_MB_UNBOUNDED && len > c->capacity))
+        return IPCF_ETOOBIG;
+    if (c->capacity == 0) {
+        flags |= IPCF_MSG_RECEIPT;        /* rendezvous: the sender always waits for pickup */
+        if (timeout_ns == 0 && ipcf_load_acquire(&c->receivers_waiting) == 0)
+            return IPCF_EFULL;
+    }
+    struct ipcf_timeout tmo = ipcf_timeout_of(timeout_ns);
+    int64_t i;
+    for (int repaired = 0;;) {
+        int rc = ipcf_mbox_lock(m, &tmo);
+        if (rc < 0)
+            return rc == IPCF_ETIMEOUT ? IPCF_EFULL : rc;
+        if ((i = take_slot(m, len, &repaired)) >= 0)
+            break;
+        uint64_t seen = c->freed;
+        ipcf_mbox_unlock(m);
+        if ((rc = ipcf_mbox_wait_moved(m, &c->space, &c->freed, seen, 0, &tmo, IPCF_EFULL)) != 0)
+            return rc;
+    }
+    struct ipcf_mbox_slot *s = ipcf_mbox_slot_at(m, (uint32_t)i);
+    uint64_t me = ipcf_self_word();
+    s->flags = flags;
+    s->length = (uint32_t)len;
+    s->type = type;
+    s->priority = priority;
+    s->sender = sender;
+    s->to = to;
+    s->sent_at = ipcf_now_ns();
+    s->owner = me;
+    s->waiter = (flags & IPCF_MSG_RECEIPT) ? me : 0;
+    s->receiver = 0;
+    s->receiver_pid = 0;
+    ipcf_add_relaxed(&c->bytes_held, len);
+    if (len <= IPCF_MB_SMALL) {
+        memcpy(ipcf_mbox_body(s), buf, len);
+    } else {
+        ipcf_store_release(&s->state, IPCF_SLOT_WRITING);
+        ipcf_add_relaxed(&c->inflight, 1);
+        ipcf_mbox_unlock(m);
+        memcpy(ipcf_mbox_body(s), buf, len);     /* outside the lock; the slot is ours */
+        ipcf_mbox_lock(m, NULL);
+        if (s->state == IPCF_SLOT_WRITING && s->owner == me)   /* (a repair recounts) */
+            ipcf_sub_relaxed(&c->inflight, 1);
+    }
+    publish(m, (uint32_t)i);
+    out->slot = (uint32_t)i;
+    out->seq = s->seq;
+    ipcf_mbox_unlock(m);
+    ipcf_event_wake(&c->data);
+    return 0;
+}
+
+/* Lock held: collect the receipt of our slot if it is there. 1 collected, 0 not yet,
+ * IPCF_EPEERDEAD if its receiver died reading it. Frees the slot in both final cases. */
+static int collect(struct ipcf_mbox *m, uint32_t i, uint64_t seq, struct ipcf_msg_info *out)
+{
+    struct ipcf_mbox_slot *s = ipcf_mbox_slot_at(m, i);
+    if (s->seq != seq)
+        return IPCF_ESTATE;
+    if (s->state == IPCF_SLOT_READING && !ipcf_word_alive(s->owner)) {
+        ipcf_sub_relaxed(&m->ctl->bytes_held, s->length);
+        ipcf_store_release(&s->state, IPCF_SLOT_LOST);
+    }
+    if (s->state == IPCF_SLOT_TAKEN) {
+        ipcf_mbox_fill_receipt(s, out);
+        ipcf_mbox_slot_release(m, i);
+        return 1;
+    }
+    if (s->state == IPCF_SLOT_LOST) {
+        ipcf_mbox_slot_release(m, i);
+        return IPCF_EPEERDEAD;
+    }
+    return 0;
+}
+
+struct receipt_arg { struct ipcf_mbox_slot *s; uint64_t seq; };
+
+static int receipt_ready(void *p)
+{
+    struct receipt_arg *a = p;
+    /* acquire: pairs with the release of TAKEN/LOST (finish_take, collect, repair) */
+    uint32_t st = ipcf_load_acquire(&a->s->state);
+    return ipcf_load_relaxed(&a->s->seq) != a->seq || st == IPCF_SLOT_TAKEN || st == IPCF_SLOT_LOST;
+}
+
+int ipcf_mbox_await(ipcf_mbox *m, uint32_t slot, uint64_t seq, int64_t timeout_ns,
+                    struct ipcf_msg_info *out)
+{
+    if (slot >= m->ctl->nslots)
+        return IPCF_EBADARG;
+    struct receipt_arg a = {ipcf_mbox_slot_at(m, slot), seq};
+    int rc = ipcf_wait(&m->ctl->receipt, receipt_ready, &a, timeout_ns, NULL);
+    if (rc < 0 && rc != IPCF_ETIMEOUT)
+        return rc;
+    if (ipcf_mbox_lock(m, NULL) < 0)
+        return IPCF_ESTATE;
+    /* after a timed-out slice, also notice a reader that died holding our message */
+    rc = collect(m, slot, seq, out);
+    ipcf_mbox_unlock(m);
+    if (rc == 1) {
+        ipcf_event_wake(&m->ctl->space);
+        return 0;
+    }
+    if (rc == IPCF_EPEERDEAD)
+        ipcf_event_wake(&m->ctl->space);
+    return rc == 0 ? IPCF_ETIMEOUT : rc;
+}
+
+int ipcf_mbox_withdraw(ipcf_mbox *m, uint32_t slot, uint64_t seq, struct ipcf_msg_info *out)
+{
+    if (slot >= m->ctl->nslots)
+        return IPCF_EBADARG;
+    struct ipcf_mbox_slot *s = ipcf_mbox_slot_at(m, slot);
+    for (;;) {
+        if (ipcf_mbox_lock(m, NULL) < 0)
+            return IPCF_ESTATE;
+        int rc = collect(m, slot, seq, out);
+        if (rc == 0 && s->state == IPCF_SLOT_READY) {
+            ipcf_mbox_ready_remove(m, slot);          /* nobody took it: it never happened */
+            ipcf_sub_relaxed(&m->ctl->bytes_held, s->length);
+            ipcf_mbox_slot_release(m, slot);
+        } else if (rc == 0) {                 /* being read right now: wait for the outcome */
+            ipcf_mbox_unlock(m);
+            struct receipt_arg a = {s, seq};
+            ipcf_wait(&m->ctl->receipt, receipt_ready, &a, 10000000, NULL);
+            continue;
+        }
+        ipcf_mbox_unlock(m);
+        ipcf_event_wake(&m->ctl->space);
+        return rc;
+    }
+}
