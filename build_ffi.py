@@ -5,6 +5,7 @@ layout, there only so tests can check it with ffi.sizeof/offsetof), minus what c
 read: preprocessor lines other than integer #defines, and _Static_asserts. The headers the C
 code compiles against are the ones Python sees.
 """
+import os
 import pathlib
 import re
 
@@ -35,6 +36,26 @@ def _cdef() -> str:
     return "\n".join(lines)
 
 
+def _sanitize() -> tuple:
+    """(compile, link) flags for IPCFAST_SANITIZE=address,undefined or =thread (an
+    instrumented build for CI; see .ci/sanitize). Empty when it is unset."""
+    kinds = [k.strip() for k in os.environ.get("IPCFAST_SANITIZE", "").split(",") if k.strip()]
+    if not kinds:
+        return [], []
+    bad = set(kinds) - {"address", "undefined", "thread"}
+    if bad or ("thread" in kinds and len(kinds) > 1):
+        raise SystemExit(f"IPCFAST_SANITIZE={os.environ['IPCFAST_SANITIZE']!r}: use "
+                         "'address', 'undefined', 'address,undefined' or 'thread'")
+    flags = [f"-fsanitize={','.join(kinds)}", "-fno-omit-frame-pointer", "-g"]
+    if "undefined" in kinds:
+        flags.append("-fno-sanitize-recover=undefined")     # a finding fails the run
+    if "thread" in kinds:
+        flags.append("-DIPCF_TSAN=1")   # lock.h: a lock call TSan intercepts (see there)
+    return flags, flags
+
+
+_SAN_CFLAGS, _SAN_LDFLAGS = _sanitize()
+
 ffibuilder = FFI()
 ffibuilder.cdef(_cdef())
 ffibuilder.set_source(
@@ -44,7 +65,8 @@ ffibuilder.set_source(
     include_dirs=[str(CSRC.relative_to(HERE))],
     define_macros=[("IPCF_PKG_VERSION", _version())],
     extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter",
-                        "-Werror=implicit-function-declaration"],
+                        "-Werror=implicit-function-declaration"] + _SAN_CFLAGS,
+    extra_link_args=_SAN_LDFLAGS,
     libraries=["rt", "pthread"],
 )
 
