@@ -2,8 +2,8 @@
 from queue import Empty, Full
 
 from ._version import __version__
-from ._native import IncompatibleSegmentError, IpcfastError
-from .mailbox import Mailbox, Message, Receipt, ReceiverBusyError, ReceiverDiedError, receiver_id
+from ._native import IncompatibleSegmentError, IpcfastError, ReceiverBusyError, ReceiverDiedError
+from .mailbox import Mailbox, Message, Receipt, receiver_id
 from .pipe import Connection, Pipe
 from .queue import JoinableQueue, Queue, SimpleQueue
 from .ring import Ring

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import os
 import queue as _queue
-import multiprocessing.util as _mp_util
 import re
 import secrets
 import time
-import weakref
 from typing import Callable, Optional
 
 from ._version import __version__
@@ -42,6 +40,14 @@ class IncompatibleSegmentError(IpcfastError, ValueError):
     """The named segment exists but is not an ipcfast segment of the expected kind/version."""
 
 
+class ReceiverBusyError(IpcfastError):
+    """An exclusive mailbox's right to receive is held by another live process."""
+
+
+class ReceiverDiedError(IpcfastError):
+    """The receiver that took a message died before finishing; it was not delivered."""
+
+
 # C result codes, mirrored for the wrappers.
 EEMPTY = lib.IPCF_EEMPTY
 EFULL = lib.IPCF_EFULL
@@ -49,6 +55,7 @@ EINTR = lib.IPCF_EINTR
 ETIMEOUT = lib.IPCF_ETIMEOUT
 ETOOBIG = lib.IPCF_ETOOBIG
 EBUFSMALL = lib.IPCF_EBUFSMALL
+ECLOSED = lib.IPCF_ECLOSED
 
 #: longest single wait inside C before control returns to Python to run signal handlers
 SLICE_NS = 100_000_000
@@ -69,6 +76,8 @@ _MESSAGES = {
     lib.IPCF_ESTATE: "call out of order",
     lib.IPCF_ENOTREADY: "is still being initialised by its creator",
     lib.IPCF_EJOIN: "task_done() called too many times",
+    lib.IPCF_EBUSY: "is exclusive and another process holds the right to receive",
+    lib.IPCF_EPEERDEAD: "the receiver died before finishing with the message; it was not delivered",
 }
 
 _INCOMPATIBLE = (lib.IPCF_EBADMAGIC, lib.IPCF_EVERSION, lib.IPCF_EKIND, lib.IPCF_ETRUNCATED,
@@ -84,11 +93,15 @@ def error(rc: int, what: str = "", name: Optional[str] = None) -> BaseException:
         return _queue.Full()
     if rc in _INCOMPATIBLE:
         return IncompatibleSegmentError(f"{subject} {_MESSAGES[rc]}".strip())
-    if rc == lib.IPCF_ECLOSED:
+    if rc == ECLOSED:
         return ValueError(f"{subject} is closed".strip())
     if rc in (lib.IPCF_EBADNAME, lib.IPCF_EBADARG, lib.IPCF_ETOOBIG, lib.IPCF_EJOIN):
         return ValueError(f"{subject} {_MESSAGES[rc]}".strip() if rc == lib.IPCF_EBADNAME
                           else _MESSAGES[rc])
+    if rc == lib.IPCF_EBUSY:
+        return ReceiverBusyError(f"{subject} {_MESSAGES[rc]}".strip())
+    if rc == lib.IPCF_EPEERDEAD:
+        return ReceiverDiedError(f"{subject}: {_MESSAGES[rc]}")
     if rc in _MESSAGES:
         return IpcfastError(f"{subject}: {_MESSAGES[rc]}")
     if -200 < rc < 0:
@@ -173,50 +186,12 @@ def as_buffer(data) -> tuple:
 new_raw = ffi.new_allocator(should_clear_after_alloc=False)
 
 
-TRANSIT_NS = 60_000_000_000    # a pickled handle keeps its segment alive this long unattached
-
-
-class HandleTable:
-    """Live native handles of one kind, and what they need around fork().
-
-    Before fork the parent marks each handle in transit; the child registers as a peer and
-    clears the mark, so the parent may close at once without the segment going away under the
-    child. multiprocessing's fork children end with os._exit, which skips the garbage
-    collection that would close their handles, so each handle also registers (through
-    multiprocessing's after-fork hooks, which run after its finalizer registry is reset) a
-    close among the child's exit finalizers: a child that is a segment's last user removes it.
-    """
-
-    def __init__(self, before_fork: Callable, after_fork: Callable, close: Callable) -> None:
-        self._objs: "weakref.WeakSet" = weakref.WeakSet()
-        self._before_fork = before_fork
-        self._after_fork = after_fork
-        self._close = close
-        os.register_at_fork(before=self._parent, after_in_child=self._child)
-
-    def add(self, obj) -> None:
-        self._objs.add(obj)
-        _mp_util.register_after_fork(obj, self._close_at_exit)
-
-    def _close_at_exit(self, obj) -> None:
-        h = getattr(obj, "_h", None)
-        if h is not None:
-            _mp_util.Finalize(obj, self._close, args=(h,), exitpriority=10)
-
-    def _each(self, fn: Callable) -> None:
-        for obj in list(self._objs):
-            h = getattr(obj, "_h", None)
-            if h is not None:
-                fn(h)
-
-    def _parent(self) -> None:
-        self._each(self._before_fork)
-
-    def _child(self) -> None:
-        self._each(self._after_fork)
+#: a pickled handle (or pipe end) keeps its segment alive this long unattached (the one
+#: definition in Python; read at each pickling, so a test may lower it)
+TRANSIT_NS = lib.IPCF_TRANSIT_NS
 
 
 __all__ = ["ffi", "lib", "check", "error", "IpcfastError", "IncompatibleSegmentError",
-           "call_blocking", "first_slice", "new_name", "as_buffer", "new_raw", "HandleTable",
-           "TRANSIT_NS", "encode_name",
-]
+           "ReceiverBusyError", "ReceiverDiedError",
+           "call_blocking", "first_slice", "new_name", "as_buffer", "new_raw", "TRANSIT_NS",
+           "encode_name"]

@@ -10,15 +10,15 @@ import os
 import queue as _queue
 import struct
 import time
-import weakref
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Tuple, Union
 
 from . import _native as N
 from . import _pickle
-from ._native import IpcfastError, ffi, lib
+from ._handle import SCRATCH as _SCRATCH, Handle, Kind, new_scratch as _new_scratch
+from ._native import ffi, lib
+from ._native import ReceiverBusyError, ReceiverDiedError  # noqa: F401 (raised by check; named here too)
+from ._units import fmt_size
 
-_SCRATCH = 64 * 1024
-_INT32 = (-(1 << 31), (1 << 31) - 1)
 _unpack = ffi.unpack
 _SLICE = N.SLICE_NS
 _post = lib.ipcf_mbox_post
@@ -33,14 +33,6 @@ assert _INFO.size == ffi.sizeof("struct ipcf_msg_info")
 
 _pid = [os.getpid()]          # os.getpid() is a syscall: cache it, refresh in forked children
 os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
-
-
-class ReceiverBusyError(IpcfastError):
-    """An exclusive mailbox's right to receive is held by another live process."""
-
-
-class ReceiverDiedError(IpcfastError):
-    """The receiver that took a message died before finishing; it was not delivered."""
 
 
 def receiver_id(ident: Union[int, str]) -> int:
@@ -96,7 +88,7 @@ class Receipt:
         return f"Receipt(seq={self.seq}, receiver={self.receiver}, receiver_pid={self.receiver_pid})"
 
 
-class Mailbox:
+class Mailbox(Handle):
     """A named mailbox (port) in shared memory, shared by any number of senders and
     receivers, related or not.
 
@@ -114,7 +106,17 @@ class Mailbox:
       is hashed to a stable id, see :func:`receiver_id`).
     """
 
-    _handles = N.HandleTable(lib.ipcf_mbox_before_fork, lib.ipcf_mbox_after_fork, lib.ipcf_mbox_close)
+    _kind = Kind(
+        out_type="ipcf_mbox **",
+        create=lib.ipcf_mbox_create,
+        attach=lib.ipcf_mbox_attach,
+        close=lib.ipcf_mbox_close,
+        free=lib.ipcf_mbox_free,
+        before_fork=lib.ipcf_mbox_before_fork,
+        after_fork=lib.ipcf_mbox_after_fork,
+        depart=lib.ipcf_mbox_depart,
+        arrive=lib.ipcf_mbox_arrive,
+    )
 
     def __init__(self, name: Optional[str] = None, *, capacity: Optional[int] = 1 << 20,
                  max_message: int = 64 * 1024, max_messages: Optional[int] = None,
@@ -141,11 +143,8 @@ class Mailbox:
             if isinstance(max_messages, bool) or not isinstance(max_messages, int) or not 0 < max_messages < 1 << 31:
                 raise ValueError(f"max_messages must be a positive int, not {max_messages!r}")
             slots = max_messages
-        name = N.new_name("mb") if name is None else name
-        out = ffi.new("ipcf_mbox **")
-        N.check(lib.ipcf_mbox_create(N.encode_name(name, "Mailbox"), cap, max_message, slots, _POLICIES[policy], out),
-                "Mailbox", name)
-        self._setup(out[0], name, id, dumps, loads)
+        self._open(N.new_name("mb") if name is None else name,
+                   (cap, max_message, slots, _POLICIES[policy]), ident=id, dumps=dumps, loads=loads)
 
     @classmethod
     def create(cls, name: Optional[str] = None, **kwargs: Any) -> "Mailbox":
@@ -156,75 +155,35 @@ class Mailbox:
     def open(cls, name: str, *, id: Union[int, str, None] = None,
              dumps: Optional[Callable] = None, loads: Optional[Callable] = None) -> "Mailbox":
         """Open the existing mailbox *name* from any process."""
-        self = cls.__new__(cls)
-        out = ffi.new("ipcf_mbox **")
-        N.check(lib.ipcf_mbox_attach(N.encode_name(name, "Mailbox"), out), "Mailbox", name)
-        self._setup(out[0], name, id, dumps, loads)
-        return self
+        return cls._attach(name, ident=id, dumps=dumps, loads=loads)
 
-    def _setup(self, h, name: str, ident, dumps, loads) -> None:
-        self._h = h
-        weakref.finalize(self, lib.ipcf_mbox_free, h)    # memory goes when no thread can use it
-        self.name = name
-        self._explicit_id = ident
+    def _setup(self, ident: Union[int, str, None] = None, dumps: Optional[Callable] = None,
+               loads: Optional[Callable] = None) -> None:
         self._id = receiver_id(ident) if ident is not None else None
-        cap = lib.ipcf_mbox_capacity(h)
-        self.capacity: Optional[int] = None if cap == lib.IPCF_MB_UNBOUNDED else cap
-        self.max_message = lib.ipcf_mbox_max_message(h)
-        self.max_messages = lib.ipcf_mbox_max_messages(h)
-        self.policy = "exclusive" if lib.ipcf_mbox_policy(h) == lib.IPCF_POLICY_EXCLUSIVE else "shared"
-        self._custom = (dumps, loads)
+        capacity = lib.ipcf_mbox_capacity(self._h)
+        self.capacity: Optional[int] = None if capacity == lib.IPCF_MB_UNBOUNDED else capacity
+        self.max_message = lib.ipcf_mbox_max_message(self._h)
+        self.max_messages = lib.ipcf_mbox_max_messages(self._h)
+        self.policy = "exclusive" if lib.ipcf_mbox_policy(self._h) == lib.IPCF_POLICY_EXCLUSIVE else "shared"
         self._dumps = dumps or _pickle.dumps
         self._loads = loads or _pickle.loads
-        self._buf = None
         self._post_info = ffi.new("struct ipcf_msg_info *")   # written by C, never read
         self._rendezvous = self.capacity == 0
-        self._info = None
-        self._handles.add(self)
+        self._info = None          # recv's header scratch: taken and given back like _scratch
 
     @property
     def id(self) -> int:
         """This handle's id as sender and receiver (the current pid unless one was given)."""
         return self._id if self._id is not None else _pid[0]
 
-    # ---- lifetime ----
-    def _closed_error(self) -> ValueError:
-        return ValueError(f"Mailbox {self.name!r} is closed")
-
-    def _live(self):
-        h = self._h
-        if h is None:
-            raise self._closed_error()
-        return h
-
-    def close(self) -> None:
-        """Detach (and give up the exclusive right if held). The last process to close a
-        mailbox removes it. Idempotent."""
-        h, self._h = getattr(self, "_h", None), None
-        if h is not None:
-            lib.ipcf_mbox_close(h)
-
+    # ---- lifetime (close, closed, context manager, pickling: Handle) ----
     def unlink(self) -> None:
         """Remove the mailbox's name now; processes that have it open keep using it."""
-        rc = lib.ipcf_seg_unlink(self.name.encode())
-        if rc != -2:     # ENOENT: already gone
-            N.check(rc, "Mailbox", self.name)
+        self._unlink()
 
-    def __enter__(self) -> "Mailbox":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __reduce__(self):
-        # in transit until the receiver opens it: the mailbox outlives our close meanwhile
-        lib.ipcf_mbox_depart(self._live(), N.TRANSIT_NS)
-        return (_open, (self.name, self._explicit_id) + self._custom + (lib.ipcf_self_word(),))
-
-    def __repr__(self) -> str:
-        cap = "unbounded" if self.capacity is None else ("rendezvous" if self.capacity == 0
-                                                         else f"capacity={self.capacity}")
-        return f"<ipcfast.Mailbox {self.name!r} {self.policy} {cap}{' closed' if self._h is None else ''}>"
+    def _describe(self) -> Tuple[str, ...]:
+        return (self.policy, "unbounded" if self.capacity is None else
+                ("rendezvous" if self.capacity == 0 else f"capacity={self.capacity}"))
 
     def __len__(self) -> int:
         """Messages waiting to be received now."""
@@ -255,7 +214,7 @@ class Mailbox:
 
     def _send(self, data, type: int, priority: int, to, block: bool, timeout: Optional[float],
               wait: Optional[str]) -> Optional[Receipt]:
-        h = self._h
+        h = self._h                       # the closed check (Handle._live), inline
         if h is None:
             raise self._closed_error()
         if wait is not None and wait != "received":
@@ -266,8 +225,8 @@ class Mailbox:
         else:
             payload, n = N.as_buffer(data)
         if n > self.max_message:
-            raise ValueError(f"message of {n} bytes exceeds this mailbox's maximum message of "
-                             f"{self.max_message} bytes")
+            raise ValueError(f"message of {fmt_size(n, 'bytes')} exceeds this mailbox's maximum "
+                             f"message of {fmt_size(self.max_message, 'bytes')}")
         flags = _RECEIPT if wait else 0
         receipted = flags or self._rendezvous
         info = ffi.new("struct ipcf_msg_info *") if receipted else self._post_info
@@ -283,7 +242,7 @@ class Mailbox:
             rc = N.call_blocking(lambda t: _post(h, payload, n, type, priority, me, dest,
                                                  flags, t, info), block, timeout, N.EFULL, start)
         if rc:
-            N.check(rc, "Mailbox", self.name)
+            self._check(rc)
         if not receipted:
             return None
         return self._await(h, info, block, timeout, start)
@@ -303,10 +262,7 @@ class Mailbox:
             if rc == 0:
                 raise _queue.Full("no receiver took the message in time; it was withdrawn")
             rc = 0 if rc == 1 else rc
-        if rc == lib.IPCF_EPEERDEAD:
-            raise ReceiverDiedError(f"the receiver of message {seq} died before finishing; "
-                                    "it was not delivered")
-        N.check(rc, "Mailbox", self.name)
+        self._check(rc)                 # IPCF_EPEERDEAD: ReceiverDiedError
         return Receipt(info)
 
     # ---- receive ----
@@ -328,7 +284,7 @@ class Mailbox:
 
     def _recv(self, block: bool, timeout: Optional[float], type: Optional[int],
               if_busy: str) -> Message:
-        h = self._h
+        h = self._h                       # the closed check (Handle._live), inline
         if h is None:
             raise self._closed_error()
         if if_busy != "error" and if_busy != "wait":
@@ -336,10 +292,11 @@ class Mailbox:
         has_type = type is not None
         wait_right = if_busy == "wait"
         me = self._id or _pid[0]
-        # per-handle scratch: a thread racing us finds None and allocates its own
-        buf, self._buf = self._buf, None
+        # the scratch buffer and header (Handle._take_scratch, inline): a thread racing us
+        # finds None and allocates its own; both go back only once the message is copied out
+        buf, self._scratch = self._scratch, None
         if buf is None:
-            buf = N.new_raw("char[]", _SCRATCH)
+            buf = _new_scratch()
         pair, self._info = self._info, None
         if pair is None:
             raw = bytearray(_INFO.size)
@@ -349,43 +306,38 @@ class Mailbox:
                       _SLICE if block and timeout is None else N.first_slice(block, timeout),
                       pair[1])
         except (OverflowError, TypeError):
-            self._buf = buf
+            self._scratch, self._info = buf, pair
             raise ValueError(f"type must be a 32-bit int, not {type!r}") from None
         if n >= 0:
             m = _message(_unpack(buf, n), pair[1])
-            self._buf, self._info = buf, pair
+            self._scratch, self._info = buf, pair
             return m
-        return self._recv_slow(n, h, buf, me, has_type, type, wait_right, block, timeout, pair[1])
+        return self._recv_slow(n, h, buf, me, has_type, type, wait_right, block, timeout, pair)
 
-    def _recv_slow(self, n: int, h, buf, me: int, has_type: bool, mtype: Optional[int],
-                   wait_right: bool, block: bool, timeout: Optional[float], info) -> Message:
+    def _recv_slow(self, n: int, h, scratch, me: int, has_type: bool, mtype: Optional[int],
+                   wait_right: bool, block: bool, timeout: Optional[float], pair) -> Message:
+        """After a first try into *scratch* returned *n*: wait while there is nothing for
+        us, or take a message larger than the scratch buffer into a buffer of its size.
+        Gives *scratch* and the header *pair* back once the message is copied out."""
         t32 = mtype if has_type else 0
-        size = _SCRATCH
+        info = pair[1]
+        buf, size = scratch, _SCRATCH
         start = time.monotonic()
-        while n in (N.EEMPTY, N.EINTR, N.EBUFSMALL) and (block or n == N.EBUFSMALL):
-            if n == N.EBUFSMALL:            # a message larger than our buffer: grow, retry
-                self._buf = buf if size == _SCRATCH else self._buf
-                size = info.length
-                buf = N.new_raw("char[]", size)
-            cur, cap = buf, size
-            n = N.call_blocking(lambda t: _recv(h, cur, cap, me, has_type, t32, wait_right, t, info),
-                                block, timeout, N.EEMPTY, start)
-            if n == N.EEMPTY:
-                break
-        if size == _SCRATCH:
-            self._buf = buf
-        if n == lib.IPCF_EBUSY:
-            raise ReceiverBusyError(f"Mailbox {self.name!r} is exclusive and another process "
-                                    "holds the right to receive")
-        N.check(n, "Mailbox", self.name)
-        return _message(_unpack(buf, n), info)
+        try:
+            while n in (N.EEMPTY, N.EINTR, N.EBUFSMALL) and (block or n == N.EBUFSMALL):
+                if n == N.EBUFSMALL:            # a message larger than our buffer: grow, retry
+                    size = info.length
+                    buf = N.new_raw("char[]", size)
+                cur, cap = buf, size
+                n = N.call_blocking(lambda t: _recv(h, cur, cap, me, has_type, t32, wait_right, t, info),
+                                    block, timeout, N.EEMPTY, start)
+                if n == N.EEMPTY:
+                    break
+            self._check(n)                  # IPCF_EBUSY: ReceiverBusyError
+            return _message(_unpack(buf, n), info)
+        finally:
+            self._scratch, self._info = scratch, pair   # copied out (or nothing came)
 
     def release(self) -> bool:
         """Give up the exclusive right to receive, if this process holds it."""
-        return N.check(lib.ipcf_mbox_release(self._live()), "Mailbox", self.name) == 1
-
-
-def _open(name, ident=None, dumps=None, loads=None, sender=0) -> Mailbox:
-    mb = Mailbox.open(name, id=ident, dumps=dumps, loads=loads)
-    lib.ipcf_mbox_arrive(mb._h, sender)
-    return mb
+        return self._check(lib.ipcf_mbox_release(self._live())) == 1

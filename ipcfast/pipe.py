@@ -11,33 +11,47 @@ from __future__ import annotations
 
 import errno
 from multiprocessing import BufferTooShort
-from typing import Any, Optional, Tuple
+from typing import Any, Iterator, Optional, Tuple
 
 from . import _native as N
 from . import _pickle
-from ._native import ffi, lib
+from ._native import lib
 from .ring import Ring
 
-_SCRATCH = 64 * 1024
-_TRANSIT_NS = 60_000_000_000      # a pickled end counts as open for this long unattached
+# The C functions of pipe ends, (ring handle, writer, reader, ...): the one place they are named.
+_end_hold = lib.ipcf_pipe_hold          # (h, writer, reader): this process holds the end
+_end_depart = lib.ipcf_pipe_depart      # (h, writer, reader, ttl_ns): the end is being pickled
+_end_arrive = lib.ipcf_pipe_arrive      # (h, writer, reader, sender): the receiver has it
 
 
 class Connection:
     """One end of a :func:`Pipe`. Same methods and errors as
     ``multiprocessing.connection.Connection``; it has no file descriptor, so use
-    :meth:`poll` rather than ``multiprocessing.connection.wait``."""
+    :meth:`poll` rather than ``multiprocessing.connection.wait``.
+
+    It is built on two :class:`Ring` handles (``_rx`` it receives from, ``_tx`` it sends
+    to, either None for a one-way end): the rings own the handles, their lifetime and the
+    send/receive paths; the Connection adds which ends this process holds and
+    multiprocessing's errors (EOFError, BrokenPipeError, OSError)."""
 
     def __init__(self, rx: Optional[Ring], tx: Optional[Ring]) -> None:
+        self._adopt(rx, tx)
+        for ring, writer, reader in self._ends():
+            _end_hold(ring._live(), writer, reader)
+
+    def _adopt(self, rx: Optional[Ring], tx: Optional[Ring]) -> None:
         self._rx = rx
         self._tx = tx
-        if rx is not None:
-            lib.ipcf_pipe_hold(rx._h, 0, 1)
-        if tx is not None:
-            lib.ipcf_pipe_hold(tx._h, 1, 0)
         self._readable = rx is not None
         self._writable = tx is not None
         self._closed = False
-        self._buf = None
+
+    def _ends(self) -> Iterator[Tuple[Ring, int, int]]:
+        """(ring, writer, reader) for each end this Connection holds."""
+        if self._rx is not None:
+            yield self._rx, 0, 1
+        if self._tx is not None:
+            yield self._tx, 1, 0
 
     # ---- state ----
     @property
@@ -93,10 +107,8 @@ class Connection:
     def __reduce__(self):
         self._check_closed()
         me = lib.ipcf_self_word()
-        if self._rx is not None:
-            lib.ipcf_pipe_depart(self._rx._h, 0, 1, _TRANSIT_NS)
-        if self._tx is not None:
-            lib.ipcf_pipe_depart(self._tx._h, 1, 0, _TRANSIT_NS)
+        for ring, writer, reader in self._ends():
+            _end_depart(ring._live(), writer, reader, N.TRANSIT_NS)
         return (_rebuild, (self._rx.name if self._rx is not None else None,
                            self._tx.name if self._tx is not None else None, me))
 
@@ -134,42 +146,19 @@ class Connection:
         self._send(_pickle.dumps(obj))
 
     def _send(self, data) -> None:
-        h = self._tx._h
+        tx = self._tx
         payload, n = N.as_buffer(data)
-        if n > self._tx.max_message:
-            raise ValueError(f"message of {n} bytes exceeds this pipe's maximum message of "
-                             f"{self._tx.max_message} bytes")
-        rc = lib.ipcf_ring_send(h, payload, n, N.SLICE_NS)
-        if rc:
-            rc = N.call_blocking(lambda t: lib.ipcf_ring_send(h, payload, n, t), True, None, N.EFULL)
-        if rc == lib.IPCF_ECLOSED:
+        if n > tx.max_message:
+            raise tx._too_big(n, "pipe")
+        if tx._send(payload, n, True, None):          # IPCF_ECLOSED: no receiver is left
             raise BrokenPipeError(errno.EPIPE, "the other end of the pipe is closed")
-        N.check(rc, "Pipe")
 
     # ---- receiving ----
     def _recv(self) -> bytes:
-        h = self._rx._h
-        buf, self._buf = self._buf, None
-        if buf is None:
-            buf = N.new_raw("char[]", _SCRATCH)
-        n = lib.ipcf_ring_recv(h, buf, _SCRATCH, N.SLICE_NS)
-        if n < 0 and n != N.EBUFSMALL:
-            n = N.call_blocking(lambda t: lib.ipcf_ring_recv(h, buf, _SCRATCH, t), True, None, N.EEMPTY)
-        self._buf = buf
-        if n >= 0:
-            return ffi.unpack(buf, n)
-        if n == N.EBUFSMALL:        # larger than the scratch buffer: read it in place
-            ptr = ffi.new("char **")
-            ln = ffi.new("uint64_t *")
-            n = N.call_blocking(lambda t: lib.ipcf_ring_peek(h, t, ptr, ln), True, None, N.EEMPTY)
-            if n == 0:
-                data = ffi.unpack(ptr[0], ln[0])
-                lib.ipcf_ring_release(h)
-                return data
-        if n == lib.IPCF_ECLOSED:
+        data = self._rx._recv(True, None)
+        if data is None:                              # IPCF_ECLOSED: no sender, nothing left
             raise EOFError
-        N.check(n, "Pipe")
-        raise AssertionError("unreachable")
+        return data
 
     def recv_bytes(self, maxlength: Optional[int] = None) -> bytes:
         """Receive one message as bytes; blocks until there is one. EOFError when the other
@@ -220,25 +209,16 @@ class Connection:
         EOFError), waiting up to *timeout* seconds (None: forever)."""
         self._check_closed()
         self._check_readable()
-        h = self._rx._h
         if timeout is not None and timeout < 0:
             timeout = 0
-        rc = N.call_blocking(lambda t: lib.ipcf_ring_poll(h, t), True, timeout, 0)
-        return N.check(rc, "Pipe") == 1
+        return self._rx._poll(timeout)
 
 
 def _rebuild(rx: Optional[str], tx: Optional[str], sender: int) -> Connection:
     c = Connection.__new__(Connection)
-    c._rx = Ring.attach(rx) if rx else None
-    c._tx = Ring.attach(tx) if tx else None
-    if c._rx is not None:
-        lib.ipcf_pipe_arrive(c._rx._h, 0, 1, sender)
-    if c._tx is not None:
-        lib.ipcf_pipe_arrive(c._tx._h, 1, 0, sender)
-    c._readable = rx is not None
-    c._writable = tx is not None
-    c._closed = False
-    c._buf = None
+    c._adopt(Ring.attach(rx) if rx else None, Ring.attach(tx) if tx else None)
+    for ring, writer, reader in c._ends():
+        _end_arrive(ring._live(), writer, reader, sender)
     return c
 
 

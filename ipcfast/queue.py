@@ -8,18 +8,14 @@ a process exits and nothing can deadlock at exit.
 from __future__ import annotations
 
 import itertools
-import queue as _queue
 import time
-import weakref
 from typing import Any, Callable, Iterable, List, Optional
 
 from . import _native as N
 from . import _pickle
+from ._handle import SCRATCH as _SCRATCH, Handle, Kind, new_scratch as _new_scratch
 from ._native import ffi, lib
-
-_SCRATCH = 64 * 1024          # get() copies items up to this size with no extra allocation
-_MANY_BYTES = 1 << 20         # get_many() moves at most this many bytes per call
-_MANY_ITEMS = 1 << 14
+from .ring import ring_capacity
 
 _put = lib.ipcf_queue_put
 _get = lib.ipcf_queue_get
@@ -28,7 +24,7 @@ _unpack = ffi.unpack
 _SLICE = N.SLICE_NS
 
 
-class Queue:
+class Queue(Handle):
     """``multiprocessing.Queue`` over shared memory.
 
     ``maxsize`` bounds the number of items (``put`` blocks, or raises ``queue.Full``, when
@@ -43,7 +39,19 @@ class Queue:
     freed when the last process that has it open closes it or exits.
     """
 
-    _handles = N.HandleTable(lib.ipcf_queue_before_fork, lib.ipcf_queue_after_fork, lib.ipcf_queue_close)
+    _kind = Kind(
+        out_type="ipcf_queue **",
+        create=lib.ipcf_queue_create,
+        attach=lib.ipcf_queue_attach,
+        close=lib.ipcf_queue_close,
+        free=lib.ipcf_queue_free,
+        before_fork=lib.ipcf_queue_before_fork,
+        after_fork=lib.ipcf_queue_after_fork,
+        depart=lib.ipcf_queue_depart,
+        arrive=lib.ipcf_queue_arrive,
+    )
+    _BATCH_BYTES = 1 << 20        # get_many() moves at most this many bytes per call
+    _BATCH_ITEMS = 1 << 14
 
     def __init__(self, maxsize: int = 0, *, ctx: Any = None, capacity: int = 1 << 20,
                  name: Optional[str] = None, dumps: Optional[Callable[[Any], bytes]] = None,
@@ -52,69 +60,30 @@ class Queue:
             raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}")
         if maxsize >= 1 << 62:
             raise ValueError(f"maxsize {maxsize} is too large; use 0 for an unbounded queue")
-        if isinstance(capacity, bool) or not isinstance(capacity, int):
-            raise ValueError(f"capacity must be a positive int, not {capacity!r}")
-        if capacity < lib.IPCF_MIN_CAPACITY or capacity > lib.IPCF_MAX_CAPACITY:
-            raise ValueError(f"capacity {capacity} is outside {lib.IPCF_MIN_CAPACITY}.."
-                             f"{lib.IPCF_MAX_CAPACITY} bytes")
-        cap = 1 << (capacity - 1).bit_length()
-        name = N.new_name("q") if name is None else name
-        out = ffi.new("ipcf_queue **")
-        N.check(lib.ipcf_queue_create(N.encode_name(name, type(self).__name__), cap, max(maxsize, 0), out),
-                type(self).__name__, name)
-        self._setup(out[0], name, dumps, loads)
+        cap = ring_capacity(capacity)
+        self._open(N.new_name("q") if name is None else name, (cap, max(maxsize, 0)),
+                   dumps=dumps, loads=loads)
 
     @classmethod
     def attach(cls, name: str, *, dumps: Optional[Callable] = None,
                loads: Optional[Callable] = None) -> "Queue":
         """Open the existing queue *name* from any process (FileNotFoundError if absent)."""
-        self = cls.__new__(cls)
-        out = ffi.new("ipcf_queue **")
-        N.check(lib.ipcf_queue_attach(N.encode_name(name, cls.__name__), out), cls.__name__, name)
-        self._setup(out[0], name, dumps, loads)
-        return self
+        return cls._attach(name, dumps=dumps, loads=loads)
 
-    def _setup(self, h, name: str, dumps, loads) -> None:
-        self._h = h
-        weakref.finalize(self, lib.ipcf_queue_free, h)   # memory goes when no thread can use it
-        self._closed = False
-        self.name = name
+    def _setup(self, dumps: Optional[Callable] = None, loads: Optional[Callable] = None) -> None:
+        h = self._h
         self._maxsize = lib.ipcf_queue_maxsize(h)
         self.capacity = lib.ipcf_queue_ring_capacity(h)
-        self._custom = (dumps, loads)
+        self._custom_dumps = dumps is not None
         self._dumps = dumps or _pickle.dumps
         self._loads = loads or _pickle.loads
         self._loads_view = loads is None      # pickle.loads reads our scratch buffer in place
-        self._buf = None
-        self._many: List = []
         self._need = ffi.new("uint64_t *")
-        self._handles.add(self)
 
-    # ---- lifetime and identity ----
-    def __reduce__(self):
-        if self._closed:
-            raise ValueError(f"Queue {self!r} is closed")
-        # in transit until the receiver attaches: the queue outlives our close meanwhile
-        lib.ipcf_queue_depart(self._h, N.TRANSIT_NS)
-        return (_attach, (type(self), self.name) + self._custom + (lib.ipcf_self_word(),))
-
-    def __repr__(self) -> str:
-        return f"<ipcfast.{type(self).__name__} {self.name!r}{' closed' if self._closed else ''}>"
-
-    def _closed_error(self) -> ValueError:
-        return ValueError(f"Queue {self!r} is closed")
-
-    def close(self) -> None:
-        """This process will use the queue no more. Items already put stay for the other
-        processes; the last process to close removes the shared memory. Idempotent."""
-        self._closed = True
-        h, self._h = getattr(self, "_h", None), None
-        if h is not None:
-            lib.ipcf_queue_close(h)
-
+    # ---- lifetime (close, closed, context manager, pickling: Handle) ----
     def join_thread(self) -> None:
         """Compatibility: there is no feeder thread to join. Only valid after close()."""
-        assert self._closed, f"Queue {self!r} not closed"
+        assert self._h is None, f"Queue {self!r} not closed"
 
     def cancel_join_thread(self) -> None:
         """Compatibility: there is no feeder thread, so nothing can block at exit."""
@@ -122,10 +91,7 @@ class Queue:
     # ---- state ----
     def qsize(self) -> int:
         """Approximate number of items queued."""
-        h = self._h
-        if h is None:
-            raise self._closed_error()
-        return lib.ipcf_queue_qsize(h)
+        return lib.ipcf_queue_qsize(self._live())
 
     def empty(self) -> bool:
         return self.qsize() == 0
@@ -141,7 +107,7 @@ class Queue:
     def put(self, obj: Any, block: bool = True, timeout: Optional[float] = None) -> None:
         """Put *obj* on the queue. Blocks only while ``maxsize`` items are queued; raises
         queue.Full on timeout (or at once with block=False), ValueError once closed."""
-        h = self._h
+        h = self._h                       # the closed check (Handle._live), inline
         if h is None:
             raise self._closed_error()
         data = self._dumps(obj)
@@ -154,7 +120,7 @@ class Queue:
     def _put_slow(self, rc: int, h, data: bytes, block: bool, timeout: Optional[float]) -> None:
         if rc == N.EFULL or rc == N.EINTR:
             rc = N.call_blocking(lambda t: _put(h, data, len(data), t), block, timeout, N.EFULL)
-        N.check(rc, type(self).__name__, self.name)
+        self._check(rc)
 
     def put_nowait(self, obj: Any) -> None:
         return self.put(obj, False)
@@ -164,12 +130,10 @@ class Queue:
         """Put all of *objs* with one call into C, all or nothing: with ``maxsize`` it waits
         until there is room for every one (queue.Full on timeout, ValueError if there are
         more than maxsize)."""
-        h = self._h
-        if h is None:
-            raise self._closed_error()
+        h = self._live()
         dumps = self._dumps
         datas = [dumps(o) for o in objs]
-        if self._custom[0] is not None:
+        if self._custom_dumps:
             datas = [d if d.__class__ is bytes else bytes(memoryview(d)) for d in datas]
         if not datas:
             return
@@ -179,45 +143,50 @@ class Queue:
         lens = ffi.new("uint64_t[]", [len(d) for d in datas])
         blob = b"".join(datas)
         n = len(datas)
-        rc = N.call_blocking(lambda t: lib.ipcf_queue_put_many(h, blob, lens, n, t),
-                             block, timeout, N.EFULL)
-        N.check(rc, type(self).__name__, self.name)
+        self._check(N.call_blocking(lambda t: lib.ipcf_queue_put_many(h, blob, lens, n, t),
+                                    block, timeout, N.EFULL))
 
     # ---- consumer ----
     def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
         """Remove and return an item. Blocks until one is available; raises queue.Empty on
         timeout (or at once with block=False), ValueError once closed."""
-        h = self._h
+        h = self._h                       # the closed check (Handle._live), inline
         if h is None:
             raise self._closed_error()
-        buf, self._buf = self._buf, None        # a thread racing us allocates its own
+        buf, self._scratch = self._scratch, None     # Handle._take_scratch, inline
         if buf is None:
-            buf = N.new_raw("char[]", _SCRATCH)
+            buf = _new_scratch()
         n = _get(h, buf, _SCRATCH, _SLICE if block and timeout is None else N.first_slice(block, timeout),
                  self._need)
         if n >= 0:
             obj = self._loads(_view(buf, n) if self._loads_view else _unpack(buf, n))
-            self._buf = buf
+            self._scratch = buf                      # given back once unpickled
             return obj
-        self._buf = buf
-        return self._get_slow(n, h, block, timeout)
+        return self._get_slow(n, h, buf, block, timeout)
 
-    def _get_slow(self, n: int, h, block: bool, timeout: Optional[float]) -> Any:
-        size = _SCRATCH
-        buf = N.new_raw("char[]", size)
+    def _get_slow(self, n: int, h, scratch, block: bool, timeout: Optional[float]) -> Any:
+        """After a first try into *scratch* returned *n*: wait while empty, or take an item
+        larger than the scratch buffer into a buffer of its size. Gives *scratch* back."""
+        buf, size = scratch, _SCRATCH
+        need = ffi.new("uint64_t *")
+        need[0] = self._need[0]               # the size the first try asked for (a hint)
         start = None if timeout is None else time.monotonic()
         while True:
             if n == N.EBUFSMALL:            # an item larger than our buffer: grow and retry
-                size = max(self._need[0], size)
+                size = max(need[0], size)
                 buf = N.new_raw("char[]", size)
             elif n != N.EEMPTY and n != N.EINTR:
                 break
-            n = N.call_blocking(lambda t: _get(h, buf, size, t, self._need), block, timeout,
+            n = N.call_blocking(lambda t: _get(h, buf, size, t, need), block, timeout,
                                 N.EEMPTY, start)
             if n >= 0 or (n == N.EEMPTY and (not block or timeout is not None)):
                 break
-        N.check(n, type(self).__name__, self.name)
-        return self._loads(_view(buf, n) if self._loads_view else _unpack(buf, n))
+        if n < 0:
+            self._give_scratch(scratch)
+            self._check(n)
+        obj = self._loads(_view(buf, n) if self._loads_view else _unpack(buf, n))
+        self._give_scratch(scratch)           # only now: *buf* may be the scratch buffer
+        return obj
 
     def get_nowait(self) -> Any:
         return self.get(False)
@@ -226,23 +195,21 @@ class Queue:
                  max_messages_to_get: int = 1_000_000_000) -> List[Any]:
         """Remove and return up to *max_messages_to_get* items (at least one) with one call
         into C; blocks like :meth:`get` for the first. faster-fifo compatible."""
-        h = self._h
-        if h is None:
-            raise self._closed_error()
+        h = self._live()
         if max_messages_to_get < 1:
             raise ValueError("max_messages_to_get must be >= 1")
-        many = self._many
-        buf, lens = many.pop() if many else (N.new_raw("char[]", _MANY_BYTES),
-                                             N.new_raw("uint64_t[]", _MANY_ITEMS))
-        k = min(max_messages_to_get, _MANY_ITEMS)
-        need = self._need
-        n = N.call_blocking(lambda t: lib.ipcf_queue_get_many(h, buf, _MANY_BYTES, lens, k, t, need),
+        pair = self._take_batch()
+        buf, lens = pair
+        cap = self._BATCH_BYTES
+        k = min(max_messages_to_get, self._BATCH_ITEMS)
+        need = ffi.new("uint64_t *")
+        n = N.call_blocking(lambda t: lib.ipcf_queue_get_many(h, buf, cap, lens, k, t, need),
                             block, timeout, N.EEMPTY)
         if n < 0:
-            many.append((buf, lens))
+            self._give_batch(pair)        # nothing was copied into it
             if n == N.EBUFSMALL:          # the next item alone exceeds the batch buffer
                 return [self.get(block=block, timeout=timeout)]
-            N.check(n, type(self).__name__, self.name)
+            self._check(n)
         sizes = ffi.unpack(lens, n)
         loads = self._loads
         if self._loads_view:
@@ -254,14 +221,8 @@ class Queue:
             raw = ffi.unpack(buf, sum(sizes))
             out = [loads(raw[a:b]) for a, b in zip(itertools.accumulate(sizes, initial=0),
                                                     itertools.accumulate(sizes))]
-        many.append((buf, lens))
+        self._give_batch(pair)            # only now: every item is unpickled
         return out
-
-
-def _attach(cls, name, dumps=None, loads=None, sender=0):
-    q = cls.attach(name, dumps=dumps, loads=loads)
-    lib.ipcf_queue_arrive(q._h, sender)
-    return q
 
 
 class JoinableQueue(Queue):
@@ -269,19 +230,14 @@ class JoinableQueue(Queue):
 
     def task_done(self) -> None:
         """Mark one item got from the queue as processed (ValueError if called more times
-        than items were put)."""
-        h = self._h
-        if h is None:
-            raise self._closed_error()
-        N.check(lib.ipcf_queue_task_done(h), type(self).__name__, self.name)
+        than items were put, or once closed)."""
+        self._check(lib.ipcf_queue_task_done(self._live()))
 
     def join(self) -> None:
-        """Block until every item put has been got and marked done with task_done()."""
-        h = self._h
-        if h is None:
-            raise self._closed_error()
-        N.check(N.call_blocking(lambda t: lib.ipcf_queue_join(h, t), True, None, N.ETIMEOUT),
-                type(self).__name__, self.name)
+        """Block until every item put has been got and marked done with task_done()
+        (ValueError once closed)."""
+        h = self._live()
+        self._check(N.call_blocking(lambda t: lib.ipcf_queue_join(h, t), True, None, N.ETIMEOUT))
 
 
 class SimpleQueue:

@@ -4,23 +4,32 @@ from __future__ import annotations
 import contextlib
 import queue as _queue
 import time
-import weakref
-from typing import Iterable, Iterator, List, Optional
+from typing import Iterable, Iterator, List, Optional, Tuple
 
 from . import _native as N
+from ._handle import SCRATCH as _SCRATCH, Handle, Kind, new_scratch as _new_scratch
 from ._native import ffi, lib
 from ._units import fmt_size
 
-_SCRATCH = 64 * 1024          # recv_bytes copies records up to this size in one call
-_MANY_BYTES = 1 << 20         # recv_many moves at most this many bytes per call
-_MANY_ITEMS = 1 << 15
 _SLICE = N.SLICE_NS
 _send = lib.ipcf_ring_send
 _recv = lib.ipcf_ring_recv
+_peek = lib.ipcf_ring_peek
 _unpack = ffi.unpack
 
 
-class Ring:
+def ring_capacity(capacity) -> int:
+    """The byte size of a ring asked for as *capacity*: rounded up to a power of two.
+    ValueError if it is not an int within IPCF_MIN_CAPACITY..IPCF_MAX_CAPACITY."""
+    if isinstance(capacity, bool) or not isinstance(capacity, int):
+        raise ValueError(f"capacity must be a positive int, not {capacity!r}")
+    if capacity < lib.IPCF_MIN_CAPACITY or capacity > lib.IPCF_MAX_CAPACITY:
+        raise ValueError(f"capacity {capacity} is outside {lib.IPCF_MIN_CAPACITY}.."
+                         f"{lib.IPCF_MAX_CAPACITY} bytes")
+    return 1 << (capacity - 1).bit_length()
+
+
+class Ring(Handle):
     """A bounded ring of variable-length byte messages in POSIX shared memory.
 
     ``Ring(capacity)`` creates a new segment (``ring.name``); ``Ring.attach(name)`` opens an
@@ -36,96 +45,56 @@ class Ring:
     ``unlink()`` removes the name at once.
     """
 
-    _handles = N.HandleTable(lib.ipcf_ring_before_fork, lib.ipcf_ring_after_fork, lib.ipcf_ring_close)
+    _kind = Kind(
+        out_type="ipcf_ring **",
+        create=lib.ipcf_ring_create,
+        attach=lib.ipcf_ring_attach,
+        close=lib.ipcf_ring_close,
+        free=lib.ipcf_ring_free,
+        before_fork=lib.ipcf_ring_before_fork,
+        after_fork=lib.ipcf_ring_after_fork,
+        depart=lib.ipcf_ring_depart,
+        arrive=lib.ipcf_ring_arrive,
+    )
+    _BATCH_BYTES = 1 << 20        # recv_many moves at most this many bytes per call
+    _BATCH_ITEMS = 1 << 15
 
     def __init__(self, capacity: int = 1 << 20, *, name: Optional[str] = None,
                  multi_producer: bool = True, multi_consumer: bool = True,
                  _flags: int = 0) -> None:
-        if isinstance(capacity, bool) or not isinstance(capacity, int):
-            raise ValueError(f"capacity must be a positive int, not {capacity!r}")
-        if capacity < lib.IPCF_MIN_CAPACITY or capacity > lib.IPCF_MAX_CAPACITY:
-            raise ValueError(f"capacity {capacity} is outside {lib.IPCF_MIN_CAPACITY}.."
-                             f"{lib.IPCF_MAX_CAPACITY} bytes")
-        cap = 1 << (capacity - 1).bit_length()       # round up to a power of two
+        cap = ring_capacity(capacity)
         flags = lib.IPCF_F_AUTO_UNLINK | _flags
         if multi_producer:
             flags |= lib.IPCF_F_MULTI_PRODUCER
         if multi_consumer:
             flags |= lib.IPCF_F_MULTI_CONSUMER
-        name = N.new_name("ring") if name is None else name
-        out = ffi.new("ipcf_ring **")
-        N.check(lib.ipcf_ring_create(N.encode_name(name, "Ring"), cap, flags, out), "Ring", name)
-        self._setup(out[0], name)
+        self._open(N.new_name("ring") if name is None else name, (cap, flags))
 
     @classmethod
     def attach(cls, name: str) -> "Ring":
         """Open the existing ring *name* (FileNotFoundError if there is none)."""
-        self = cls.__new__(cls)
-        out = ffi.new("ipcf_ring **")
-        N.check(lib.ipcf_ring_attach(N.encode_name(name, "Ring"), out), "Ring", name)
-        self._setup(out[0], name)
-        return self
+        return cls._attach(name)
 
-    def _setup(self, h, name: str) -> None:
-        self._h = h
-        # the memory is released only when no thread can be inside a call on it any more
-        weakref.finalize(self, lib.ipcf_ring_free, h)
-        self.name = name
-        self._scratch = None
-        self._many = None
+    def _setup(self) -> None:
+        h = self._h
         self.capacity = lib.ipcf_ring_capacity(h)
         self.max_message = lib.ipcf_ring_max_message(h)
         flags = lib.ipcf_ring_flags(h)
         self.multi_producer = bool(flags & lib.IPCF_F_MULTI_PRODUCER)
         self.multi_consumer = bool(flags & lib.IPCF_F_MULTI_CONSUMER)
-        self._handles.add(self)
 
-    # ---- lifetime ----
-    def close(self) -> None:
-        """Detach this handle: later calls raise ValueError, and calls blocked in other
-        threads return with it. The last process to close a ring removes it. Idempotent."""
-        h, self._h = getattr(self, "_h", None), None
-        if h is not None:
-            lib.ipcf_ring_close(h)
-
+    # ---- lifetime (close, closed, context manager, pickling: Handle) ----
     def unlink(self) -> None:
         """Remove the ring's name now; processes that have it open keep using it."""
-        try:
-            N.check(lib.ipcf_seg_unlink(self.name.encode()), "Ring", self.name)
-        except FileNotFoundError:
-            pass
+        self._unlink()
 
-    def __enter__(self) -> "Ring":
-        return self
+    def _describe(self) -> Tuple[str, ...]:
+        return () if self._h is None else (f"capacity={self.capacity}",)
 
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __reduce__(self):
-        # in transit until the receiver attaches: the ring outlives our close meanwhile
-        lib.ipcf_ring_depart(self._live(), N.TRANSIT_NS)
-        return (_arrive, (self.name, lib.ipcf_self_word()))
-
-    def __repr__(self) -> str:
-        state = "closed" if self._h is None else f"capacity={self.capacity}"
-        return f"<ipcfast.Ring {self.name!r} {state}>"
-
-    @property
-    def closed(self) -> bool:
-        return self._h is None
-
-    def _closed_error(self) -> ValueError:
-        return ValueError(f"Ring {self.name!r} is closed")
-
-    def _live(self):
-        h = self._h
-        if h is None:
-            raise self._closed_error()
-        return h
-
-    def _too_big(self, n: int) -> ValueError:
-        return ValueError(f"message of {fmt_size(n, 'bytes')} exceeds this ring's maximum message of "
-                          f"{fmt_size(self.max_message, 'bytes')} (capacity {fmt_size(self.capacity, 'bytes')})")
+    def _too_big(self, n: int, what: str = "ring") -> ValueError:
+        return ValueError(f"message of {fmt_size(n, 'bytes')} exceeds this {what}'s maximum message "
+                          f"of {fmt_size(self.max_message, 'bytes')} (capacity "
+                          f"{fmt_size(self.capacity, 'bytes')})")
 
     # ---- state ----
     def __len__(self) -> int:
@@ -143,8 +112,9 @@ class Ring:
     # ---- producer ----
     def send_bytes(self, data, block: bool = True, timeout: Optional[float] = None) -> None:
         """Append one message (any bytes-like object). Blocks while the ring is full; raises
-        queue.Full on timeout or, with block=False, at once."""
-        h = self._h
+        queue.Full on timeout or, with block=False, at once; ValueError if it is larger than
+        ``max_message`` or the ring is closed."""
+        h = self._h                       # the closed check (Handle._live), inline
         if h is None:
             raise self._closed_error()
         if type(data) is bytes:
@@ -152,15 +122,30 @@ class Ring:
         else:
             data, n = N.as_buffer(data)
         rc = _send(h, data, n, _SLICE if block and timeout is None else N.first_slice(block, timeout))
-        if rc:
-            self._send_slow(rc, h, data, n, block, timeout)
+        if rc and self._send_rest(rc, h, data, n, block, timeout):
+            raise self._closed_error()
 
-    def _send_slow(self, rc: int, h, data, n: int, block: bool, timeout: Optional[float]) -> None:
+    def _send(self, data, n: int, block: bool, timeout: Optional[float]) -> int:
+        """Send *data* (a ``const char *`` argument of *n* bytes, see ``as_buffer``) like
+        :meth:`send_bytes`, but return ``IPCF_ECLOSED`` instead of raising it: the caller
+        says what closed means (for a Pipe, that no receiver is left). Returns 0 when sent."""
+        h = self._h                       # as in send_bytes: Handle._live, inline
+        if h is None:
+            raise self._closed_error()
+        rc = _send(h, data, n, _SLICE if block and timeout is None else N.first_slice(block, timeout))
+        return self._send_rest(rc, h, data, n, block, timeout) if rc else 0
+
+    def _send_rest(self, rc: int, h, data, n: int, block: bool, timeout: Optional[float]) -> int:
+        """The slow path after a first try returned *rc*: wait while the ring is full.
+        Returns 0 or IPCF_ECLOSED; raises queue.Full, ValueError (too big) and the rest."""
         if rc == N.EFULL or rc == N.EINTR:
             rc = N.call_blocking(lambda t: _send(h, data, n, t), block, timeout, N.EFULL)
         if rc == N.ETOOBIG:
             raise self._too_big(n)
-        N.check(rc, "Ring", self.name)
+        if rc == 0 or rc == N.ECLOSED:
+            return rc
+        self._check(rc)
+        raise AssertionError(f"unexpected result {rc}")
 
     def send_many(self, messages: Iterable, block: bool = True,
                   timeout: Optional[float] = None) -> int:
@@ -197,7 +182,7 @@ class Ring:
             exc = _queue.Full(f"ring full after {done} of {len(msgs)} messages")
             exc.sent = done
             raise exc
-        N.check(rc, "Ring", self.name)
+        self._check(rc)
         return done
 
     @contextlib.contextmanager
@@ -212,8 +197,7 @@ class Ring:
         if size > self.max_message:
             raise self._too_big(size)
         out = ffi.new("char **")
-        rc = N.call_blocking(lambda t: lib.ipcf_ring_claim(h, size, t, out), block, timeout, N.EFULL)
-        N.check(rc, "Ring", self.name)
+        self._check(N.call_blocking(lambda t: lib.ipcf_ring_claim(h, size, t, out), block, timeout, N.EFULL))
         mv = memoryview(ffi.buffer(out[0], size))
         try:
             yield mv
@@ -227,39 +211,85 @@ class Ring:
             lib.ipcf_ring_abort(h)
             raise BufferError("a buffer exported from the claimed memory is still alive; "
                               "the message was not sent")
-        N.check(lib.ipcf_ring_commit(h, size), "Ring", self.name)
+        self._check(lib.ipcf_ring_commit(h, size))
 
     # ---- consumer ----
     def recv_bytes(self, block: bool = True, timeout: Optional[float] = None) -> bytes:
         """Remove and return the oldest message. Blocks while the ring is empty; raises
-        queue.Empty on timeout or, with block=False, at once."""
-        h = self._h
+        queue.Empty on timeout or, with block=False, at once; ValueError once closed."""
+        h = self._h                       # the closed check (Handle._live), inline
         if h is None:
             raise self._closed_error()
-        buf, self._scratch = self._scratch, None     # a thread racing us allocates its own
+        buf, self._scratch = self._scratch, None     # Handle._take_scratch, inline
         if buf is None:
-            buf = N.new_raw("char[]", _SCRATCH)
+            buf = _new_scratch()
         n = _recv(h, buf, _SCRATCH, _SLICE if block and timeout is None else N.first_slice(block, timeout))
         if n >= 0:
-            self._scratch = buf
-            return _unpack(buf, n)
-        return self._recv_slow(n, h, buf, block, timeout)
+            data = _unpack(buf, n)
+            self._scratch = buf                      # given back once copied out
+            return data
+        data = self._recv_rest(n, h, buf, block, timeout)
+        if data is None:
+            raise self._closed_error()
+        return data
 
-    def _recv_slow(self, n: int, h, buf, block: bool, timeout: Optional[float]) -> bytes:
+    def _recv(self, block: bool, timeout: Optional[float]) -> Optional[bytes]:
+        """Receive like :meth:`recv_bytes`, but return None instead of raising for
+        ``IPCF_ECLOSED``: the caller says what closed means (for a Pipe, end of file)."""
+        h = self._h                       # as in recv_bytes: Handle._live, inline
+        if h is None:
+            raise self._closed_error()
+        buf, self._scratch = self._scratch, None     # Handle._take_scratch, inline
+        if buf is None:
+            buf = _new_scratch()
+        n = _recv(h, buf, _SCRATCH, _SLICE if block and timeout is None else N.first_slice(block, timeout))
+        if n >= 0:
+            data = _unpack(buf, n)
+            self._scratch = buf                      # given back once copied out
+            return data
+        return self._recv_rest(n, h, buf, block, timeout)
+
+    def _recv_rest(self, n: int, h, buf, block: bool, timeout: Optional[float]) -> Optional[bytes]:
+        """The slow path after a first try into the scratch *buf* returned *n*: wait while
+        the ring is empty, or copy a message larger than the scratch buffer out in place.
+        Gives *buf* back; returns the message, or None for IPCF_ECLOSED; raises the rest."""
         start = time.monotonic()
         if n == N.EEMPTY or n == N.EINTR:
             n = N.call_blocking(lambda t: _recv(h, buf, _SCRATCH, t), block, timeout, N.EEMPTY, start)
-        self._scratch = buf
         if n >= 0:
-            return _unpack(buf, n)
+            data = _unpack(buf, n)
+            self._give_scratch(buf)
+            return data
+        self._give_scratch(buf)               # nothing was copied into it
         if n == N.EBUFSMALL:
             # larger than the scratch buffer: copy it out in place. Another consumer may take
             # it first, so this waits for the next message like any blocking receive.
             left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
-            with self.view(block=block, timeout=left) as mv:
-                return mv.tobytes()
-        N.check(n, "Ring", self.name)
-        raise AssertionError("unreachable")
+            got = self._peek(h, block, left)
+            if got is None:
+                return None
+            try:
+                data = _unpack(got[0], got[1])
+            except BaseException:
+                lib.ipcf_ring_unpeek(h)       # the message stays for the next reader
+                raise
+            lib.ipcf_ring_release(h)
+            return data
+        if n == N.ECLOSED:
+            return None
+        self._check(n)
+        raise AssertionError(f"unexpected result {n}")
+
+    def _peek(self, h, block: bool, timeout: Optional[float]):
+        """Wait for the oldest message and hold it in place: (pointer, length), or None for
+        IPCF_ECLOSED. The caller must end it with ipcf_ring_release or ipcf_ring_unpeek."""
+        ptr = ffi.new("char **")
+        ln = ffi.new("uint64_t *")
+        rc = N.call_blocking(lambda t: _peek(h, t, ptr, ln), block, timeout, N.EEMPTY)
+        if rc == N.ECLOSED:
+            return None
+        self._check(rc)
+        return ptr[0], ln[0]
 
     def recv_many(self, max_messages: int = 1 << 30, block: bool = True,
                   timeout: Optional[float] = None) -> List[bytes]:
@@ -268,20 +298,21 @@ class Ring:
         h = self._live()
         if max_messages < 1:
             raise ValueError("max_messages must be >= 1")
-        cap = _MANY_BYTES
-        k = min(max_messages, _MANY_ITEMS)
-        pair, self._many = self._many, None        # a thread racing us allocates its own
-        buf, lens = pair or (N.new_raw("char[]", cap), N.new_raw("uint64_t[]", _MANY_ITEMS))
+        cap = self._BATCH_BYTES
+        k = min(max_messages, self._BATCH_ITEMS)
+        pair = self._take_batch()
+        buf, lens = pair
         try:
             n = N.call_blocking(lambda t: lib.ipcf_ring_recv_many(h, buf, cap, lens, k, t),
                                 block, timeout, N.EEMPTY)
+            if n >= 0:
+                sizes = ffi.unpack(lens, n)
+                raw = _unpack(buf, sum(sizes))
         finally:
-            self._many = (buf, lens)
+            self._give_batch(pair)            # copied out (or nothing was) before it goes back
         if n == N.EBUFSMALL:          # the next message alone exceeds the batch buffer
             return [self.recv_bytes(block=block, timeout=timeout)]
-        N.check(n, "Ring", self.name)
-        sizes = ffi.unpack(lens, n)
-        raw = ffi.unpack(buf, sum(sizes))       # copied out before another call reuses buf
+        self._check(n)
         out = []
         o = 0
         for s in sizes:
@@ -294,11 +325,10 @@ class Ring:
         """Yield a read-only memoryview of the oldest message in place (no copy); the message
         is removed when the block exits, or left for the next reader if it raises."""
         h = self._live()
-        ptr = ffi.new("char **")
-        ln = ffi.new("uint64_t *")
-        rc = N.call_blocking(lambda t: lib.ipcf_ring_peek(h, t, ptr, ln), block, timeout, N.EEMPTY)
-        N.check(rc, "Ring", self.name)
-        mv = memoryview(ffi.buffer(ptr[0], ln[0])).toreadonly()
+        got = self._peek(h, block, timeout)
+        if got is None:
+            raise self._closed_error()
+        mv = memoryview(ffi.buffer(got[0], got[1])).toreadonly()
         try:
             yield mv
         except BaseException:
@@ -311,11 +341,12 @@ class Ring:
             raise BufferError("a buffer exported from the view is still alive; its bytes will "
                               "be overwritten by later messages")
 
-
-def _arrive(name: str, sender: int) -> Ring:
-    ring = Ring.attach(name)
-    lib.ipcf_ring_arrive(ring._h, sender)
-    return ring
+    # ---- for Connection (pipe.py): the pipe rings' end tracking and readiness ----
+    def _poll(self, timeout: Optional[float]) -> bool:
+        """Wait up to *timeout* seconds (None: forever) until there is a message or, on a
+        pipe ring, no writer is left. ValueError if closed."""
+        h = self._live()
+        return self._check(N.call_blocking(lambda t: lib.ipcf_ring_poll(h, t), True, timeout, 0)) == 1
 
 
 def _release(mv: memoryview) -> bool:

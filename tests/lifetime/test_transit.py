@@ -128,7 +128,6 @@ LIVE_CHILD = [sys.executable, "-c", "import time; time.sleep(60)"]
 def test_a_handle_pickled_for_a_child_that_never_unpickles_it_keeps_the_segment_only_until_its_transit_expires(
         kind, monkeypatch):
     monkeypatch.setattr(N, "TRANSIT_NS", 300_000_000)            # 0.3 s instead of 60 s
-    monkeypatch.setattr(ipcfast.pipe, "_TRANSIT_NS", 300_000_000)
     child = subprocess.Popen(LIVE_CHILD)     # a live child, like a forkserver or pool worker
     h, handles, names = make(kind)
     try:

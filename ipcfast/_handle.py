@@ -1,0 +1,246 @@
+"""The lifecycle every shared-memory handle (Ring, Queue, Mailbox) shares.
+
+A handle is a native ``ipcf_<kind> *`` plus its segment name. This module owns, once for
+every kind:
+
+- creating or attaching through the kind's table of C functions (:class:`Kind`: the only
+  place a handle class names its lifecycle functions);
+- freeing the native memory only when no thread can be inside a call any more (a
+  ``weakref.finalize`` on the Python object, never ``close()``);
+- the fork table (:class:`HandleTable`): handles go in transit before ``fork()`` and the
+  child registers as a peer of its own;
+- the closed check, with one wording for every class: ``Queue 'name' is closed``;
+- ``close()``, ``closed``, the context manager, ``__repr__``;
+- pickling by name: ``__reduce__`` marks the handle in transit, the receiver attaches by
+  name and arrives (:func:`_arrive`);
+- per-handle scratch buffers, taken with one method and given back with another only after
+  their data has been copied out or unpickled (a thread that finds the slot empty allocates
+  its own, so racing threads never share a buffer).
+
+Hot paths (``Queue.put/get``, ``Ring.send_bytes/recv_bytes``) inline the closed check and the
+scratch take/give as two plain statements instead of calling these methods; each such place
+says so, and follows the same rule.
+"""
+from __future__ import annotations
+
+import multiprocessing.util as _mp_util
+import os
+import weakref
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Dict, Optional, Tuple, TypeVar
+
+from . import _native as N
+from . import _segments as S
+from ._native import ffi, lib
+
+#: bytes of the per-handle scratch buffer: receives copy messages up to this size with no
+#: allocation (larger ones take a path of their own)
+SCRATCH = 64 * 1024
+
+_new_raw = N.new_raw
+
+
+def new_scratch():
+    """A fresh scratch buffer (uncleared: C always writes before Python reads)."""
+    return _new_raw("char[]", SCRATCH)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """The C functions of one kind of handle: the one table each class names them in."""
+
+    out_type: str            #: cdata type of the out-parameter of create/attach: "ipcf_ring **"
+    create: Callable         #: (name, *args, out) -> rc
+    attach: Callable         #: (name, out) -> rc
+    close: Callable          #: (h) -> rc: detach; idempotent, safe while threads are in calls
+    free: Callable           #: (h): unmap and free; only once no thread can use h
+    before_fork: Callable    #: (h): parent, before fork(): the handle goes in transit
+    after_fork: Callable     #: (h): child: register as a peer of its own
+    depart: Callable         #: (h, ttl_ns) -> rc: about to be pickled: count it in transit
+    arrive: Callable         #: (h, sender_word): the receiver has attached: transit over
+
+
+class HandleTable:
+    """Live native handles of one kind, and what they need around fork().
+
+    Before fork the parent marks each handle in transit; the child registers as a peer and
+    clears the mark, so the parent may close at once without the segment going away under the
+    child. multiprocessing's fork children end with os._exit, which skips the garbage
+    collection that would close their handles, so each handle also registers (through
+    multiprocessing's after-fork hooks, which run after its finalizer registry is reset) a
+    close among the child's exit finalizers: a child that is a segment's last user removes it.
+    """
+
+    def __init__(self, kind: Kind) -> None:
+        self._objs: "weakref.WeakSet" = weakref.WeakSet()
+        self._kind = kind
+        os.register_at_fork(before=self._parent, after_in_child=self._child)
+
+    def add(self, obj: "Handle") -> None:
+        self._objs.add(obj)
+        _mp_util.register_after_fork(obj, self._close_at_exit)
+
+    def _close_at_exit(self, obj: "Handle") -> None:
+        h = getattr(obj, "_h", None)
+        if h is not None:
+            _mp_util.Finalize(obj, self._kind.close, args=(h,), exitpriority=10)
+
+    def _each(self, fn: Callable) -> None:
+        for obj in list(self._objs):
+            h = getattr(obj, "_h", None)
+            if h is not None:
+                fn(h)
+
+    def _parent(self) -> None:
+        self._each(self._kind.before_fork)
+
+    def _child(self) -> None:
+        self._each(self._kind.after_fork)
+
+
+H = TypeVar("H", bound="Handle")
+
+
+class Handle:
+    """Base of the classes that own one native handle of a shared-memory segment.
+
+    A subclass sets ``_kind`` (its :class:`Kind`) and gets its own fork table; it opens
+    with :meth:`_open` (create) or :meth:`_attach` (attach by name) and finishes its own
+    state in :meth:`_setup`, whose keyword arguments are also what a pickled handle carries
+    to the receiver (they must be picklable).
+    """
+
+    _kind: ClassVar[Kind]
+    _handles: ClassVar[HandleTable]
+    #: batch buffers of recv_many/get_many: bytes, and the most records per call
+    _BATCH_BYTES: ClassVar[int] = 1 << 20
+    _BATCH_ITEMS: ClassVar[int] = 1 << 14
+
+    _h: Any
+    name: str
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "_kind" in cls.__dict__:          # JoinableQueue shares Queue's table
+            cls._handles = HandleTable(cls._kind)
+
+    # ---- opening ----
+    def _open(self, name: str, create: Optional[Tuple] = None, **setup: Any) -> None:
+        """Create segment *name* with the kind's create(name, *create, out), or with
+        ``create=None`` attach to it; then :meth:`_setup` (``**setup``) and register for
+        fork. Raises what :func:`_native.check` maps the C result to (FileExistsError,
+        FileNotFoundError, IncompatibleSegmentError, ValueError for a bad name, ...)."""
+        kind = self._kind
+        what = type(self).__name__
+        cname = N.encode_name(name, what)
+        out = ffi.new(kind.out_type)
+        rc = kind.attach(cname, out) if create is None else kind.create(cname, *create, out)
+        N.check(rc, what, name)
+        h = out[0]
+        self._h = h
+        # the memory is released only when no thread can be inside a call on it any more
+        weakref.finalize(self, kind.free, h)
+        self.name = name
+        self._reopen: Dict[str, Any] = setup
+        self._scratch = None
+        self._batch = None
+        self._setup(**setup)
+        self._handles.add(self)
+
+    @classmethod
+    def _attach(cls: "type[H]", name: str, **setup: Any) -> H:
+        """A new handle on the existing segment *name* (FileNotFoundError if absent)."""
+        self = cls.__new__(cls)
+        self._open(name, None, **setup)
+        return self
+
+    def _setup(self, **setup: Any) -> None:
+        """The subclass's own state, read from the open handle ``self._h``."""
+
+    # ---- lifetime ----
+    def close(self) -> None:
+        """Detach this handle: later calls raise ValueError, and calls blocked in other
+        threads return with it. What it holds stays for the other processes; the last
+        process to close the segment removes it. Idempotent."""
+        h, self._h = getattr(self, "_h", None), None
+        if h is not None:
+            self._kind.close(h)
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has been called on this handle."""
+        return self._h is None
+
+    def __enter__(self: H) -> H:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _closed_error(self) -> ValueError:
+        return ValueError(f"{type(self).__name__} {self.name!r} is closed")
+
+    def _live(self):
+        """The native handle; ValueError if this handle is closed."""
+        h = self._h
+        if h is None:
+            raise self._closed_error()
+        return h
+
+    def _check(self, rc: int) -> int:
+        """*rc* if it is not an error, else raise the exception it maps to, naming us."""
+        if rc < 0:
+            raise N.error(rc, type(self).__name__, self.name)
+        return rc
+
+    def _unlink(self) -> None:
+        """Remove the segment's name now (already gone is fine)."""
+        rc = S.unlink(self.name)
+        if rc != S.ENOENT:
+            self._check(rc)
+
+    # ---- pickling: by name ----
+    def __reduce__(self):
+        # in transit until the receiver attaches: the segment outlives our close meanwhile
+        self._kind.depart(self._live(), N.TRANSIT_NS)
+        return (_arrive, (type(self), self.name, lib.ipcf_self_word(), self._reopen))
+
+    def __repr__(self) -> str:
+        words = [repr(self.name), *self._describe()]
+        if self._h is None:
+            words.append("closed")
+        return f"<ipcfast.{type(self).__name__} {' '.join(words)}>"
+
+    def _describe(self) -> Tuple[str, ...]:
+        """Words for the repr after the name (``closed`` is added by the base)."""
+        return ()
+
+    # ---- scratch buffers ----
+    def _take_scratch(self):
+        """This handle's scratch buffer (SCRATCH bytes), or a new one if another thread has
+        it. Give it back with :meth:`_give_scratch` only once its data is copied out."""
+        buf, self._scratch = self._scratch, None
+        return buf if buf is not None else new_scratch()
+
+    def _give_scratch(self, buf) -> None:
+        self._scratch = buf
+
+    def _take_batch(self):
+        """(bytes buffer, uint64 lengths) for one batch receive; give back with
+        :meth:`_give_batch` only once the records are copied out or unpickled."""
+        pair, self._batch = self._batch, None
+        return pair if pair is not None else (_new_raw("char[]", self._BATCH_BYTES),
+                                              _new_raw("uint64_t[]", self._BATCH_ITEMS))
+
+    def _give_batch(self, pair) -> None:
+        self._batch = pair
+
+
+def _arrive(cls: "type[Handle]", name: str, sender: int, setup: Dict[str, Any]) -> Handle:
+    """Unpickle a handle: attach by name, then end the sender's transit mark."""
+    self = cls._attach(name, **setup)
+    cls._kind.arrive(self._h, sender)
+    return self
+
+
+__all__ = ["Handle", "HandleTable", "Kind", "SCRATCH", "new_scratch"]
