@@ -23,6 +23,7 @@ says so, and follows the same rule.
 """
 from __future__ import annotations
 
+import atexit
 import multiprocessing.util as _mp_util
 import os
 import weakref
@@ -71,10 +72,14 @@ class HandleTable:
     close among the child's exit finalizers: a child that is a segment's last user removes it.
     """
 
+    #: every table, for the close at interpreter exit
+    tables: ClassVar[list] = []
+
     def __init__(self, kind: Kind) -> None:
         self._objs: "weakref.WeakSet" = weakref.WeakSet()
         self._kind = kind
         os.register_at_fork(before=self._parent, after_in_child=self._child)
+        HandleTable.tables.append(self)
 
     def add(self, obj: "Handle") -> None:
         self._objs.add(obj)
@@ -96,6 +101,24 @@ class HandleTable:
 
     def _child(self) -> None:
         self._each(self._kind.after_fork)
+
+    def close_all(self) -> None:
+        """Close every live handle of this kind through its Python object (so later calls on
+        it see "closed" instead of touching freed memory)."""
+        for obj in list(self._objs):
+            try:
+                obj.close()
+            except Exception:  # pragma: no cover - exit must go on
+                pass
+
+
+@atexit.register
+def _close_at_interpreter_exit() -> None:
+    """At exit every handle still open is closed (the last process out removes the segment)
+    but its memory is NOT freed: daemon threads may still be inside a call, and objects torn
+    down later (a Connection's __del__, ...) may still call close(). The OS reclaims it."""
+    for table in HandleTable.tables:
+        table.close_all()
 
 
 H = TypeVar("H", bound="Handle")
@@ -138,8 +161,9 @@ class Handle:
         N.check(rc, what, name)
         h = out[0]
         self._h = h
-        # the memory is released only when no thread can be inside a call on it any more
-        weakref.finalize(self, kind.free, h)
+        # the memory is released only when no thread can be inside a call on it any more:
+        # at garbage collection, never at interpreter exit (see _close_at_interpreter_exit)
+        weakref.finalize(self, kind.free, h).atexit = False
         self.name = name
         self._reopen: Dict[str, Any] = setup
         self._scratch = None
