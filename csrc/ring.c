@@ -18,10 +18,11 @@ struct ipcf_ring {
     struct ipcf_ring_ctl *ctl;
     uint32_t flags;
     uint64_t max_msg;
-    int claimed;                 /* a claim is open: producer side held */
+    int claimed;                 /* a claim is open: producer side held (relaxed atomics: other
+                                    threads of this process read it without the lock) */
     uint64_t claim_len;
     struct ipcf_pipe pipe;       /* IPCF_F_PIPE: the ends this handle holds (pipe.c) */
-    int peeked;                  /* a view is open: consumer side held */
+    int peeked;                  /* a view is open: consumer side held (relaxed atomics) */
     int closing;                 /* closed by some thread: calls return IPCF_ECLOSED (atomic) */
     uint64_t peek_next;
     uint64_t peek_len;
@@ -144,9 +145,9 @@ int ipcf_ring_close(ipcf_ring *r)
 void ipcf_ring_free(ipcf_ring *r)
 {
     ipcf_ring_close(r);
-    if (r->claimed)
+    if (ipcf_load_relaxed(&r->claimed))
         ipcf_ring_abort(r);
-    if (r->peeked)
+    if (ipcf_load_relaxed(&r->peeked))
         ipcf_ring_unpeek(r);          /* an open view is dropped unconsumed */
     ipcf_seg_unmap(&r->seg);
     free(r);
@@ -277,7 +278,7 @@ static int acquire_room(struct ipcf_ring *r, uint64_t len, struct ipcf_timeout *
         return IPCF_ECLOSED;
     if (len > r->max_msg)
         return IPCF_ETOOBIG;
-    if (r->claimed && !(r->flags & IPCF_F_MULTI_PRODUCER))
+    if (!(r->flags & IPCF_F_MULTI_PRODUCER) && ipcf_load_relaxed(&r->claimed))
         return IPCF_ESTATE;   /* a shared side's lock reports re-entry itself (EDEADLK) */
     uint64_t need = ipcf_rec_size(len);
     for (;;) {
@@ -312,7 +313,7 @@ int ipcf_ring_send_many(ipcf_ring *r, const char *buf, const uint64_t *lens, uin
     *sent = 0;
     if (is_closing(r))
         return IPCF_ECLOSED;
-    if (r->claimed && !(r->flags & IPCF_F_MULTI_PRODUCER))
+    if (!(r->flags & IPCF_F_MULTI_PRODUCER) && ipcf_load_relaxed(&r->claimed))
         return IPCF_ESTATE;   /* a shared side's lock reports re-entry itself (EDEADLK) */
     for (uint64_t i = 0; i < n; i++)
         if (lens[i] > r->max_msg)
@@ -350,7 +351,7 @@ int ipcf_ring_claim(ipcf_ring *r, uint64_t len, int64_t timeout_ns, char **out)
     if (rc)
         return rc;
     /* keep the producer side until commit/abort; nothing is visible until then */
-    r->claimed = 1;
+    ipcf_store_relaxed(&r->claimed, 1);
     r->claim_len = len;
     *out = (char *)r->rb.data + (tail & (r->rb.cap - 1)) + IPCF_REC_HDR;
     return 0;
@@ -358,14 +359,14 @@ int ipcf_ring_claim(ipcf_ring *r, uint64_t len, int64_t timeout_ns, char **out)
 
 int ipcf_ring_commit(ipcf_ring *r, uint64_t len)
 {
-    if (!r->claimed || len > r->claim_len)
-        return r->claimed ? IPCF_EBADARG : IPCF_ESTATE;
+    if (!ipcf_load_relaxed(&r->claimed) || len > r->claim_len)
+        return ipcf_load_relaxed(&r->claimed) ? IPCF_EBADARG : IPCF_ESTATE;
     uint64_t tail = ipcf_rb_tail(&r->rb);
     uint8_t *p = r->rb.data + (tail & (r->rb.cap - 1));
     uint32_t h[2] = {(uint32_t)len, 0};
     memcpy(p, h, sizeof h);
     ipcf_rb_publish(&r->rb, tail + ipcf_rec_size(len), 1, len);
-    r->claimed = 0;
+    ipcf_store_relaxed(&r->claimed, 0);
     UNLOCK_P(r);
     ipcf_event_wake(&r->ctl->data);
     return 0;
@@ -373,9 +374,9 @@ int ipcf_ring_commit(ipcf_ring *r, uint64_t len)
 
 int ipcf_ring_abort(ipcf_ring *r)
 {
-    if (!r->claimed)
+    if (!ipcf_load_relaxed(&r->claimed))
         return IPCF_ESTATE;
-    r->claimed = 0;         /* tail never moved: the claimed bytes were never visible */
+    ipcf_store_relaxed(&r->claimed, 0);         /* tail never moved: the claimed bytes were never visible */
     UNLOCK_P(r);
     return 0;
 }
@@ -389,7 +390,7 @@ static int acquire_record(struct ipcf_ring *r, struct ipcf_timeout *to, uint64_t
 {
     if (is_closing(r))
         return IPCF_ECLOSED;
-    if (r->peeked && !(r->flags & IPCF_F_MULTI_CONSUMER))
+    if (!(r->flags & IPCF_F_MULTI_CONSUMER) && ipcf_load_relaxed(&r->peeked))
         return IPCF_ESTATE;   /* a shared side's lock reports re-entry itself (EDEADLK) */
     for (;;) {
         int rc = LOCK_C(r, to);
@@ -463,7 +464,7 @@ int ipcf_ring_peek(ipcf_ring *r, int64_t timeout_ns, char **ptr, uint64_t *len_o
         return rc;
     /* keep the consumer side until release; the producer cannot reuse these bytes because
      * head has not moved */
-    r->peeked = 1;
+    ipcf_store_relaxed(&r->peeked, 1);
     r->peek_next = head + ipcf_rec_size(len);
     r->peek_len = len;
     *ptr = (char *)body;
@@ -473,10 +474,10 @@ int ipcf_ring_peek(ipcf_ring *r, int64_t timeout_ns, char **ptr, uint64_t *len_o
 
 int ipcf_ring_release(ipcf_ring *r)
 {
-    if (!r->peeked)
+    if (!ipcf_load_relaxed(&r->peeked))
         return IPCF_ESTATE;
     ipcf_rb_consume(&r->rb, r->peek_next, 1, r->peek_len);
-    r->peeked = 0;
+    ipcf_store_relaxed(&r->peeked, 0);
     UNLOCK_C(r);
     ipcf_event_wake(&r->ctl->space);
     return 0;
@@ -484,9 +485,9 @@ int ipcf_ring_release(ipcf_ring *r)
 
 int ipcf_ring_unpeek(ipcf_ring *r)
 {
-    if (!r->peeked)
+    if (!ipcf_load_relaxed(&r->peeked))
         return IPCF_ESTATE;
-    r->peeked = 0;          /* head never moved: the record stays for the next reader */
+    ipcf_store_relaxed(&r->peeked, 0);          /* head never moved: the record stays for the next reader */
     UNLOCK_C(r);
     return 0;
 }

@@ -224,7 +224,7 @@ def test_segments_are_removed_when_the_last_user_is_a_child_that_exits_without_c
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("method", ["fork", "spawn"])     # forkserver's children are not ours
 def test_a_dead_child_not_yet_reaped_does_not_keep_the_segments(method):
-    # Regression: csrc/segment.c ipcf_pid_alive counted a zombie (exited, not yet reaped:
+    # Regression: csrc/peers.c ipcf_pid_alive counted a zombie (exited, not yet reaped:
     # kill(pid, 0) succeeds and /proc/<pid>/stat keeps its start time) as a live peer, so a
     # parent closing before join() was not 'last' and the segments stayed for ever. Fixed
     # by reading the state field ('Z'/'X' = dead).
