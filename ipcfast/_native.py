@@ -117,13 +117,46 @@ def check(rc: int, what: str = "", name: Optional[str] = None) -> int:
     return rc
 
 
+def timeout_arg(timeout, negative_is_zero: bool = False) -> Optional[float]:
+    """*timeout* (seconds) checked once for every blocking call: None or +inf waits forever
+    (None is returned); a number >= 0 is returned as a float. A negative number raises
+    ValueError (queue.Queue's rule) or, with *negative_is_zero* (multiprocessing's queues),
+    means "do not wait". NaN raises ValueError; anything but a real number TypeError."""
+    if timeout is None:
+        return None
+    if type(timeout) is not float:
+        if isinstance(timeout, (str, bytes, bytearray)) or not hasattr(timeout, "__float__"):
+            raise TypeError(f"'timeout' must be a number or None, not {type(timeout).__name__}")
+        timeout = float(timeout)
+    if timeout != timeout:
+        raise ValueError("'timeout' must be a number, not NaN")
+    if timeout < 0:
+        if negative_is_zero:
+            return 0.0
+        raise ValueError("'timeout' must be a non-negative number")
+    return None if timeout == _INF else timeout
+
+
+_INF = float("inf")
+
+
+def int_arg(value, what: str, low: int, high: int) -> int:
+    """*value* as an int in low..high: TypeError for a non-int (bool and float included),
+    ValueError naming *what* and the range otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{what} {value} is outside {low}..{high}")
+    return value
+
+
 def first_slice(block: bool, timeout: Optional[float]) -> int:
     """Nanoseconds for the first, fast-path try: a slice when blocking forever, else 0 (a
     timed call then waits in :func:`call_blocking`, which owns its deadline). Validates
-    *timeout* like the stdlib."""
-    if block and timeout is not None and timeout < 0:
-        raise ValueError("'timeout' must be a non-negative number")
-    return SLICE_NS if block and timeout is None else 0
+    *timeout* (:func:`timeout_arg`)."""
+    if not block:
+        return 0
+    return SLICE_NS if timeout_arg(timeout) is None else 0
 
 
 def call_blocking(fn: Callable[[int], int], block: bool, timeout: Optional[float],
@@ -136,13 +169,12 @@ def call_blocking(fn: Callable[[int], int], block: bool, timeout: Optional[float
     """
     if not block:
         return fn(0)
+    timeout = timeout_arg(timeout)
     if timeout is None:
         while True:
             rc = fn(SLICE_NS)
             if rc != nothing and rc != EINTR:
                 return rc
-    if timeout < 0:
-        raise ValueError("'timeout' must be a non-negative number")
     deadline = (time.monotonic() if start is None else start) + timeout
     while True:
         left = deadline - time.monotonic()
@@ -193,5 +225,5 @@ TRANSIT_NS = lib.IPCF_TRANSIT_NS
 
 __all__ = ["ffi", "lib", "check", "error", "IpcfastError", "IncompatibleSegmentError",
            "ReceiverBusyError", "ReceiverDiedError",
-           "call_blocking", "first_slice", "new_name", "as_buffer", "new_raw", "TRANSIT_NS",
+           "call_blocking", "first_slice", "timeout_arg", "int_arg", "new_name", "as_buffer", "new_raw", "TRANSIT_NS",
            "encode_name"]

@@ -131,7 +131,7 @@ class Mailbox(Handle):
             cap = lib.IPCF_MB_UNBOUNDED
             stride = lib.ipcf_mbox_stride(max_message)
             slots = min(1 << 20, lib.IPCF_MAX_CAPACITY // stride)   # a sparse file: pages only as used
-        elif isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
+        elif isinstance(capacity, bool) or not isinstance(capacity, int) or not 0 <= capacity < lib.IPCF_MB_UNBOUNDED:
             raise ValueError(f"capacity must be 0 (rendezvous), a positive int (bytes) or None "
                              f"(unbounded), not {capacity!r}")
         else:
@@ -232,9 +232,9 @@ class Mailbox(Handle):
         info = ffi.new("struct ipcf_msg_info *") if receipted else self._post_info
         start = time.monotonic() if timeout is not None else 0.0
         me = self._id or _pid[0]
+        first = _SLICE if block and timeout is None else N.first_slice(block, timeout)
         try:
-            rc = _post(h, payload, n, type, priority, me, dest, flags,
-                       _SLICE if block and timeout is None else N.first_slice(block, timeout), info)
+            rc = _post(h, payload, n, type, priority, me, dest, flags, first, info)
         except (OverflowError, TypeError):
             raise ValueError(f"type and priority must be 32-bit ints, not {type!r} and "
                              f"{priority!r}") from None
@@ -302,9 +302,13 @@ class Mailbox(Handle):
             raw = bytearray(_INFO.size)
             pair = (raw, ffi.from_buffer("struct ipcf_msg_info *", raw))
         try:
+            first = _SLICE if block and timeout is None else N.first_slice(block, timeout)
+        except (TypeError, ValueError):
+            self._scratch, self._info = buf, pair
+            raise
+        try:
             n = _recv(h, buf, _SCRATCH, me, has_type, type if has_type else 0, wait_right,
-                      _SLICE if block and timeout is None else N.first_slice(block, timeout),
-                      pair[1])
+                      first, pair[1])
         except (OverflowError, TypeError):
             self._scratch, self._info = buf, pair
             raise ValueError(f"type must be a 32-bit int, not {type!r}") from None

@@ -209,9 +209,8 @@ class Connection:
         EOFError), waiting up to *timeout* seconds (None: forever)."""
         self._check_closed()
         self._check_readable()
-        if timeout is not None and timeout < 0:
-            timeout = 0
-        return self._rx._poll(timeout)
+        # a negative timeout polls once, as multiprocessing's does
+        return self._rx._poll(N.timeout_arg(timeout, negative_is_zero=True))
 
 
 def _rebuild(rx: Optional[str], tx: Optional[str], sender: int) -> Connection:

@@ -22,6 +22,7 @@ _get = lib.ipcf_queue_get
 _view = ffi.buffer
 _unpack = ffi.unpack
 _SLICE = N.SLICE_NS
+_timeout = N.timeout_arg
 
 
 class Queue(Handle):
@@ -106,10 +107,13 @@ class Queue(Handle):
     # ---- producer ----
     def put(self, obj: Any, block: bool = True, timeout: Optional[float] = None) -> None:
         """Put *obj* on the queue. Blocks only while ``maxsize`` items are queued; raises
-        queue.Full on timeout (or at once with block=False), ValueError once closed."""
+        queue.Full on timeout (or at once with block=False), ValueError once closed. A
+        negative timeout does not wait (as in multiprocessing)."""
         h = self._h                       # the closed check (Handle._live), inline
         if h is None:
             raise self._closed_error()
+        if timeout is not None:           # multiprocessing's rule: negative = do not wait
+            timeout = _timeout(timeout, True)
         data = self._dumps(obj)
         if data.__class__ is not bytes:
             data = bytes(memoryview(data))     # a custom dumps may return any bytes-like
@@ -131,6 +135,8 @@ class Queue(Handle):
         until there is room for every one (queue.Full on timeout, ValueError if there are
         more than maxsize)."""
         h = self._live()
+        if timeout is not None:           # multiprocessing's rule: negative = do not wait
+            timeout = _timeout(timeout, True)
         dumps = self._dumps
         datas = [dumps(o) for o in objs]
         if self._custom_dumps:
@@ -149,10 +155,13 @@ class Queue(Handle):
     # ---- consumer ----
     def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
         """Remove and return an item. Blocks until one is available; raises queue.Empty on
-        timeout (or at once with block=False), ValueError once closed."""
+        timeout (or at once with block=False), ValueError once closed. A negative timeout
+        takes an item only if one is there (as in multiprocessing)."""
         h = self._h                       # the closed check (Handle._live), inline
         if h is None:
             raise self._closed_error()
+        if timeout is not None:           # multiprocessing's rule: negative = do not wait
+            timeout = _timeout(timeout, True)
         buf, self._scratch = self._scratch, None     # Handle._take_scratch, inline
         if buf is None:
             buf = _new_scratch()
@@ -196,6 +205,11 @@ class Queue(Handle):
         """Remove and return up to *max_messages_to_get* items (at least one) with one call
         into C; blocks like :meth:`get` for the first. faster-fifo compatible."""
         h = self._live()
+        if timeout is not None:           # multiprocessing's rule: negative = do not wait
+            timeout = _timeout(timeout, True)
+        if isinstance(max_messages_to_get, bool) or not isinstance(max_messages_to_get, int):
+            raise TypeError("max_messages_to_get must be an int, not "
+                            f"{type(max_messages_to_get).__name__}")
         if max_messages_to_get < 1:
             raise ValueError("max_messages_to_get must be >= 1")
         pair = self._take_batch()

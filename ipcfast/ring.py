@@ -192,8 +192,7 @@ class Ring(Handle):
         :meth:`claim` with the exact size you need) and abandoned, never visible, if it
         raises. Other producers wait while a claim is open."""
         h = self._live()
-        if size < 0:
-            raise ValueError("size must be >= 0")
+        N.int_arg(size, "size", 0, 1 << 63)
         if size > self.max_message:
             raise self._too_big(size)
         out = ffi.new("char **")
@@ -296,8 +295,7 @@ class Ring(Handle):
         """Remove and return up to *max_messages* messages (at least one; up to about 1 MiB
         per call) with one call into C. Blocks like :meth:`recv_bytes` for the first."""
         h = self._live()
-        if max_messages < 1:
-            raise ValueError("max_messages must be >= 1")
+        N.int_arg(max_messages, "max_messages", 1, 1 << 63)
         cap = self._BATCH_BYTES
         k = min(max_messages, self._BATCH_ITEMS)
         pair = self._take_batch()

@@ -513,22 +513,6 @@ def test_every_call_after_close_raises_value_error_mentioning_closed(make, call)
          "get": lambda: q.get(block=False)}[call]()
 
 
-@pytest.mark.parametrize("call", [
-    pytest.param(lambda q: q.get(timeout=-0.5), id="get"),
-    pytest.param(lambda q: q.put("x", timeout=-1), id="put"),
-    pytest.param(lambda q: q.get_many(timeout=-1), id="get_many"),
-    pytest.param(lambda q: q.put_many(["x"], timeout=-1), id="put_many"),
-])
-def test_negative_timeout_raises_value_error(make, call):
-    # queue.Queue's rule. multiprocessing differs: there get(timeout=-1) raises Empty at
-    # once and put(timeout=-1) puts (a negative timeout acts as zero).
-    q = make()
-    q.put("kept")
-    with pytest.raises(ValueError, match="non-negative"):
-        call(q)
-    assert q.qsize() == 1
-
-
 # ---------------------------------------------------------------- names, attach, pickled handles
 
 def test_queue_created_with_a_name_keeps_its_segments_under_that_name(make):

@@ -520,3 +520,46 @@ def test_a_signal_handler_interrupts_a_blocked_call_promptly_and_the_queue_still
         assert q.get(timeout=10) == "after"
     with pytest.raises(queue.Empty):
         q.get(timeout=0.05)
+
+
+# ---------------------------------------------------------------- timeouts as multiprocessing reads them
+
+def test_negative_timeout_get_returns_an_available_item_or_raises_empty_at_once(make):
+    # multiprocessing's rule (queue.Queue would raise ValueError): do not wait
+    q = make()
+    q.put("kept")
+    settle(q)
+    assert q.get(timeout=-1) == "kept"
+    assert elapsed(lambda: pytest.raises(queue.Empty, q.get, timeout=-0.5)) < 0.5
+
+
+def test_negative_timeout_put_puts_if_there_is_room_else_raises_full_at_once(make):
+    q = make(maxsize=1)
+    q.put("a", timeout=-1)
+    settle(q)
+    assert elapsed(lambda: pytest.raises(queue.Full, q.put, "b", timeout=-1)) < 0.5
+    assert q.get(timeout=5) == "a"
+
+
+@pytest.mark.parametrize("bad, exc", [(float("nan"), ValueError), ("1", TypeError),
+                                      ([1], TypeError)], ids=["nan", "str", "list"])
+def test_a_timeout_that_is_not_a_number_raises_and_leaves_the_queue_usable(impl, make, bad, exc):
+    if impl == "mp":
+        pytest.skip("multiprocessing has no rule here (what its internals raise, or NaN as 0)")
+    q = make()
+    q.put("kept")
+    with pytest.raises(exc, match="timeout"):
+        q.get(timeout=bad)
+    with pytest.raises(exc, match="timeout"):
+        q.put("x", timeout=bad)
+    assert q.get(timeout=5) == "kept"
+
+
+def test_an_infinite_timeout_waits_like_none(impl, make):
+    if impl == "mp":
+        pytest.skip("multiprocessing.Queue.get(timeout=inf) raises OverflowError")
+    q = make()
+    q.put("kept", timeout=float("inf"))
+    assert q.get(timeout=float("inf")) == "kept"
+    q.put_many(["a"], timeout=float("inf"))
+    assert q.get_many(timeout=float("inf")) == ["a"]
