@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import contextlib
 import queue as _queue
+import sys
 import time
-from typing import Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Iterable, Iterator, List, Optional, Tuple
 
 from . import _native as N
 from ._handle import SCRATCH as _SCRATCH, Handle, Kind, new_scratch as _new_scratch
@@ -77,6 +78,8 @@ class Ring(Handle):
 
     def _setup(self) -> None:
         h = self._h
+        if _KEPT:
+            _prune_kept()             # rings whose kept views have all gone may be freed now
         self.capacity = lib.ipcf_ring_capacity(h)
         self.max_message = lib.ipcf_ring_max_message(h)
         flags = lib.ipcf_ring_flags(h)
@@ -197,19 +200,23 @@ class Ring(Handle):
             raise self._too_big(size)
         out = ffi.new("char **")
         self._check(N.call_blocking(lambda t: lib.ipcf_ring_claim(h, size, t, out), block, timeout, N.EFULL))
-        mv = memoryview(ffi.buffer(out[0], size))
+        fb = ffi.buffer(out[0], size)
+        base = _refs(fb)
+        mv = memoryview(fb)
         try:
             yield mv
         except BaseException:
             _release(mv)
             lib.ipcf_ring_abort(h)
             raise
-        if not _release(mv):
-            # an export of the claimed memory outlived the block: it could still change the
-            # record after it is published, so it is not published
+        if not _release(mv) or _refs(fb) > base:
+            # a view of the claimed memory (an export, or a slice of the memoryview) outlived
+            # the block: it could still change the record after it is published, so it is
+            # not published; the ring stays mapped while that view lives (_keep_mapped)
             lib.ipcf_ring_abort(h)
-            raise BufferError("a buffer exported from the claimed memory is still alive; "
-                              "the message was not sent")
+            _keep_mapped(fb, base, self)
+            raise BufferError("a view of the claimed memory (an export or a slice) is still "
+                              "alive; the message was not sent")
         self._check(lib.ipcf_ring_commit(h, size))
 
     # ---- consumer ----
@@ -326,18 +333,21 @@ class Ring(Handle):
         got = self._peek(h, block, timeout)
         if got is None:
             raise self._closed_error()
-        mv = memoryview(ffi.buffer(got[0], got[1])).toreadonly()
+        fb = ffi.buffer(got[0], got[1])
+        base = _refs(fb)
+        mv = memoryview(fb).toreadonly()
         try:
             yield mv
         except BaseException:
             _release(mv)
             lib.ipcf_ring_unpeek(h)      # the message stays for the next reader
             raise
-        released = _release(mv)
+        released = _release(mv) and _refs(fb) <= base
         lib.ipcf_ring_release(h)
         if not released:
-            raise BufferError("a buffer exported from the view is still alive; its bytes will "
-                              "be overwritten by later messages")
+            _keep_mapped(fb, base, self)
+            raise BufferError("a view of the message (an export or a slice) is still alive; "
+                              "its bytes will be overwritten by later messages")
 
     # ---- for Connection (pipe.py): the pipe rings' end tracking and readiness ----
     def _poll(self, timeout: Optional[float]) -> bool:
@@ -345,6 +355,31 @@ class Ring(Handle):
         pipe ring, no writer is left. ValueError if closed."""
         h = self._live()
         return self._check(N.call_blocking(lambda t: lib.ipcf_ring_poll(h, t), True, timeout, 0)) == 1
+
+
+_refs = sys.getrefcount
+#: (buffer, its reference count when only ipcfast held it, the Ring) for each claim/view
+#: whose memory a caller kept past the block: the Ring (so its mapping) stays alive until
+#: no view of that memory is left, so reading a kept slice never touches unmapped memory
+_KEPT: List[Tuple[Any, int, "Ring"]] = []
+
+
+def _keep_mapped(fb, base: int, ring: "Ring") -> None:
+    _KEPT.append((fb, base, ring))
+    _prune_kept()
+
+
+def _prune_kept() -> None:
+    """Forget the kept buffers whose last outside view has gone (checked whenever another is
+    kept and whenever a Ring closes)."""
+    keep = []
+    for entry in _KEPT:
+        # held by: the entry tuple, and this loop's `entry` (not a new reference to fb),
+        # and getrefcount's argument -- against `base`, taken when only the generator's
+        # local name and getrefcount's argument held it
+        if _refs(entry[0]) > entry[1]:
+            keep.append(entry)
+    _KEPT[:] = keep
 
 
 def _release(mv: memoryview) -> bool:

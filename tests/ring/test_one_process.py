@@ -26,6 +26,7 @@ import ipcfast
 from ipcfast import IncompatibleSegmentError, Ring
 from ipcfast._native import ffi, lib
 from tests.support.shm import REC_HDR, SHM, named_by, new_name, rec
+from tests.support.procs import run_python
 from tests.support.shm import path as shm_path
 
 TAIL_AT = lib.IPCF_CTL_OFFSET + ffi.offsetof("struct ipcf_ring_ctl", "tail")
@@ -1108,3 +1109,45 @@ def test_segment_file_mode_is_0600(umask):
         st = os.stat(shm_path(ring.name))
         assert st.st_mode & 0o777 == 0o600
         assert st.st_uid == os.getuid()
+
+
+# ---------------------------------------------------------------- slices kept past claim/view
+
+def test_a_slice_of_a_claim_kept_past_the_block_stops_the_publish_with_buffer_error():
+    with Ring(4096) as ring:
+        kept = []
+        with pytest.raises(BufferError, match="slice"):
+            with ring.claim(8) as mv:
+                mv[:] = b"abcdefgh"
+                kept.append(mv[2:4])          # not an export of mv: a view of its memory
+        assert ring.empty(), "a claim whose memory escaped was published"
+        ring.send_bytes(b"next")
+        assert ring.recv_bytes(timeout=5) == b"next"
+        kept.clear()
+
+
+def test_a_slice_of_a_view_kept_past_the_block_raises_buffer_error_and_consumes_the_message():
+    with Ring(4096) as ring:
+        ring.send_bytes(b"hello world")
+        ring.send_bytes(b"second")
+        with pytest.raises(BufferError, match="slice"):
+            with ring.view() as v:
+                kept = v[0:5]
+        assert ring.recv_bytes(timeout=5) == b"second"
+        del kept
+
+
+def test_reading_a_kept_view_slice_after_the_ring_is_collected_does_not_crash():
+    code = (
+        "import gc, ipcfast\n"
+        "r = ipcfast.Ring(4096); r.send_bytes(b'hello world')\n"
+        "try:\n"
+        "    with r.view() as v:\n"
+        "        s = v[0:5]\n"
+        "except BufferError:\n"
+        "    pass\n"
+        "r.close(); del r, v; gc.collect()\n"
+        "print(bytes(s).decode())\n")
+    res = run_python(code, timeout=30)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "hello"
