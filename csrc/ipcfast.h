@@ -32,6 +32,7 @@
 #define IPCF_EJOIN       -1016  /* task_done() called more times than items were put */
 #define IPCF_EBUSY       -1017  /* exclusive mailbox: another live receiver holds the right */
 #define IPCF_EPEERDEAD   -1018  /* the receiver died holding the message we awaited a receipt for */
+#define IPCF_ECORRUPT    -1019  /* the segment's shared state is inconsistent (written by a buggy or hostile process) */
 
 /* ---- limits and constants callers use ---- */
 /* (a #define line keeps its comment on that line: build_ffi.py drops what follows the value) */

@@ -34,6 +34,7 @@
 #define IPCF_EVENT_SIZE     8    /* sizeof(struct ipcf_event), for padding expressions */
 #define IPCF_PIPE_ENDS      16   /* words per pipe-end table (transit tables: 8 pairs) */
 #define IPCF_MB_TAILS       32   /* priorities the mailbox's tail cache holds */
+#define IPCF_MB_SCAN_MS     50   /* speculative repairs (full, or empty with copies in flight) */
 
 /* mailbox slot states (struct ipcf_mbox_slot.state) */
 #define IPCF_SLOT_FREE    0
@@ -161,7 +162,8 @@ struct ipcf_mbox_ctl {
     uint32_t repairs;         /* times the state was rebuilt after a holder died */
     uint32_t inflight;        /* slots being copied outside the lock (WRITING/READING) */
     uint32_t tails_partial;   /* the tail cache lacks some priority present in the list */
-    uint32_t reserved1;
+    uint32_t scan_ms;         /* CLOCK_MONOTONIC ms (mod 2^32) of the last repair not forced
+                                 by a dead lock owner: they run at most every IPCF_MB_SCAN_MS */
     int32_t  tail_prio[IPCF_MB_TAILS];   /* cache: the last READY slot (index + 1) of each */
     uint32_t tail_slot[IPCF_MB_TAILS];   /*   priority present: O(32) inserts */
 };

@@ -66,6 +66,7 @@ static inline void ipcf_mbox_bump(uint64_t *counter)
 int ipcf_mbox_lock(struct ipcf_mbox *m, struct ipcf_timeout *to);  /* 0, or < 0 as ipcf_lock */
 void ipcf_mbox_unlock(struct ipcf_mbox *m);
 void ipcf_mbox_repair(struct ipcf_mbox *m);                       /* lock held */
+int ipcf_mbox_repair_if_due(struct ipcf_mbox *m);   /* lock held: 1 if it repaired */
 
 /* ---- slots and lists (mailbox_lists.c), lock held ---- */
 int64_t ipcf_mbox_slot_alloc(struct ipcf_mbox *m);            /* a free slot, or -1 */

@@ -17,6 +17,20 @@ void ipcf_mbox_slot_free(struct ipcf_mbox *m, uint32_t i)
     c->free_head = i + 1;
 }
 
+/* Give a slot back; a large body's pages beyond the first go back to the system. The slot
+ * is marked FREE before its pages are punched: a process killed in between (the lock is
+ * robust) leaves a FREE slot that repair relinks, never a READING one that repair would
+ * deliver again with its body zeroed. */
+void ipcf_mbox_slot_release(struct ipcf_mbox *m, uint32_t i)
+{
+    struct ipcf_mbox_slot *s = ipcf_mbox_slot_at(m, i);
+    uint64_t len = s->length;
+    ipcf_mbox_slot_free(m, i);
+    if (sizeof *s + len > IPCF_MB_PAGE)
+        madvise((uint8_t *)s + IPCF_MB_PAGE, m->ctl->stride - IPCF_MB_PAGE, MADV_REMOVE);
+    ipcf_mbox_bump(&m->ctl->freed);     /* senders waiting for room watch it */
+}
+
 int64_t ipcf_mbox_slot_alloc(struct ipcf_mbox *m)
 {
     struct ipcf_mbox_ctl *c = m->ctl;
@@ -33,15 +47,6 @@ int64_t ipcf_mbox_slot_alloc(struct ipcf_mbox *m)
     return -1;
 }
 
-/* Give a slot back; a large body's pages beyond the first go back to the system. */
-void ipcf_mbox_slot_release(struct ipcf_mbox *m, uint32_t i)
-{
-    struct ipcf_mbox_slot *s = ipcf_mbox_slot_at(m, i);
-    if (sizeof *s + (uint64_t)s->length > IPCF_MB_PAGE)
-        madvise((uint8_t *)s + IPCF_MB_PAGE, m->ctl->stride - IPCF_MB_PAGE, MADV_REMOVE);
-    ipcf_mbox_slot_free(m, i);
-    ipcf_mbox_bump(&m->ctl->freed);     /* senders waiting for room watch it */
-}
 
 /* ---- the tail cache ----
  * For each priority present in the READY list (up to IPCF_MB_TAILS of them), its last slot.

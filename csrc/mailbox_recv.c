@@ -75,7 +75,9 @@ static int64_t take(struct ipcf_mbox *m, uint32_t i, char *buf, uint64_t me,
         ipcf_add_relaxed(&c->inflight, 1);
         ipcf_mbox_unlock(m);
         memcpy(buf, ipcf_mbox_body(s), len);  /* outside the lock; the slot is ours */
-        ipcf_mbox_lock(m, NULL);
+        int rc = ipcf_mbox_lock(m, NULL);
+        if (rc < 0)         /* unrecoverable lock: the slot stays READING under our name */
+            return rc;
         ipcf_sub_relaxed(&c->inflight, 1);    /* (a repair counted ours: we are alive) */
     }
     int receipt = s->flags & IPCF_MSG_RECEIPT;
@@ -120,7 +122,7 @@ int64_t ipcf_mbox_recv(ipcf_mbox *m, char *buf, uint64_t cap, uint64_t me, int h
         if (rc == IPCF_EEMPTY && ipcf_load_relaxed(&c->inflight) && ipcf_mbox_lock(m, NULL) >= 0) {
             /* nothing came: a reader that died mid-copy may be sitting on a message */
             if (c->inflight)
-                ipcf_mbox_repair(m);
+                ipcf_mbox_repair_if_due(m);
             ipcf_mbox_unlock(m);
         }
         if (rc)

@@ -96,6 +96,22 @@ void ipcf_mbox_repair(struct ipcf_mbox *m)
     ipcf_event_wake(&c->receipt);
 }
 
+/* A repair that no dead lock owner forced -- a full mailbox, or an empty receive while
+ * copies are in flight, either of which may hide a peer that died mid-copy -- scans every
+ * slot and wakes every waiter. Such a death is rare and costs only capacity (or a delay)
+ * until the scan, so these run at most once per IPCF_MB_SCAN_MS per mailbox instead of on
+ * every full send and every empty receive. */
+int ipcf_mbox_repair_if_due(struct ipcf_mbox *m)
+{
+    struct ipcf_mbox_ctl *c = m->ctl;
+    uint32_t now = (uint32_t)(ipcf_now_ns() / 1000000u);
+    if (c->scan_ms && (uint32_t)(now - c->scan_ms) < IPCF_MB_SCAN_MS)
+        return 0;                /* (compared by unsigned difference: wraps after 49 days) */
+    c->scan_ms = now ? now : 1;
+    ipcf_mbox_repair(m);
+    return 1;
+}
+
 int ipcf_mbox_lock(struct ipcf_mbox *m, struct ipcf_timeout *to)
 {
     int rc = ipcf_lock(m->ctl->lock, to);

@@ -30,8 +30,8 @@ static int64_t take_slot(struct ipcf_mbox *m, uint64_t len, int *repaired)
 {
     struct ipcf_mbox_ctl *c = m->ctl;
     int64_t i = has_room(c, len) ? ipcf_mbox_slot_alloc(m) : -1;
-    if (i < 0 && !*repaired && (c->high_water == c->nslots || c->inflight)) {
-        ipcf_mbox_repair(m);
+    if (i < 0 && !*repaired && (c->high_water == c->nslots || c->inflight) &&
+        ipcf_mbox_repair_if_due(m)) {          /* a dead writer may hold slots */
         *repaired = 1;
         i = has_room(c, len) ? ipcf_mbox_slot_alloc(m) : -1;
     }
@@ -86,7 +86,9 @@ int ipcf_mbox_post(ipcf_mbox *m, const char *buf, uint64_t len, int32_t type, in
         ipcf_add_relaxed(&c->inflight, 1);
         ipcf_mbox_unlock(m);
         memcpy(ipcf_mbox_body(s), buf, len);     /* outside the lock; the slot is ours */
-        ipcf_mbox_lock(m, NULL);
+        int rc = ipcf_mbox_lock(m, NULL);
+        if (rc < 0)         /* unrecoverable lock: the slot stays WRITING, never visible */
+            return rc;
         if (s->state == IPCF_SLOT_WRITING && s->owner == me)   /* (a repair recounts) */
             ipcf_sub_relaxed(&c->inflight, 1);
     }

@@ -26,28 +26,7 @@
 #include "inspect.h"
 #include "lock.h"
 #include "peers.h"
-#include "ring.h"
-#include "shm.h"
-
-#define QNAME_MAX (IPCF_NAME_MAX - 21)   /* room for ".<gen>" */
-
-struct qring {
-    struct ipcf_seg seg;
-    struct ipcf_rb rb;
-    uint64_t gen;
-    int mapped;
-};
-
-struct ipcf_queue {
-    struct ipcf_seg seg;
-    struct ipcf_queue_ctl *ctl;
-    struct qring w;            /* the producer side's current ring */
-    struct qring r;            /* the consumer side's current ring */
-    uint64_t maxsize;
-    uint64_t ring_cap;
-    int closing;               /* closed by some thread: calls return IPCF_ECLOSED (atomic) */
-    char name[IPCF_NAME_MAX + 1];
-};
+#include "queue.h"
 
 /* Set by close on any thread, read by calls on others: relaxed, it only needs atomicity
  * (close also wakes every sleeper, and the wait predicates re-read it). */
@@ -67,61 +46,6 @@ void ipcf_queue_counters(const void *ctl, uint64_t out[IPCF_COUNTERS])
     out[5] = ipcf_load_relaxed(&c->empty_waits);
     out[6] = ipcf_load_relaxed(&c->write_gen);
     out[7] = ipcf_load_relaxed(&c->read_gen);
-}
-
-static void part_name(char *out, const char *base, uint64_t gen)
-{
-    snprintf(out, IPCF_NAME_MAX + 24, "%s.%llu", base, (unsigned long long)gen);
-}
-
-static void qring_drop(struct qring *x)
-{
-    if (x->mapped)
-        ipcf_seg_unmap(&x->seg);      /* the queue's rings never join their peer tables */
-    x->mapped = 0;
-}
-
-static void qring_bind(struct qring *x, uint64_t gen)
-{
-    x->gen = gen;
-    x->mapped = 1;
-    x->rb.ctl = x->seg.ctl;
-    x->rb.data = x->seg.data;
-    x->rb.cap = x->seg.capacity;
-    x->rb.head_cache = ipcf_load_acquire(&x->rb.ctl->head);
-    x->rb.tail_cache = ipcf_load_acquire(&x->rb.ctl->tail);
-}
-
-static int qring_map(struct ipcf_queue *q, struct qring *x, uint64_t gen)
-{
-    if (x->mapped && x->gen == gen)
-        return 0;
-    qring_drop(x);
-    char pn[IPCF_NAME_MAX + 24];
-    part_name(pn, q->name, gen);
-    int rc = ipcf_seg_open(&x->seg, pn, IPCF_KIND_QPART);
-    if (rc)
-        return rc;
-    qring_bind(x, gen);
-    return 0;
-}
-
-static int qring_new(struct ipcf_queue *q, struct qring *x, uint64_t gen, uint64_t cap)
-{
-    char pn[IPCF_NAME_MAX + 24];
-    part_name(pn, q->name, gen);
-    qring_drop(x);
-    int rc = ipcf_seg_create(&x->seg, pn, IPCF_KIND_QPART, cap, 0, NULL, 0);
-    if (rc == -EEXIST) {
-        /* left by a producer that died before publishing it: nobody can reference it */
-        ipcf_seg_unlink(pn);
-        rc = ipcf_seg_create(&x->seg, pn, IPCF_KIND_QPART, cap, 0, NULL, 0);
-    }
-    if (rc)
-        return rc;
-    ipcf_seg_publish(&x->seg);
-    qring_bind(x, gen);
-    return 0;
 }
 
 static int queue_init(struct ipcf_queue *q, const char *name)
@@ -159,7 +83,9 @@ int ipcf_queue_create(const char *name, uint64_t ring_capacity, uint64_t maxsize
     if (!rc)
         rc = ipcf_lock_init(q->ctl->clock);
     if (!rc)
-        rc = qring_new(q, &q->w, 0, ring_capacity);
+        rc = ipcf_qring_new(q, &q->w, 0, ring_capacity);
+    if (!rc)                          /* ring 0's name may have been taken: start where it is */
+        q->ctl->write_gen = q->ctl->read_gen = q->w.gen;
     if (rc) {
         ipcf_seg_unmap(&q->seg);
         ipcf_seg_unlink(name);
@@ -200,11 +126,13 @@ int ipcf_queue_close(ipcf_queue *q)
     int last = ipcf_seg_leave(&q->seg);
     /* the rings' names derive from ours: if our name now belongs to a newer queue, so do they */
     if (last && ipcf_seg_unlink_own(&q->seg, q->name) == 0) {
-        char pn[IPCF_NAME_MAX + 24];
-        for (uint64_t g = first; g <= last_gen + 1; g++) {   /* +1: a half-made next ring */
-            part_name(pn, q->name, g);
-            ipcf_seg_unlink(pn);
-        }
+        /* +1: a half-made next ring; PART_SKIPS: rings made past squatted names. A corrupt
+         * control block (first > last_gen, or a huge span) is bounded, not looped over. */
+        uint64_t end = last_gen + 1 + PART_SKIPS;
+        if (end < first || end - first > (1u << 16))
+            end = first + PART_SKIPS;
+        for (uint64_t g = first; g <= end; g++)
+            ipcf_qpart_unlink_if_ours(q, g);
     }
     return last;
 }
@@ -212,8 +140,8 @@ int ipcf_queue_close(ipcf_queue *q)
 void ipcf_queue_free(ipcf_queue *q)
 {
     ipcf_queue_close(q);
-    qring_drop(&q->w);
-    qring_drop(&q->r);
+    ipcf_qring_drop(&q->w);
+    ipcf_qring_drop(&q->r);
     ipcf_seg_unmap(&q->seg);
     free(q);
 }
@@ -282,16 +210,16 @@ static int data_ready(void *p)
 static int writable_ring(struct ipcf_queue *q, uint64_t need, int *grew)
 {
     uint64_t gen = ipcf_load_relaxed(&q->ctl->write_gen);
-    int rc = qring_map(q, &q->w, gen);
-    if (rc)
-        return rc;
+    int rc = ipcf_qring_map(q, &q->w, gen);
+    if (rc)     /* the ring we write to was made by one of us: anything else is corruption */
+        return rc == PART_FOREIGN || rc == -ENOENT ? IPCF_ECORRUPT : rc;
     int oversized = q->w.rb.cap > q->ring_cap;   /* a ring made for one big message */
     if (!oversized && need <= q->w.rb.cap && ipcf_rb_room(&q->w.rb, ipcf_rb_tail(&q->w.rb), need))
         return 0;
     uint64_t cap = q->ring_cap;
     while (cap < need)
         cap <<= 1;
-    if ((rc = qring_new(q, &q->w, gen + 1, cap)) != 0)
+    if ((rc = ipcf_qring_new(q, &q->w, gen + 1, cap)) != 0)
         return rc;
     *grew = 1;
     return 0;
@@ -374,31 +302,39 @@ int ipcf_queue_put(ipcf_queue *q, const char *buf, uint64_t len, int64_t timeout
  * drained rings. Returns 1 with a record ready, 0 when the queue is empty. */
 static int readable_ring(struct ipcf_queue *q)
 {
-    for (;;) {
+    for (int gap = 0;;) {
         uint64_t gen = ipcf_load_relaxed(&q->ctl->read_gen);
-        int rc = qring_map(q, &q->r, gen);
+        int rc = ipcf_qring_map(q, &q->r, gen);
         if (rc == 0) {
             uint8_t *body;
             uint32_t len;
             if (ipcf_rb_next(&q->r.rb, ipcf_rb_head(&q->r.rb), &body, &len))
                 return 1;
-        } else if (rc != -ENOENT) {
-            return rc;
         }
         /* acquire: pairs with the producer's release of write_gen; if it moved past us,
          * every record of ring `gen` is visible to the re-check below */
-        if (ipcf_load_acquire(&q->ctl->write_gen) == gen)
-            return 0;
+        uint64_t wgen = ipcf_load_acquire(&q->ctl->write_gen);
+        if (wgen == gen)
+            return rc == 0 || rc == -ENOENT || rc == PART_FOREIGN ? 0 : rc;
+        if (gen > wgen)
+            return IPCF_ECORRUPT;          /* the reader is ahead of every writer */
         if (rc == 0) {
             uint8_t *body;
             uint32_t len;
             if (ipcf_rb_next(&q->r.rb, ipcf_rb_head(&q->r.rb), &body, &len))
                 return 1;
+            char pn[IPCF_NAME_MAX + 24];
+            ipcf_qpart_name(pn, q->name, gen);
+            ipcf_seg_unlink_own(&q->r.seg, pn);   /* drained for good: give the memory back */
+            gap = 0;
+        } else if (++gap > PART_GAP) {
+            /* rings are missing only where a producer stepped over a squatted name (at most
+             * PART_SKIPS in a row): a longer gap is a write_gen nobody wrote */
+            return IPCF_ECORRUPT;
         }
-        char pn[IPCF_NAME_MAX + 24];
-        part_name(pn, q->name, gen);
-        ipcf_seg_unlink(pn);           /* drained for good: give the memory back */
-        qring_drop(&q->r);
+        /* (any ring before write_gen that we cannot open -- gone, foreign, unreadable -- is
+         * stepped over: it holds nothing of ours) */
+        ipcf_qring_drop(&q->r);
         ipcf_store_release(&q->ctl->read_gen, gen + 1);
     }
 }

@@ -69,6 +69,7 @@ _MESSAGES = {
     lib.IPCF_EVERSION: f"was made by an ipcfast with another layout version (this one reads layout {lib.IPCF_LAYOUT_VERSION})",
     lib.IPCF_EKIND: "is an ipcfast segment of another kind",
     lib.IPCF_ETRUNCATED: "is truncated or its header is inconsistent",
+    lib.IPCF_ECORRUPT: "is corrupt: its shared state is inconsistent (a buggy or hostile process wrote to it)",
     lib.IPCF_EBADNAME: (f"is not a valid name: use 1 to {lib.IPCF_NAME_MAX} characters from "
                         "[A-Za-z0-9._-], not starting with '.'"),
     lib.IPCF_EBADARG: "invalid argument",
@@ -80,7 +81,7 @@ _MESSAGES = {
     lib.IPCF_EPEERDEAD: "the receiver died before finishing with the message; it was not delivered",
 }
 
-_INCOMPATIBLE = (lib.IPCF_EBADMAGIC, lib.IPCF_EVERSION, lib.IPCF_EKIND, lib.IPCF_ETRUNCATED,
+_INCOMPATIBLE = (lib.IPCF_ECORRUPT, lib.IPCF_EBADMAGIC, lib.IPCF_EVERSION, lib.IPCF_EKIND, lib.IPCF_ETRUNCATED,
                  lib.IPCF_ENOTREADY)
 
 

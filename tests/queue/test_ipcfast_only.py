@@ -770,3 +770,52 @@ def test_threads_using_put_many_and_get_many_on_small_rings_get_each_item_once_i
         for p in range(n_prod):
             seqs = [s for pp, s, _ in g if pp == p]
             assert seqs == sorted(seqs)
+
+
+# ---------------------------------------------------------------- squatted ring names
+
+def _squat(name: str) -> str:
+    """Pre-create /dev/shm/<name> as another process would (a plain file, not a ring of
+    ours); returns its path."""
+    from tests.support.shm import path
+    p = path(name)
+    fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    os.write(fd, b"not yours")
+    os.close(fd)
+    return p
+
+
+def test_a_squatted_next_ring_name_is_stepped_over_and_left_alone(make):
+    # Regression: pre-creating <queue>.<next gen> made every put that needed a new ring raise
+    # FileExistsError (naming the queue), and other paths deleted the squatter's file.
+    name = new_name()
+    squatted = [_squat(f"{name}.1"), _squat(f"{name}.2")]
+    try:
+        q = make(name=name, capacity=SMALL)
+        items = [("item", i, "x" * 100) for i in range(200)]      # many 4 KiB rings' worth
+        for it in items:
+            q.put(it, timeout=5)
+        assert [q.get(timeout=5) for _ in items] == items
+        q.close()
+        for p in squatted:
+            with open(p, "rb") as f:
+                assert f.read() == b"not yours", "the squatter's file was changed"
+        assert ring_segments(name) == [f"{name}.1", f"{name}.2"], "a ring of ours was left"
+    finally:
+        for p in squatted:
+            os.unlink(p)
+
+
+def test_a_squatted_first_ring_name_does_not_stop_creation_nor_get_deleted(make):
+    # Regression: creating a queue silently deleted a same-user file named <queue>.0
+    name = new_name()
+    p = _squat(f"{name}.0")
+    try:
+        q = make(name=name, capacity=SMALL)
+        q.put("first", timeout=5)
+        assert q.get(timeout=5) == "first"
+        q.close()
+        with open(p, "rb") as f:
+            assert f.read() == b"not yours"
+    finally:
+        os.unlink(p)

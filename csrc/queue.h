@@ -1,0 +1,42 @@
+/* queue.h - private to the queue's files: the handle, and the chain of ring segments
+ * "<name>.<gen>" (queue_rings.c) that queue.c reads and writes. */
+#ifndef IPCF_QUEUE_H
+#define IPCF_QUEUE_H
+
+#include "ipcfast.h"
+#include "ring.h"
+#include "shm.h"
+
+#define QNAME_MAX (IPCF_NAME_MAX - 21)   /* room for ".<gen>" */
+
+struct qring {
+    struct ipcf_seg seg;
+    struct ipcf_rb rb;
+    uint64_t gen;
+    int mapped;
+};
+
+struct ipcf_queue {
+    struct ipcf_seg seg;
+    struct ipcf_queue_ctl *ctl;
+    struct qring w;            /* the producer side's current ring */
+    struct qring r;            /* the consumer side's current ring */
+    uint64_t maxsize;
+    uint64_t ring_cap;
+    int closing;               /* closed by some thread: calls return IPCF_ECLOSED (atomic) */
+    char name[IPCF_NAME_MAX + 1];
+};
+
+#define PART_FOREIGN (-2000)   /* internal: "<name>.<gen>" is not a ring of this queue */
+#define PART_SKIPS 16          /* squatted names a producer steps over before giving up */
+#define PART_GAP 64            /* missing rings a consumer steps over before calling it corrupt */
+
+void ipcf_qpart_name(char *out, const char *base, uint64_t gen);       /* "<base>.<gen>" */
+void ipcf_qring_drop(struct qring *x);                                 /* unmap, if mapped */
+/* Map ring `gen` of q into x: 0, PART_FOREIGN (the file is not a ring of q) or < 0. */
+int ipcf_qring_map(struct ipcf_queue *q, struct qring *x, uint64_t gen);
+/* Create ring `gen` (or the first free name after it, up to PART_SKIPS on) into x. */
+int ipcf_qring_new(struct ipcf_queue *q, struct qring *x, uint64_t gen, uint64_t cap);
+void ipcf_qpart_unlink_if_ours(struct ipcf_queue *q, uint64_t gen);
+
+#endif
