@@ -161,6 +161,7 @@ class Fuzz:
         self.watch_stall = True      # off while draining: finish() judges what is left
         self.last_start = time.monotonic()
         self._progress = (0, time.monotonic())
+        self._sent: Dict[int, tuple] = {}   # producer slot -> (count, when it last moved)
         self.drained_by_parent: List[tuple] = []
         self.reordered: List[str] = []
 
@@ -268,6 +269,15 @@ class Fuzz:
                                        f"timeout still blocked after {(now - since) / 1e9:.1f} s (SIGKILLed)")
                 if self.replace:
                     self.start(c.role)
+            if c.role == kw.PRODUCER and self.watch_stall:
+                count, t = self.board.get(c.slot, kw.F_COUNT), time.monotonic()
+                seen = self._sent.setdefault(c.slot, (count, t))
+                if count != seen[0] or not self.board.get(c.slot, kw.F_READY):
+                    self._sent[c.slot] = (count, t)
+                elif t - seen[1] > STALL:
+                    self.fig.note("hangs", f"{self.kind}: {self.name(c)} sent nothing for {STALL:g} s "
+                                           f"(stuck at message {count}) while the others ran")
+                    self._sent[c.slot] = (count, t)
         got = self.received()
         if got != self._progress[0]:
             self._progress = (got, time.monotonic())

@@ -9,8 +9,8 @@ board the children report on, and the producer and consumer loops.
 * **The board** is a small file mapped by every process of a run (parent and children,
   any start method): per worker one row of int64 fields written only by that worker (its
   pid, whether it is inside a send/receive and since when, its count of messages, how it
-  ended), plus a few flags written by the parent (stop the producers, stop the
-  consumers). A worker SIGKILLed anywhere leaves its row as it was at that instant, which is
+  ended; but F_STOP, which the parent writes to stop that one worker), plus a few flags
+  written by the parent (stop the producers, stop the consumers). A worker SIGKILLed anywhere leaves its row as it was at that instant, which is
   what the checker reads.
 * **Logs**: each worker appends fixed-size records to its own file with one ``write`` each
   (a consumer: every message it received and its verdict; a producer: every send whose
@@ -129,6 +129,7 @@ G_STOP_PRODUCERS, G_STOP_CONSUMERS = 0, 1
 GLOBALS = 8
 # per-worker fields
 F_PID, F_ROLE, F_STATE, F_CALL_START, F_CALL_LIMIT, F_COUNT, F_SEQ, F_READY, F_END, F_END_NS = range(10)
+F_STOP = 15             # written by the parent: stop this one worker
 FIELDS = 16
 # F_STATE: IDLE between calls, IN_CALL inside a send/receive (from just before the call to
 # just after its result was recorded: a consumer killed IN_CALL may have held a message)
@@ -350,7 +351,7 @@ def producer(kind: str, obj, board_path: str, slot: int, logdir: str, seed: int,
     _started(board, slot, PRODUCER)
     seq = 0
     try:
-        while not board.flag(G_STOP_PRODUCERS):
+        while not (board.flag(G_STOP_PRODUCERS) or board.get(slot, F_STOP)):
             msg = make_message(seed, slot, seq, big)
             board.set(slot, F_SEQ, seq)
             _begin(board, slot, limit)
@@ -388,7 +389,7 @@ def consumer(kind: str, obj, board_path: str, slot: int, logdir: str, seed: int,
     me = os.getpid()
     count = 0
     try:
-        while not board.flag(G_STOP_CONSUMERS):
+        while not (board.flag(G_STOP_CONSUMERS) or board.get(slot, F_STOP)):
             _begin(board, slot, limit)
             try:
                 data, at, pickle_error = recv()
@@ -402,7 +403,9 @@ def consumer(kind: str, obj, board_path: str, slot: int, logdir: str, seed: int,
                 verdict, p, s, details = check_message(data, seed, big, max_producer)
                 if pickle_error and verdict == OK:
                     verdict = TORN
-                    details = {"producer": p, "seq": s, "why": "payload intact, pickle broken"}
+                    n = len(data) - HDR.size
+                    details = {"producer": p, "seq": s, "length": n, "expected_length": n,
+                               "why": "payload intact, pickle framing broken"}
                 if verdict != OK:
                     details.update(pickle_error=pickle_error, data_offset_in_body=at)
                     if details.get("first_bad_byte") is not None:

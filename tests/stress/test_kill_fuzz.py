@@ -18,11 +18,12 @@ is closed, and the checker counts per class:
 
 * **hangs**: a call that overstays its own timeout by HANG_SLACK (5) s (every blocking call
   has a timeout; Pipe's ``send_bytes`` has none and gets UNTIMED, 10 s); a worker that has
-  not reached its loop START_BOUND (30) s after its start; STALL (10) s in which no consumer
-  received anything while messages were waiting; messages still waiting once the consumers
-  drained without progress for STALL s; a worker that does not stop when told; a pipe reader
-  without EOFError, or writer without BrokenPipeError, PIPE_BOUND (3) s after its last peer's
-  kill. A hung worker is SIGKILLed and accounted like a killed one.
+  not reached its loop START_BOUND (30) s after its start; STALL (10) s in which no
+  consumer received anything while messages were waiting, or in which a live producer sent
+  nothing; messages still waiting once the consumers drained without progress for STALL
+  s; a worker that does not stop when told; a pipe reader without EOFError, or writer
+  without BrokenPipeError, PIPE_BOUND (3) s after its last peer's kill. A hung worker is
+  SIGKILLed and accounted like a killed one.
 * **torn**: a message whose CRC or length is wrong, or whose body does not unpickle (the
   report says where it goes wrong: first bad byte of the body, zeroed tail).
 * **duplicates**: a message (producer, seq) received more than once.
@@ -30,8 +31,12 @@ is closed, and the checker counts per class:
   same producer (beyond the allowance).
 * **lost beyond allowance**: messages whose send had returned and that nobody received,
   beyond the allowance.
-* **leaked**: segments of the run left in /dev/shm after every worker is gone and every
-  handle closed (after the leak check's 5 s settle time; they are then removed).
+* **leaked**: segments of the run's objects (a queue's rings included) left in /dev/shm
+  after every worker is gone and every handle closed (after the leak check's 5 s settle
+  time; they are then removed). Not
+  counted: a pipe whose last user had to be SIGKILLed for a hang (a segment whose every
+  user was SIGKILLed stays until ``ipcfast gc``, as documented); a pipe reader that hangs
+  is stopped instead, so that it is the last user and closes the pipe.
 * **errors**: whatever else the contract rules out: a worker that raised or crashed (e.g.
   SIGSEGV); a pipe end that saw EOF/BrokenPipeError while the parent still held the other
   end; a message received although its sender was told it was not (ReceiverDiedError, or
@@ -144,6 +149,9 @@ class Harness:
         self.before = ipcf_segments()
         self.capsys = capsys
         self.t0 = time.monotonic()
+        self.excused = set()         # segments whose last user was SIGKILLed (for a hang)
+        self.describe: Callable[[str], str] = str     # a leaked segment in the report
+        self.names: set = set()      # the run's objects: their segments and "<name>.<gen>"
 
     def fuzz(self, ctx, kind: str, send_obj, recv_obj, **options) -> Fuzz:
         return Fuzz(self.fig, ctx, kind, send_obj, recv_obj, board=self.board, logdir=self.logdir,
@@ -152,8 +160,16 @@ class Harness:
     def conclude(self) -> None:
         """Count the segments left behind (and remove them), print the figures, assert."""
         self.fig.seconds = time.monotonic() - self.t0
-        for name in sorted(leaked_since(self.before)):
-            self.fig.note("leaked", name)
+        # only the run's own objects: other processes on the machine (another test run)
+        # may create and leave segments meanwhile, and those are not ours to remove
+        ours = {n for n in leaked_since(self.before)
+                if n in self.names or n.rsplit(".", 1)[0] in self.names}
+        for name in sorted(ours):
+            if name in self.excused:
+                self.fig.extra.append(f"left, not counted as leaked (its last user was SIGKILLed "
+                                      f"for a hang; `ipcfast gc` removes it): {name}")
+            else:
+                self.fig.note("leaked", self.describe(name))
             try:
                 os.unlink(os.path.join("/dev/shm", name))
             except FileNotFoundError:
@@ -171,6 +187,7 @@ def run_one(h: Harness, ctx, kind: str, obj, pending, *, producers: int, consume
     """The kill-fuzz of *obj*, which every worker both sends to and receives from; closes
     it. *state* returns (counters that must be 0 once the object is drained and every
     worker is gone: derived state a repair must get right, counters to show)."""
+    h.names.add(obj.name)
     f = h.fuzz(ctx, kind, obj, obj, big=big, producers=producers, consumers=consumers,
                pending=pending, ref_ready=ref_ready)
     try:
@@ -214,7 +231,7 @@ def test_queue(request, tmp_path, capsys, kills):
     h.conclude()
 
 
-@budget(180, 10.0)
+@budget(180, 1.0)
 def test_queue_spawn(request, tmp_path, capsys, kills):
     """Queue with spawn children (handles pickled, in transit until they arrive), 2 x 2,
     a tenth of the kills (at least 10): a spawn child needs a few hundred ms to start."""
@@ -271,6 +288,7 @@ def test_pipe(request, tmp_path, capsys, kills):
     """Pipe(duplex=False): episodes of 1-6 kills of the writer or the reader; the last kill
     of each comes after the parent closed its ends and checks EOFError / BrokenPipeError."""
     h = Harness(request, tmp_path, capsys, "Pipe", kills)
+    h.describe = pipe_ends
     ends = {kw.END_EOF: [], kw.END_BROKEN: []}     # ms from the last kill to the error
     left = h.kills
     while left > 0:
@@ -290,7 +308,8 @@ def pipe_episode(h: Harness, kills: int, ends: dict) -> None:
     ends meanwhile), the last after the parent closed its ends, with no replacement: the
     survivor must then see its end (EOFError / BrokenPipeError) within PIPE_BOUND."""
     r, w = ipcfast.Pipe(duplex=False, capacity=PIPE_CAPACITY)
-    ring = w._tx.name                   # (for the report of a hang)
+    ring = w._tx.name                   # the one ring of a one-way pipe
+    h.names.add(ring)
     held = [r, w]
     f = h.fuzz(FORK, "pipe", w, r, big=BIG, producers=1, consumers=1,
                pending=lambda: 1 if held and r.poll(0) else 0)
@@ -324,12 +343,21 @@ def pipe_episode(h: Harness, kills: int, ends: dict) -> None:
             early = [f"w{c.slot} at {c.age * 1e3:.0f} ms" for c in f.children
                      if c.fate == "killed" and not c.ready]
             state = pipe_ends(ring)
-            f.kill(s, "hung")
             h.fig.note("hangs", f"pipe: {f.name(s)} got no {what} within {PIPE_BOUND:g} s of the "
                                 f"last {'writer' if role == kw.PRODUCER else 'reader'}'s kill "
                                 f"({f.name(v)}, {v.age * 1e3:.0f} ms after its start, "
                                 f"{'after' if v.ready else 'before'} it reached its loop); killed "
                                 f"before reaching their loop in this episode: {early or 'none'}; {state}")
+            # a reader can be stopped (it polls): then it is the last user and closes the
+            # pipe, which must then go; a writer blocked in send_bytes can only be killed,
+            # and a segment whose last user was SIGKILLed stays until `ipcfast gc`
+            h.board.set(s.slot, kw.F_STOP, 1)
+            deadline = time.monotonic() + kw.RECV_TIMEOUT + 5
+            while s.role == kw.CONSUMER and s.fate == "running" and time.monotonic() < deadline:
+                f.sleep_until(time.monotonic() + 0.01)
+            if s.fate == "running":
+                f.kill(s, "hung")
+                h.excused.add(ring)
         elif h.board.get(s.slot, kw.F_END) == want:
             ends[want].append((h.board.get(s.slot, kw.F_END_NS) - t_kill) / 1e6)
     finally:
