@@ -9,6 +9,7 @@ spelled out in the docstring of test_kill_fuzz.py.
 """
 from __future__ import annotations
 
+import bisect
 import collections
 import multiprocessing
 import os
@@ -135,6 +136,8 @@ class Child:
     held: bool = False           # died inside a send/receive (board state IN_CALL)
     age: float = 0.0             # seconds from start() to its end
     ready: bool = False          # it had reached its loop (attached, other pipe end closed)
+    died_ns: int = 0             # monotonic ns by which it had ended (reaped)
+    last_call_ns: int = 0        # when its last send/receive began (board F_CALL_START)
 
 
 class Fuzz:
@@ -201,6 +204,8 @@ class Fuzz:
         c.held = self.board.get(c.slot, kw.F_STATE) == kw.IN_CALL
         c.age = time.monotonic() - c.started
         c.ready = bool(self.board.get(c.slot, kw.F_READY))
+        c.died_ns = time.monotonic_ns()
+        c.last_call_ns = self.board.get(c.slot, kw.F_CALL_START) or c.died_ns
         if c.role == kw.CONSUMER and c.held and fate in ("killed", "hung"):
             self.fig.held_kills += 1
 
@@ -381,7 +386,7 @@ class Fuzz:
             except Exception:
                 break
             verdict, p, s, details = kw.check_message(data, self.seed, self.big, self.board.slots)
-            self.drained_by_parent.append((p, s, verdict, len(data), 0))
+            self.drained_by_parent.append((p, s, verdict, time.monotonic_ns()))
             if verdict != kw.OK:
                 self.fig.note("torn", f"{self.kind}: left in the object: {details}")
 
@@ -391,9 +396,15 @@ class Fuzz:
             self.kill(c, "reaped")
 
     # ---- the accounting ----
-    def account(self, tail_may_be_lost: bool = False) -> None:
+    def account(self, tail_may_be_lost: bool = False, explain: str = "count") -> None:
         """Check every message logged. *tail_may_be_lost*: what was in the pipe when its
-        last reader died is gone with it (Pipe episodes that end with the reader's kill)."""
+        last reader died is gone with it (Pipe episodes that end with the reader's kill).
+        *explain*: how missing messages are matched to held kills: "count" (no more missing
+        than held kills), "sequential" (one FIFO, one producer and one consumer at a time:
+        Ring 1:1, Pipe; see :meth:`_unexplained`), "timed" (FIFO per producer, several
+        consumers: Queue, Ring shared; see :meth:`_untimely`), "receipts" (the receipt
+        names the receiver: :meth:`_unreceipted`): each missing message then needs a kill
+        of its own that could have held it."""
         fig, kind = self.fig, self.kind
         producers = {c.slot: c for c in self.children if c.role == kw.PRODUCER}
         consumers = [c for c in self.children if c.role == kw.CONSUMER]
@@ -404,29 +415,36 @@ class Fuzz:
             done[slot] = self.board.get(slot, kw.F_COUNT)
             if c.held:
                 inflight[slot] = self.board.get(slot, kw.F_SEQ)
-            for seq, out, _, _, who in kw.read_log(self.logdir, slot):
+            for seq, out, _, _, who, _, _ in kw.read_log(self.logdir, slot):
                 outcome[(slot, seq)] = (out, who)
         # what the consumers got, in the order each got it
         got = collections.defaultdict(list)        # (producer, seq) -> [receiver pid]
+        owner: Dict[tuple, int] = {}               # (producer, seq) -> slot of its first receiver
+        when: Dict[tuple, tuple] = {}              # (producer, seq) -> (receive began, logged)
         for c in consumers:
             last: Dict[int, int] = {}
-            for p, s, verdict, _, pid in kw.read_log(self.logdir, c.slot):
+            for p, s, verdict, _, pid, began, logged in kw.read_log(self.logdir, c.slot):
                 fig.messages += 1
                 if verdict != kw.OK:
                     continue                      # counted from the notes below
+                when.setdefault((p, s), (began, logged))
                 if s < last.get(p, -1):
                     self.reordered.append(f"{kind}: w{c.slot} got w{p}#{s} after w{p}#{last[p]}")
                 last[p] = max(s, last.get(p, -1))
                 got[(p, s)].append(pid)
+                owner.setdefault((p, s), c.slot)
             for n in kw.read_notes(self.logdir, c.slot):
                 if n.get("what") == "torn":
                     fig.note("torn", f"{kind}: {describe_torn(c.slot, n)}")
                     if n.get("verdict") == kw.TORN:      # header intact: it did arrive
                         got[(n["producer"], n["seq"])].append(self.board.get(c.slot, kw.F_PID))
-        for p, s, _, _, pid in self.drained_by_parent:
+                        owner.setdefault((n["producer"], n["seq"]), c.slot)
+        for p, s, _, t in self.drained_by_parent:
             fig.messages += 1
             if p >= 0:
-                got[(p, s)].append(pid)
+                got[(p, s)].append(0)
+                when.setdefault((p, s), (t, t))
+                owner.setdefault((p, s), 1 << 30)       # after every consumer
         for (p, s), pids in got.items():
             if len(pids) > 1:
                 fig.note("duplicates", f"{kind}: w{p}#{s} received {len(pids)} times", len(pids) - 1)
@@ -451,18 +469,33 @@ class Fuzz:
         if tail_may_be_lost:
             last_got = max((k for k in got if k[0] in producers), default=(-1, -1))
             missing = [m for m in missing if (m[0], m[1]) < last_got]
-        budget = sum(1 for c in consumers if c.held and c.fate in ("killed", "hung"))
-        fig.missing_allowed += min(budget, len(missing))
-        if len(missing) > budget:
+        held = [c for c in consumers if c.held and c.fate in ("killed", "hung")]
+        budget = len(held)
+        if explain == "sequential":
+            lost = self._unexplained(missing, consumers, owner)
+        elif explain == "timed":
+            lost = self._untimely(missing, held, when)
+        elif explain == "receipts":
+            lost = self._unreceipted(missing, held, pid_of)
+        else:
+            lost = missing if len(missing) > budget else []
+        fig.missing_allowed += (min(budget, len(missing)) if explain == "count"
+                                else len(missing) - len(lost))
+        if lost:
             def show(p, s, o):
                 if not (o and o[0] == kw.RECEIPT):
                     return f"w{p}#{s}"
                 r = pid_of.get(o[1])
                 state = "unknown" if r is None else ("killed inside a receive" if r.held else r.fate)
                 return f"w{p}#{s} (its receipt names pid {o[1]}: {state})"
-            fig.note("lost", f"{kind}: {len(missing)} sent messages never received, allowance "
-                             f"{budget}: {', '.join(show(*m) for m in missing[:SHOW])}",
-                     len(missing) - budget)
+            if explain != "count":
+                text = (f"{len(lost)} sent messages never received that no kill of their consumer "
+                        f"inside a receive explains ({len(missing)} missing, {budget} held kills)")
+                count = len(lost)
+            else:
+                text = f"{len(missing)} sent messages never received, allowance {budget}"
+                count = len(missing) - budget
+            fig.note("lost", f"{kind}: {text}: {', '.join(show(*m) for m in lost[:SHOW])}", count)
         if kind.startswith("mailbox") and self.reordered:
             # a message re-delivered after its receiver died may overtake later ones
             allowed = min(max(0, budget - len(missing)), len(self.reordered))
@@ -470,3 +503,75 @@ class Fuzz:
             self.reordered = self.reordered[allowed:]
         for text in self.reordered:
             fig.note("out_of_order", text)
+
+    def _unreceipted(self, missing: list, held: List[Child], pid_of: Dict[int, Child]) -> list:
+        """With receipts every sent message has a known fate: a missing one must carry a
+        Receipt that names a consumer killed inside a receive, one message per kill."""
+        free = {id(c) for c in held}
+        lost = []
+        for m in missing:
+            out = m[2]
+            c = pid_of.get(out[1]) if out and out[0] == kw.RECEIPT else None
+            if c is not None and id(c) in free:
+                free.discard(id(c))
+            else:
+                lost.append(m)
+        return lost
+
+    @staticmethod
+    def _untimely(missing: list, held: List[Child], when: Dict[tuple, tuple]) -> list:
+        """The missing messages that no held kill can have taken, by time: messages of one
+        producer are taken in order, so a consumer that died holding m=(p, s) took it after
+        the receive of the previous message of p that arrived began, and before the next
+        one that arrived was logged; it took it inside its last receive, which began at
+        ``last_call_ns``, and before it was reaped. Each kill explains one message at most
+        (a bipartite matching)."""
+        by_producer = collections.defaultdict(list)
+        for (p, s) in when:
+            by_producer[p].append(s)
+        for seqs in by_producer.values():
+            seqs.sort()
+        fits = []
+        for p, s, _ in missing:
+            seqs = by_producer.get(p, [])
+            j = bisect.bisect_left(seqs, s)
+            lo = when[(p, seqs[j - 1])][0] if j > 0 else -1
+            hi = when[(p, seqs[j])][1] if j < len(seqs) else 1 << 62
+            fits.append([k for k, c in enumerate(held) if c.died_ns > lo and c.last_call_ns < hi])
+        match: Dict[int, int] = {}                     # kill -> missing message
+
+        def place(i: int, seen: set) -> bool:
+            for k in fits[i]:
+                if k not in seen:
+                    seen.add(k)
+                    if k not in match or place(match[k], seen):
+                        match[k] = i
+                        return True
+            return False
+        placed = {i for i in range(len(missing)) if place(i, set())}
+        return [m for i, m in enumerate(missing) if i not in placed]
+
+    def _unexplained(self, missing: list, consumers: List[Child], owner: Dict[tuple, int]) -> list:
+        """The missing messages of a sequential FIFO that no held kill explains. Producers
+        and consumers follow one another, so the messages arrive in send order, (producer
+        slot, seq), and a consumer killed inside a receive can only have taken the message
+        right after the last one received before its death, one message per kill: a
+        missing message m is explained if a held-killed consumer ran between the
+        consumer that received m's predecessor and the one that received its successor,
+        and that kill explains no other message."""
+        order = sorted(c.slot for c in consumers)
+        index = {slot: i for i, slot in enumerate(order)}
+        index[1 << 30] = len(order)                     # the parent's drain
+        held = {index[c.slot] for c in consumers if c.held and c.fate in ("killed", "hung")}
+        keys = sorted(owner)
+        lost = []
+        for m in sorted(missing):
+            j = bisect.bisect_left(keys, (m[0], m[1]))
+            lo = index[owner[keys[j - 1]]] if j > 0 else 0
+            hi = index[owner[keys[j]]] - 1 if j < len(keys) else len(order) - 1
+            by = next((i for i in range(lo, hi + 1) if i in held), None)
+            if by is None:
+                lost.append(m)
+            else:
+                held.discard(by)
+        return lost

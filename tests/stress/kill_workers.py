@@ -177,8 +177,9 @@ class Board:
 # ---------------------------------------------------------------- logs
 
 # consumer record: producer, seq, verdict, length, pid of the process (the receiver pid a
-# receipt names); producer record: seq, outcome, 0, 0, receiver pid of a receipt
-REC = struct.Struct("<iiiiq")
+# receipt names), when the receive call began and when it was logged (monotonic ns);
+# producer record: seq, outcome, 0, 0, receiver pid of a receipt, 0, 0
+REC = struct.Struct("<iiiiqqq")
 # producer outcomes (logged only when not plain success, and for receipts)
 SENT, RECEIPT, RECEIVER_DIED, WITHDRAWN = 0, 1, 2, 3
 
@@ -361,7 +362,7 @@ def producer(kind: str, obj, board_path: str, slot: int, logdir: str, seed: int,
                 _end(board, slot)
                 continue
             if outcome != SENT:
-                os.write(fd, REC.pack(seq, outcome, 0, 0, who))
+                os.write(fd, REC.pack(seq, outcome, 0, 0, who, 0, 0))
             seq += 1
             board.set(slot, F_COUNT, seq)
             _end(board, slot)
@@ -391,13 +392,14 @@ def consumer(kind: str, obj, board_path: str, slot: int, logdir: str, seed: int,
     try:
         while not (board.flag(G_STOP_CONSUMERS) or board.get(slot, F_STOP)):
             _begin(board, slot, limit)
+            began = board.get(slot, F_CALL_START)
             try:
                 data, at, pickle_error = recv()
             except queue.Empty:
                 _end(board, slot)
                 continue
             except _Undecodable as e:
-                os.write(fd, REC.pack(-1, -1, GARBLED, 0, me))
+                os.write(fd, REC.pack(-1, -1, GARBLED, 0, me, began, time.monotonic_ns()))
                 _note(logdir, slot, what="torn", verdict=GARBLED, why="undecodable", error=str(e))
             else:
                 verdict, p, s, details = check_message(data, seed, big, max_producer)
@@ -410,7 +412,7 @@ def consumer(kind: str, obj, board_path: str, slot: int, logdir: str, seed: int,
                     details.update(pickle_error=pickle_error, data_offset_in_body=at)
                     if details.get("first_bad_byte") is not None:
                         details["first_bad_byte_of_body"] = at + HDR.size + details["first_bad_byte"]
-                os.write(fd, REC.pack(p, s, verdict, len(data), me))
+                os.write(fd, REC.pack(p, s, verdict, len(data), me, began, time.monotonic_ns()))
                 if verdict != OK:
                     _note(logdir, slot, what="torn", verdict=verdict, **details)
             count += 1
