@@ -247,7 +247,7 @@ def _random_bytes(t: Template, rng: random.Random) -> Mutation:
     seg = t.files["seg" if len(labels) == 1 or rng.random() < 0.4 else rng.choice(labels[1:])]
     size, hdr = len(seg.data), L.data_offset()
     region = rng.choice(("header", "control", "messages", "messages", "anywhere"))
-    specs, first = [], None
+    specs, hit = [], []
     for _ in range(rng.choice((1, 1, 1, 2, 3))):
         n = rng.choice((1, 2, 4, 8, rng.randint(1, 32)))
         if region == "header":
@@ -268,10 +268,13 @@ def _random_bytes(t: Template, rng: random.Random) -> Mutation:
         n = max(1, min(n, size - off))
         data = bytes(rng.randrange(256) for _ in range(n))
         specs.append(f"{seg.label}@{off:#x}={data.hex()}")
-        first = first or seg.locate(off)
+        for k in range(n):                    # every field the bytes land in, in order
+            loc = _loc_class(seg.locate(off + k))
+            if loc not in hit:
+                hit.append(loc)
     total = sum(len(s.split("=")[1]) // 2 for s in specs)
     what = f"{total} random byte{'s' * (total > 1)}" + (f" in {len(specs)} places" if len(specs) > 1 else "")
-    return Mutation(specs, f"{seg.label}:{_loc_class(first)}", what, "bytes")
+    return Mutation(specs, f"{seg.label}:{' + '.join(hit)}", what, "bytes")
 
 
 def _rec_hdr_size() -> int:

@@ -38,7 +38,6 @@ from typing import Any, Callable, List, Optional
 from ipcfast import JoinableQueue, Mailbox, Ring
 from ipcfast import cli
 from ipcfast.pipe import Connection
-from tests.stress import corrupt_layout as L
 from tests.stress import corrupt_mutations as M
 from tests.stress import corrupt_segments as S
 from tests.support import shm

@@ -184,7 +184,25 @@ def _message_class(detail: str) -> str:
     return re.sub(r"\d+", "N", detail)[:110]
 
 
-def summary(kind: str, results: List[Result], seed: int, covered: str) -> List[str]:
+def first_difference(ops: list, base: list) -> Optional[Tuple[str, str]]:
+    """(operation, change) where an OK trial first departs from the pristine run, or None:
+    "ok -> Full", "different data", "operation sequence"."""
+    for got, want in zip(ops, base):
+        if got[0] != want[0]:
+            return want[0], "skipped (operation sequence differs)"
+        if got[1] != want[1] or (got[1] == "normal" and got[2] != want[2]):
+            def cls(o):
+                return o[2] if o[1] == "normal" else o[1]
+            return got[0], f"{cls(want)} -> {cls(got)}"
+        if got[2] != want[2]:
+            return got[0], "different value"
+    if len(ops) != len(base):
+        return (base[len(ops)][0] if len(ops) < len(base) else ops[len(base)][0]), "operation sequence"
+    return None
+
+
+def summary(kind: str, results: List[Result], seed: int, covered: str,
+            base: Optional[Result] = None) -> List[str]:
     by = Counter(r.outcome for r in results)
     errors = Counter(r.detail.split(":")[0] for r in results if r.outcome == CLEAN_ERROR)
     diff = sum(r.different for r in results if r.outcome == OK)
@@ -220,6 +238,18 @@ def summary(kind: str, results: List[Result], seed: int, covered: str) -> List[s
             m = rs[0].mutation
             lines.append(f"    {op}: {msg}  x{len(rs)}  ({m.where} = {m.what})")
             lines.append(f"        {reproducer(kind, m)}")
+    if base is not None:
+        diffs: Dict[tuple, List[Result]] = defaultdict(list)
+        for r in results:
+            d = first_difference(r.ops, base.ops) if r.outcome == OK else None
+            if d:
+                diffs[d].append(r)
+        if diffs:
+            lines.append(f"  ok trials whose results differ from the pristine copy's, by first "
+                         f"difference ({len(diffs)} kinds; the 12 most frequent, with one corruption):")
+            for (op, change), rs in sorted(diffs.items(), key=lambda kv: -len(kv[1]))[:12]:
+                m = rs[0].mutation
+                lines.append(f"    {op}: {change}  x{len(rs)}  ({m.where} = {m.what})")
     return lines
 
 
@@ -282,10 +312,10 @@ def test_corruption_fuzz(kind, request, capsys, scaled_timeout):
     mutations = M.plan(t, n, random.Random(f"{seed}:{kind}"))
     results = run_trials(t, mutations)
     for r in results:
-        r.different = r.outcome == OK and r.ops != base.ops
+        r.different = r.outcome == OK and first_difference(r.ops, base.ops) is not None
     fields = {(cls, b, fl.path) for cls, b, _, fl in M.named_fields(t)}
     hit = {_field_key(r.mutation.where) for r in results if r.mutation.mode == "field"}
-    lines = summary(kind, results, seed, f"{len(fields & hit)}/{len(fields)}")
+    lines = summary(kind, results, seed, f"{len(fields & hit)}/{len(fields)}", base)
     with capsys.disabled():
         print("\n" + "\n".join(lines))
     if REPORT:
