@@ -274,7 +274,17 @@ def _random_bytes(t: Template, rng: random.Random) -> Mutation:
                 hit.append(loc)
     total = sum(len(s.split("=")[1]) // 2 for s in specs)
     what = f"{total} random byte{'s' * (total > 1)}" + (f" in {len(specs)} places" if len(specs) > 1 else "")
-    return Mutation(specs, f"{seg.label}:{' + '.join(hit)}", what, "bytes")
+    return Mutation(specs, f"{seg.label}:{_where(hit)}", what, "bytes")
+
+
+def _where(hit: List[str]) -> str:
+    """The fields random bytes landed in, sorted; bodies, free space and padding are left
+    out when they hit a field that means something."""
+    def filler(loc: str) -> bool:
+        return (loc.endswith(("body", "(free)", "(unused)", "data")) or
+                re.search(r"\.pad\d*$", loc) is not None)
+    fields = sorted({h for h in hit if not filler(h)})
+    return " + ".join(fields or sorted(set(hit)))
 
 
 def _rec_hdr_size() -> int:
