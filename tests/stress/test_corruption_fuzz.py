@@ -262,9 +262,17 @@ def _field_key(where: str) -> Tuple[str, str, str]:
     return ("ring" if label.startswith("ring") else "seg", block, path)
 
 
+_SESSION_SEED: List[int] = []
+
+
 def _seed(config) -> int:
+    """--fuzz-seed, or one random seed for the whole session (printed with the figures)."""
     seed = config.getoption("--fuzz-seed")
-    return seed if seed is not None else random.SystemRandom().randrange(1 << 32)
+    if seed is not None:
+        return seed
+    if not _SESSION_SEED:
+        _SESSION_SEED.append(random.SystemRandom().randrange(1 << 32))
+    return _SESSION_SEED[0]
 
 
 def _pristine(t: S.Template) -> Result:
@@ -305,6 +313,8 @@ def test_harness_self_check(kind):
 @pytest.mark.timeout(600, func_only=True)          # replaced by scaled_timeout
 @pytest.mark.parametrize("kind", S.KINDS)
 def test_corruption_fuzz(kind, request, capsys, scaled_timeout):
+    """--corruptions trials of *kind*: fails on any crash, hang or harness error, with the
+    figures and the distinct signatures (which are printed in any case)."""
     n = scaled_timeout
     seed = _seed(request.config)
     t = S.build(kind)
