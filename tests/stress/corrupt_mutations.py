@@ -207,7 +207,8 @@ def _bytes_spec(f: L.Field, visit: int, seg: SegFile, block: str,
 def plan(t: Template, n: int, rng: random.Random, bytes_share: float = 1 / 3) -> List[Mutation]:
     """*n* corruptions of template *t*: about *bytes_share* random bytes, the rest named
     fields taken in turn (a shuffled cycle over every named field, so that n >= 1.5 x the
-    number of fields covers each), each with the next of its interesting values."""
+    number of fields covers each), each with the next of its values: its own interesting
+    ones (SPECIAL) alternating with the GENERIC ones."""
     fields = named_fields(t)
     rng.shuffle(fields)
     orders: Dict[int, List[str]] = {}
@@ -236,10 +237,16 @@ def plan(t: Template, n: int, rng: random.Random, bytes_share: float = 1 / 3) ->
                 generic = list(GENERIC)
                 rng.shuffle(special)
                 rng.shuffle(generic)
-                orders[idx] = special + generic
+                orders[idx] = _interleave(special, generic)
             spec, what = _int_spec(f, orders[idx], visit, seg, inst, rng)
         out.append(Mutation([spec], f"{seg.label}:{_block_type(inst)}.{f.path}", what, "field"))
     return out
+
+
+def _interleave(a: List[str], b: List[str]) -> List[str]:
+    """a[0], b[0], a[1], b[1], ... then the rest of the longer one."""
+    out = [x for pair in zip(a, b) for x in pair]
+    return out + a[len(b):] + b[len(a):]
 
 
 def _random_bytes(t: Template, rng: random.Random) -> Mutation:
