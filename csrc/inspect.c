@@ -1,4 +1,5 @@
 /* inspect.c - ipcf_seg_inspect: describe a segment without joining it. */
+#include <stdint.h>
 #include <string.h>
 
 #include "atomics.h"
@@ -37,6 +38,12 @@ int ipcf_seg_inspect(const char *name, struct ipcf_seg_info *out)
     out->param1 = h->param[1];
     out->live_peers = (uint32_t)ipcf_table_live(h->peers, IPCF_MAX_PEERS, &out->dead_peers) +
                       (uint32_t)ipcf_transit_live(h->transit, IPCF_TRANSIT_WORDS);   /* in transit: alive */
+    if ((h->kind == IPCF_KIND_RING) && (out->flags & IPCF_F_PIPE)) {
+        /* a pipe end in transit (pickled for a child, not yet unpickled) keeps the ring too */
+        struct ipcf_pipe_ctl *pc = (struct ipcf_pipe_ctl *)((uint8_t *)s.base + IPCF_PIPE_OFFSET);
+        out->live_peers += (uint32_t)ipcf_transit_live(pc->pend_writers, IPCF_PIPE_ENDS) +
+                           (uint32_t)ipcf_transit_live(pc->pend_readers, IPCF_PIPE_ENDS);
+    }
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
         if (kinds[i].kind == h->kind)
             kinds[i].counters(s.ctl, out->counters);

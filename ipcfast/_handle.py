@@ -24,8 +24,11 @@ says so, and follows the same rule.
 from __future__ import annotations
 
 import atexit
+import heapq
 import multiprocessing.util as _mp_util
 import os
+import threading
+import time
 import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Dict, Optional, Tuple, TypeVar
@@ -119,6 +122,53 @@ def _close_at_interpreter_exit() -> None:
     down later (a Connection's __del__, ...) may still call close(). The OS reclaims it."""
     for table in HandleTable.tables:
         table.close_all()
+    _reaper.now()
+
+
+class _Reaper:
+    """Re-checks, once their transit has expired, segments whose last close here was put
+    off because one of their handles was in transit (pickled for a process that may never
+    unpickle it: a spawn child killed before it ran): if no live process has it then, it is
+    removed. One daemon thread, started on first use; what is pending at interpreter exit is
+    checked then (our own transits count only while we have a live descendant)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._due: list = []                  # heap of (deadline, name)
+        self._thread: Optional[threading.Thread] = None
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:                # a fork child inherits no thread and no duty
+        self._lock = threading.Condition()
+        self._due, self._thread = [], None
+
+    def later(self, name: str, deadline: float) -> None:
+        with self._lock:
+            heapq.heappush(self._due, (deadline, name))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="ipcfast-reaper",
+                                                daemon=True)
+                self._thread.start()
+            self._lock.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    wait = self._due[0][0] - time.monotonic() if self._due else None
+                    self._lock.wait(wait)
+                _, name = heapq.heappop(self._due)
+            S.remove_if_dead(name)
+
+    def now(self) -> None:
+        """Check everything pending at once (interpreter exit)."""
+        with self._lock:
+            due, self._due = self._due, []
+        for _, name in due:
+            S.remove_if_dead(name)
+
+
+_reaper = _Reaper()
 
 
 H = TypeVar("H", bound="Handle")
@@ -159,6 +209,11 @@ class Handle:
         out = ffi.new(kind.out_type)
         rc = kind.attach(cname, out) if create is None else kind.create(cname, *create, out)
         N.check(rc, what, name)
+        if create is not None:
+            try:
+                S.collect_dead_automatically()     # segments whose every user was killed
+            except Exception:  # pragma: no cover - a create never fails because of it
+                pass
         h = out[0]
         self._h = h
         # the memory is released only when no thread can be inside a call on it any more:
@@ -168,6 +223,7 @@ class Handle:
         self._reopen: Dict[str, Any] = setup
         self._scratch = None
         self._batch = None
+        self._departed_until = 0.0
         self._setup(**setup)
         self._handles.add(self)
 
@@ -187,8 +243,15 @@ class Handle:
         threads return with it. What it holds stays for the other processes; the last
         process to close the segment removes it. Idempotent."""
         h, self._h = getattr(self, "_h", None), None
-        if h is not None:
-            self._kind.close(h)
+        if h is not None and self._kind.close(h) == 0 and self._departed_until > time.monotonic():
+            # not removed, and a handle of ours may still be in transit: if it never
+            # arrives, the segment must not outlive its transit (see _Reaper)
+            _reaper.later(self.name, self._departed_until + 0.05)
+
+    def _departed(self, ttl_ns: int) -> None:
+        """A handle of this segment was pickled here (or a pipe end of it): its transit
+        entry lives until now + ttl_ns."""
+        self._departed_until = max(self._departed_until, time.monotonic() + ttl_ns / 1e9)
 
     @property
     def closed(self) -> bool:
@@ -226,7 +289,9 @@ class Handle:
     # ---- pickling: by name ----
     def __reduce__(self):
         # in transit until the receiver attaches: the segment outlives our close meanwhile
-        self._kind.depart(self._live(), N.TRANSIT_NS)
+        ttl = N.TRANSIT_NS
+        self._kind.depart(self._live(), ttl)
+        self._departed(ttl)
         return (_arrive, (type(self), self.name, lib.ipcf_self_word(), self._reopen))
 
     def __repr__(self) -> str:

@@ -92,6 +92,7 @@ class Segment:
     counters: List[int]
     param0: int
     param1: int
+    flags: int = 0
 
     @property
     def orphaned(self) -> bool:
@@ -112,7 +113,7 @@ def inspect(name: str) -> Segment:
                    size=st.st_size, live=info.live_peers, dead=info.dead_peers,
                    creator=info.creator_pid, age=max(0.0, time.time() - info.created_ns / 1e9),
                    owner=owner, counters=list(info.counters), param0=info.param0,
-                   param1=info.param1)
+                   param1=info.param1, flags=info.flags)
 
 
 def scan() -> Dict[str, Segment]:
@@ -129,3 +130,72 @@ def scan() -> Dict[str, Segment]:
 
 
 ENOENT = -errno.ENOENT
+
+
+def collectable(segs: Dict[str, Segment]) -> List[Segment]:
+    """The segments of *segs* that no live process can use any more: no live peer and no
+    live transit (a pipe's ends in transit included), and, for a queue's ring, no queue
+    left. This is what `ipcfast gc` removes."""
+    out = []
+    for seg in segs.values():
+        if seg.kind == "queue-ring":
+            queue = queue_of(seg.name)
+            if queue is not None and (queue in segs or os.path.exists(path(queue))):
+                continue                  # handled with (or kept by) its queue
+            out.append(seg)
+        elif seg.orphaned:
+            out.append(seg)
+    return out
+
+
+#: a file younger than this is never collected automatically (it may be between creation
+#: and first use by a process that made it by hand)
+AUTO_MIN_AGE = 2.0
+#: a process collects automatically at most this often (on creating a segment)
+AUTO_EVERY = 30.0
+_last_auto = [float("-inf")]
+
+
+def remove_if_dead(name: str) -> List[str]:
+    """Remove segment *name* (a queue with its rings) if no live process can use it any
+    more and it was made to be removed by its last user. Returns what was removed."""
+    try:
+        seg = inspect(name)
+    except (OSError, N.IpcfastError, ValueError):
+        return []
+    if not seg.orphaned or not seg.flags & lib.IPCF_F_AUTO_UNLINK:
+        return []
+    return remove([name], with_rings=True)
+
+
+def collect_dead_automatically() -> List[str]:
+    """Remove segments of ours that are provably dead: their every user was killed (SIGKILL,
+    or SIGTERM, which ends a Python process without running its exit hooks), so nobody is
+    left to be the last one out. Only files owned by this user, made to be removed by their
+    last user (IPCF_F_AUTO_UNLINK), with no live peer or transit (pid and start time are
+    checked, so a recycled pid does not count), and not touched in the last AUTO_MIN_AGE
+    seconds. Called when this process creates a segment, at most every AUTO_EVERY seconds;
+    ``IPCFAST_AUTO_GC=0`` turns it off. Returns the names removed."""
+    now = time.monotonic()
+    if now - _last_auto[0] < AUTO_EVERY or os.environ.get("IPCFAST_AUTO_GC", "1") == "0":
+        return []
+    _last_auto[0] = now
+    uid = os.geteuid()
+    segs = {}
+    for name in names(PREFIX):
+        try:
+            st = os.stat(path(name))
+        except OSError:
+            continue
+        if st.st_uid != uid or time.time() - st.st_mtime < AUTO_MIN_AGE:
+            continue
+        if lib.ipcf_name_check(name.encode()) != 0:
+            continue
+        try:
+            segs[name] = inspect(name)
+        except (OSError, N.IpcfastError, ValueError):
+            continue
+    # a queue-ring counts with its queue; other segments only if made for auto-removal
+    dead = [seg for seg in collectable(segs)
+            if seg.kind == "queue-ring" or seg.flags & lib.IPCF_F_AUTO_UNLINK]
+    return remove([seg.name for seg in dead], with_rings=True)

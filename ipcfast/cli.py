@@ -139,21 +139,11 @@ def cmd_rm(args) -> int:
 
 
 def cmd_gc(args) -> int:
-    segs = scan()
     rc = 0
-    removed = 0
-    for s in segs.values():
-        if s.kind == "queue-ring":
-            queue = S.queue_of(s.name)
-            if queue is not None and (queue in segs or os.path.exists(S.path(queue))):
-                continue          # handled with (or kept by) its queue
-            rc |= _remove(s, args.dry_run)     # a ring whose queue is gone
-            removed += 1
-            continue
-        if s.orphaned:
-            rc |= _remove(s, args.dry_run)
-            removed += 1
-    if not removed:
+    dead = S.collectable(scan())
+    for s in dead:
+        rc |= _remove(s, args.dry_run)
+    if not dead:
         print("nothing to collect")
     return rc
 

@@ -109,6 +109,7 @@ class Connection:
         me = lib.ipcf_self_word()
         for ring, writer, reader in self._ends():
             _end_depart(ring._live(), writer, reader, N.TRANSIT_NS)
+            ring._departed(N.TRANSIT_NS)
         return (_rebuild, (self._rx.name if self._rx is not None else None,
                            self._tx.name if self._tx is not None else None, me))
 

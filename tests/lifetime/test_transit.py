@@ -116,14 +116,6 @@ LIVE_CHILD = [sys.executable, "-c", "import time; time.sleep(60)"]
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason=(
-    "a segment whose last close happens while one of its handles is in transit is never "
-    "removed once that handle expires unarrived (a child killed or crashed before it "
-    "unpickled its arguments): ipcf_seg_leave (csrc/peers.c; ipcf_pipe_in_use "
-    "check for a Pipe) only decides at close time, and nothing re-checks when the transit "
-    "entry expires, so the files stay in /dev/shm until `ipcfast gc`. Queue/Ring/Mailbox "
-    "keep it whenever the sender has a live descendant (for instance the forkserver); a "
-    "Pipe always"))
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_handle_pickled_for_a_child_that_never_unpickles_it_keeps_the_segment_only_until_its_transit_expires(
         kind, monkeypatch):
