@@ -10,7 +10,7 @@ import errno
 import os
 import sys
 import time
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from . import _native as N
 from . import _segments as S
@@ -31,13 +31,18 @@ def _age(s: float) -> str:
     return f"{s / 3600:.1f}h"
 
 
-def _held(seg: Segment) -> str:
+def _held(seg: Segment) -> Tuple[int, Optional[int]]:
+    """(messages or items held, their bytes -- None where the kind does not count them)."""
     c = seg.counters
     if seg.kind == "queue":
-        return f"{max(0, c[0] - c[1])} items"
+        return max(0, c[0] - c[1]), max(0, c[2] - c[3])
     if seg.kind == "mailbox":
-        return f"{c[0]} msgs / {_size(c[1])}"
-    return f"{max(0, c[0] - c[1])} msgs / {_size(max(0, c[2] - c[3]))}"
+        return c[0], c[1]
+    return max(0, c[0] - c[1]), max(0, c[2] - c[3])
+
+
+LS_COLUMNS = ("NAME", "KIND", "CAPACITY", "HELD", "BYTES", "ALIVE", "DEAD", "OWNER", "AGE")
+_LS_LEFT = {"NAME", "KIND", "OWNER"}
 
 
 def cmd_ls(args) -> int:
@@ -45,13 +50,18 @@ def cmd_ls(args) -> int:
     if not segs:
         print("no ipcfast segments")
         return 0
-    print(f"{'NAME':44} {'KIND':10} {'CAPACITY':>9} {'HELD':>20} {'PROCS':>10} {'OWNER':>8} {'AGE':>6}")
+    rows = [list(LS_COLUMNS)]
     for s in segs.values():
-        procs = f"{s.live} alive" + (f"/{s.dead} dead" if s.dead else "")
         cap = ("-" if s.kind == "queue" else
                ("unbounded" if s.param0 == lib.IPCF_MB_UNBOUNDED else _size(s.param0))
                if s.kind == "mailbox" else _size(s.capacity))
-        print(f"{s.name:44} {s.kind:10} {cap:>9} {_held(s):>20} {procs:>10} {s.owner:>8} {_age(s.age):>6}")
+        held, nbytes = _held(s)
+        rows.append([s.name, s.kind, cap, str(held), "-" if nbytes is None else _size(nbytes),
+                     str(s.live), str(s.dead), s.owner, _age(s.age)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(LS_COLUMNS))]
+    for r in rows:        # one space-free cell per column, aligned: `split()` gives the columns
+        print("  ".join(cell.ljust(w) if col in _LS_LEFT else cell.rjust(w)
+                        for cell, w, col in zip(r, widths, LS_COLUMNS)).rstrip())
     return 0
 
 

@@ -27,13 +27,22 @@ def test_ls_lists_rings_queues_and_mailboxes_with_their_kind():
             mb.send_bytes(b"defg")
             out = run("ls")
             assert out.returncode == 0, out.stderr
-            lines = {line.split()[0]: line for line in out.stdout.splitlines()[1:]}
-            kind = {name: line.split()[1] for name, line in lines.items()}
-            assert kind["ipcf-cli-ring"] == "ring" and "1 msgs" in lines["ipcf-cli-ring"]
-            assert kind["ipcf-cli-q"] == "queue" and "1 items" in lines["ipcf-cli-q"]
-            assert kind["ipcf-cli-q.0"] == "queue-ring"
-            assert kind["ipcf-cli-mb"] == "mailbox" and "1 msgs" in lines["ipcf-cli-mb"]
-            assert "1 alive" in lines["ipcf-cli-ring"]
+            header, *body = out.stdout.splitlines()
+            cols = header.split()
+            assert cols == ["NAME", "KIND", "CAPACITY", "HELD", "BYTES", "ALIVE", "DEAD",
+                            "OWNER", "AGE"]
+            rows = {line.split()[0]: dict(zip(cols, line.split())) for line in body}
+            assert all(len(line.split()) == len(cols) for line in body), out.stdout
+            # aligned: cells are padded to their column's width, so every line is as wide as
+            # the header (the last column is right-aligned)
+            assert {len(line) for line in body} == {len(header)}, out.stdout
+            assert rows["ipcf-cli-ring"]["KIND"] == "ring" and rows["ipcf-cli-ring"]["HELD"] == "1"
+            assert rows["ipcf-cli-ring"]["BYTES"] == "3"
+            assert rows["ipcf-cli-q"]["KIND"] == "queue" and rows["ipcf-cli-q"]["HELD"] == "1"
+            assert rows["ipcf-cli-q.0"]["KIND"] == "queue-ring"
+            assert rows["ipcf-cli-mb"]["KIND"] == "mailbox" and rows["ipcf-cli-mb"]["HELD"] == "1"
+            assert rows["ipcf-cli-mb"]["BYTES"] == "4"
+            assert rows["ipcf-cli-ring"]["ALIVE"] == "1" and rows["ipcf-cli-ring"]["DEAD"] == "0"
         finally:
             q.close()
 
