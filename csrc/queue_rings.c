@@ -71,8 +71,10 @@ void ipcf_qpart_unlink_if_ours(struct ipcf_queue *q, uint64_t gen)
     struct ipcf_seg s;
     char pn[IPCF_NAME_MAX + 24];
     ipcf_qpart_name(pn, q->name, gen);
-    if (ipcf_seg_open(&s, pn, IPCF_KIND_QPART) != 0)
+    if (ipcf_seg_open(&s, pn, IPCF_KIND_QPART) != 0) {
+        ipcf_seg_unlink_unpublished(pn);     /* a ring a killed producer never finished */
         return;
+    }
     if (part_ours(q, &s))
         ipcf_seg_unlink_own(&s, pn);
     ipcf_seg_unmap(&s);
@@ -97,8 +99,11 @@ int ipcf_qring_new(struct ipcf_queue *q, struct qring *x, uint64_t gen, uint64_t
                 ipcf_seg_unlink_own(&old, pn);
                 ipcf_seg_unmap(&old);
                 rc = ipcf_seg_create(&x->seg, pn, IPCF_KIND_QPART, cap, 0, id, 2);
-            } else if (old.base) {
-                ipcf_seg_unmap(&old);
+            } else {
+                if (old.base)
+                    ipcf_seg_unmap(&old);
+                else if (ipcf_seg_unlink_unpublished(pn) == 0)     /* a killed producer's */
+                    rc = ipcf_seg_create(&x->seg, pn, IPCF_KIND_QPART, cap, 0, id, 2);
             }
             if (rc == -EEXIST && skip < PART_SKIPS)
                 continue;                   /* a foreign file has this name: step over it */

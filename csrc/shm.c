@@ -76,6 +76,26 @@ int ipcf_seg_unlink_own(struct ipcf_seg *s, const char *name)
     return shm_unlink(path) == 0 ? 0 : -errno;
 }
 
+int ipcf_seg_unlink_unpublished(const char *name)
+{
+    char path[IPCF_NAME_MAX + 2];
+    struct stat st;
+    uint64_t magic = 1;
+    if (shm_path(path, name))
+        return IPCF_EBADNAME;
+    int fd = shm_open(path, O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int half = fstat(fd, &st) == 0 && st.st_uid == geteuid() &&
+               (st.st_size == 0 ||
+                ((uint64_t)st.st_size >= IPCF_HDR_SIZE && pread(fd, &magic, sizeof magic, 0) ==
+                 (ssize_t)sizeof magic && magic == 0));
+    close(fd);
+    if (!half)
+        return -EEXIST;
+    return shm_unlink(path) == 0 ? 0 : -errno;
+}
+
 /* ---- mapping ---- */
 
 static int is_ring(uint32_t kind)

@@ -40,5 +40,9 @@ int ipcf_seg_open(struct ipcf_seg *s, const char *name, uint32_t kind);
 void ipcf_seg_unmap(struct ipcf_seg *s);     /* idempotent */
 /* Unlink `name` only if it still names this segment's file (not a newer one reusing it). */
 int ipcf_seg_unlink_own(struct ipcf_seg *s, const char *name);
+/* Unlink `name` only if it is a segment file of ours that was never published: owned by
+ * this user, and empty or with no magic yet (its creator died before finishing it).
+ * -EEXIST when it is anything else. */
+int ipcf_seg_unlink_unpublished(const char *name);
 
 #endif
