@@ -105,13 +105,13 @@ def pipe_ends(name: str) -> str:
     segment (for the report of a pipe end that never saw EOF / BrokenPipeError)."""
     try:
         with open(os.path.join("/dev/shm", name), "rb") as f:
-            raw = f.read(lib.IPCF_CTL_OFFSET + ffi.sizeof("struct ipcf_ring_ctl"))
+            raw = f.read(lib.IPCF_PIPE_OFFSET + ffi.sizeof("struct ipcf_pipe_ctl"))
     except FileNotFoundError:
         return f"{name} is gone"
     now, out = time.monotonic_ns(), []
     for table in ("writers", "readers", "pend_writers", "pend_readers"):
-        words = struct.unpack_from("<16Q", raw, lib.IPCF_CTL_OFFSET +
-                                   ffi.offsetof("struct ipcf_ring_ctl", table))
+        words = struct.unpack_from("<16Q", raw, lib.IPCF_PIPE_OFFSET +
+                                   ffi.offsetof("struct ipcf_pipe_ctl", table))
         if table.startswith("pend"):
             desc = [f"from pid {w & 0xFFFFFFFF}{' (the parent)' if w & 0xFFFFFFFF == os.getpid() else ''}, "
                     f"expires in {(words[i + 1] - now) / 1e9:.0f} s"

@@ -102,7 +102,7 @@ from typing import Callable, Optional, Tuple
 import pytest
 
 import ipcfast
-from ipcfast._native import lib
+from ipcfast._native import ffi, lib
 from tests.stress import kill_workers as kw
 from tests.stress.kill_fuzz import Figures, Fuzz, pipe_ends
 from tests.support.leaks import ipcf_segments, leaked_since
@@ -222,7 +222,8 @@ def ring_state(r: ipcfast.Ring) -> Tuple[dict, dict]:
 def mailbox_state(mb: ipcfast.Mailbox) -> Tuple[dict, dict]:
     """Once drained with nobody inside a call: no READY message, no body held, no slot
     being copied (``inflight`` > 0 makes every empty receive run a full repair)."""
-    c = lib.ipcf_mbox_ctl(mb._h)
+    c = ffi.new("struct ipcf_mbox_stats *")
+    lib.ipcf_mbox_stats(mb._h, c)
     return ({"count": c.count, "bytes_held": c.bytes_held, "inflight": c.inflight},
             {"repairs": c.repairs, "high_water": c.high_water})
 
