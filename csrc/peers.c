@@ -128,7 +128,17 @@ static int mp_helper(int32_t pid)
  * resource tracker? For each process in /proc, walk up its parents (reading each one's
  * stat) until we meet ourselves or the top: no table of processes, so reentrant and with
  * no limit on how many there are. Only called when a transit table holds our own entries. */
-static int live_descendant(void)
+static int in_table(const uint64_t *table, int n, uint64_t w)
+{
+    for (int i = 0; table && i < n; i++)
+        if (ipcf_load_acquire(&table[i]) == w)
+            return 1;
+    return 0;
+}
+
+/* ... and, with `attached`, one whose process word is not in that peer table (a child that
+ * has not attached yet: a fork child does so first thing, before it ends its transit). */
+static int live_descendant_not_in(const uint64_t *attached, int nattached)
 {
     DIR *d = opendir("/proc");
     if (!d)
@@ -146,7 +156,8 @@ static int live_descendant(void)
         int32_t up = st.ppid;
         for (int depth = 0; up > 1 && depth < 64; depth++) {   /* bounded: pids may recycle */
             if (up == me) {
-                found = !mp_helper((int32_t)p);
+                uint64_t w = ((st.start & 0xffffffffu) << 32) | (uint32_t)p;
+                found = !mp_helper((int32_t)p) && !in_table(attached, nattached, w);
                 break;
             }
             struct proc_stat parent;
@@ -157,6 +168,11 @@ static int live_descendant(void)
     }
     closedir(d);
     return found;
+}
+
+static int live_descendant(void)
+{
+    return live_descendant_not_in(NULL, 0);
 }
 
 /* ---- tables of processes ---- */
@@ -212,22 +228,41 @@ int ipcf_table_any(uint64_t *table, int n)
 
 /* ---- transit tables ---- */
 
-int ipcf_transit_add(uint64_t *pairs, int n, int64_t ttl_ns)
+/* The top bit of an expiry marks a fork transit (a handle inherited by a fork child): the
+ * child attaches before it ends the transit, so only an unattached descendant can take it. */
+#define FORK_BIT (1ULL << 63)
+
+static uint64_t expiry(const uint64_t *at)
+{
+    return ipcf_load_relaxed(at) & ~FORK_BIT;
+}
+
+static int transit_add(uint64_t *pairs, int n, int64_t ttl_ns, uint64_t flag)
 {
     uint64_t me = ipcf_self_word(), now = ipcf_now_ns();
     for (int i = 0; i + 1 < n; i += 2) {
         uint64_t cur = ipcf_load_acquire(&pairs[i]);
-        int stale = cur && (ipcf_load_relaxed(&pairs[i + 1]) < now || !ipcf_word_alive(cur));
+        int stale = cur && (expiry(&pairs[i + 1]) < now || !ipcf_word_alive(cur));
         if ((cur == 0 || stale) && ipcf_cas(&pairs[i], &cur, me)) {
             /* the word is ours; readers load it (acquire) before the expiry. One that comes
              * between the CAS and this store sees the previous (expired) expiry and skips
              * the entry for that instant: a depart must not race the sender's own last
              * close, and callers depart before they close */
-            ipcf_store_release(&pairs[i + 1], now + (uint64_t)ttl_ns);
+            ipcf_store_release(&pairs[i + 1], (now + (uint64_t)ttl_ns) | flag);
             return 0;
         }
     }
     return IPCF_EFULL;
+}
+
+int ipcf_transit_add(uint64_t *pairs, int n, int64_t ttl_ns)
+{
+    return transit_add(pairs, n, ttl_ns, 0);
+}
+
+int ipcf_transit_add_fork(uint64_t *pairs, int n, int64_t ttl_ns)
+{
+    return transit_add(pairs, n, ttl_ns, FORK_BIT);
 }
 
 void ipcf_transit_del(uint64_t *pairs, int n, uint64_t from)
@@ -239,21 +274,40 @@ void ipcf_transit_del(uint64_t *pairs, int n, uint64_t from)
     }
 }
 
-/* Count the entries alive and unexpired: ours in *mine, the others' returned. */
-static int transit_count(uint64_t *pairs, int n, int *mine)
+/* Count the entries alive and unexpired: ours in *mine (of which fork transits in *forks),
+ * the others' returned. */
+static int transit_count2(uint64_t *pairs, int n, int *mine, int *forks)
 {
     uint64_t now = ipcf_now_ns(), me = ipcf_self_word();
     int live = 0;
-    *mine = 0;
+    *mine = *forks = 0;
     for (int i = 0; i + 1 < n; i += 2) {
         uint64_t w = ipcf_load_acquire(&pairs[i]);
-        if (w && ipcf_load_relaxed(&pairs[i + 1]) > now && ipcf_word_alive(w)) {
-            if (w == me)
+        if (w && expiry(&pairs[i + 1]) > now && ipcf_word_alive(w)) {
+            if (w == me) {
                 (*mine)++;
-            else
+                *forks += (ipcf_load_relaxed(&pairs[i + 1]) & FORK_BIT) != 0;
+            } else {
                 live++;
+            }
         }
     }
+    return live;
+}
+
+static int transit_count(uint64_t *pairs, int n, int *mine)
+{
+    int forks;
+    return transit_count2(pairs, n, mine, &forks);
+}
+
+int ipcf_transit_live_unattached(uint64_t *pairs, int n, const uint64_t *peers, int npeers)
+{
+    int mine, forks, live = transit_count2(pairs, n, &mine, &forks);
+    if (mine - forks > 0 && live_descendant())
+        live += mine - forks;
+    if (forks && live_descendant_not_in(peers, npeers))
+        live += forks;
     return live;
 }
 

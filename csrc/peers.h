@@ -35,6 +35,13 @@ void ipcf_transit_del(uint64_t *pairs, int n, uint64_t from);   /* one entry of 
 /* Entries alive and unexpired. Our own entries count only while this process has a live
  * descendant: a handle we pickled or forked can only arrive through one. Reads /proc. */
 int ipcf_transit_live(uint64_t *pairs, int n);
+/* A fork transit (ipcf_transit_add_fork): the parent's entry for a handle a fork child
+ * inherits. The child attaches (joins `peers`) before it ends the transit, so, as in
+ * ipcf_transit_live_unattached, our own fork entries count only while we have a live
+ * descendant that is not in `peers`: a fork child killed before it attached never holds the
+ * end off for the whole transit time. */
+int ipcf_transit_add_fork(uint64_t *pairs, int n, int64_t ttl_ns);
+int ipcf_transit_live_unattached(uint64_t *pairs, int n, const uint64_t *peers, int npeers);
 /* Entries alive and unexpired, our own counted whether or not a child could take them. */
 int ipcf_transit_held(uint64_t *pairs, int n);
 int ipcf_transit_any(uint64_t *pairs, int n);      /* any entry at all: cheap, no /proc */

@@ -22,14 +22,28 @@ static void hold(struct ipcf_pipe *p, int writer, int reader)
     }
 }
 
-static int depart(struct ipcf_pipe *p, int writer, int reader, int64_t ttl_ns)
+static int depart_as(struct ipcf_pipe *p, int writer, int reader, int64_t ttl_ns,
+                     int (*add)(uint64_t *, int, int64_t))
 {
     int rc = 0;
     if (writer)
-        rc = ipcf_transit_add(p->ctl->pend_writers, IPCF_PIPE_ENDS, ttl_ns);
+        rc = add(p->ctl->pend_writers, IPCF_PIPE_ENDS, ttl_ns);
     if (reader && !rc)
-        rc = ipcf_transit_add(p->ctl->pend_readers, IPCF_PIPE_ENDS, ttl_ns);
+        rc = add(p->ctl->pend_readers, IPCF_PIPE_ENDS, ttl_ns);
     return rc;
+}
+
+static int depart(struct ipcf_pipe *p, int writer, int reader, int64_t ttl_ns)
+{
+    return depart_as(p, writer, reader, ttl_ns, ipcf_transit_add);
+}
+
+/* The ring segment's peer table: the pipe block lives in the same header page. */
+static const uint64_t *ring_peers(const struct ipcf_pipe *p)
+{
+    const struct ipcf_seg_hdr *h =
+        (const struct ipcf_seg_hdr *)((const uint8_t *)p->ctl - IPCF_PIPE_OFFSET);
+    return h->peers;
 }
 
 static void arrive(struct ipcf_pipe *p, int writer, int reader, uint64_t from)
@@ -55,7 +69,7 @@ void ipcf_pipe_before_fork(struct ipcf_pipe *p)
 {
     p->fork_from = 0;
     if ((p->holds_writer || p->holds_reader) &&
-        depart(p, p->holds_writer, p->holds_reader, IPCF_TRANSIT_NS) == 0)
+        depart_as(p, p->holds_writer, p->holds_reader, IPCF_TRANSIT_NS, ipcf_transit_add_fork) == 0)
         p->fork_from = ipcf_self_word();
 }
 
@@ -73,11 +87,12 @@ void ipcf_pipe_after_fork(struct ipcf_pipe *p)
  * descendant to take them). Once it is gone, our own discounted transits are dropped: the
  * peer has been told EOF (or broken pipe) because of them, so they no longer keep the pipe
  * at close (ipcf_pipe_in_use). */
-static int end_gone(uint64_t *holders, uint64_t *pending, int thorough)
+static int end_gone(const struct ipcf_pipe *p, uint64_t *holders, uint64_t *pending, int thorough)
 {
     if (!thorough)
         return !ipcf_table_any(holders, IPCF_PIPE_ENDS) && !ipcf_transit_any(pending, IPCF_PIPE_ENDS);
-    if (ipcf_table_live(holders, IPCF_PIPE_ENDS, NULL) || ipcf_transit_live(pending, IPCF_PIPE_ENDS))
+    if (ipcf_table_live(holders, IPCF_PIPE_ENDS, NULL) ||
+        ipcf_transit_live_unattached(pending, IPCF_PIPE_ENDS, ring_peers(p), IPCF_MAX_PEERS))
         return 0;
     ipcf_transit_forget(pending, IPCF_PIPE_ENDS);
     return 1;
@@ -85,12 +100,12 @@ static int end_gone(uint64_t *holders, uint64_t *pending, int thorough)
 
 int ipcf_pipe_writers_gone(struct ipcf_pipe *p, int thorough)
 {
-    return end_gone(p->ctl->writers, p->ctl->pend_writers, thorough);
+    return end_gone(p, p->ctl->writers, p->ctl->pend_writers, thorough);
 }
 
 int ipcf_pipe_readers_gone(struct ipcf_pipe *p, int thorough)
 {
-    return end_gone(p->ctl->readers, p->ctl->pend_readers, thorough);
+    return end_gone(p, p->ctl->readers, p->ctl->pend_readers, thorough);
 }
 
 /* At the ring's last close: an end held, or in transit and not given up (our own ones
