@@ -308,8 +308,9 @@ static int readable_ring(struct ipcf_queue *q)
         if (rc == 0) {
             uint8_t *body;
             uint32_t len;
-            if (ipcf_rb_next(&q->r.rb, ipcf_rb_head(&q->r.rb), &body, &len))
-                return 1;
+            int got = ipcf_rb_next(&q->r.rb, ipcf_rb_head(&q->r.rb), &body, &len);
+            if (got != 0)
+                return got;                /* 1, or IPCF_ECORRUPT */
         }
         /* acquire: pairs with the producer's release of write_gen; if it moved past us,
          * every record of ring `gen` is visible to the re-check below */
@@ -321,8 +322,9 @@ static int readable_ring(struct ipcf_queue *q)
         if (rc == 0) {
             uint8_t *body;
             uint32_t len;
-            if (ipcf_rb_next(&q->r.rb, ipcf_rb_head(&q->r.rb), &body, &len))
-                return 1;
+            int got = ipcf_rb_next(&q->r.rb, ipcf_rb_head(&q->r.rb), &body, &len);
+            if (got != 0)
+                return got;
             char pn[IPCF_NAME_MAX + 24];
             ipcf_qpart_name(pn, q->name, gen);
             ipcf_seg_unlink_own(&q->r.seg, pn);   /* drained for good: give the memory back */
@@ -349,7 +351,7 @@ static int64_t get_locked(struct ipcf_queue *q, char *buf, uint64_t cap, uint64_
     uint64_t head = ipcf_rb_head(b), used = 0, n = 0, bytes = 0;
     uint8_t *body;
     uint32_t len;
-    while (n < max && ipcf_rb_next(b, head, &body, &len)) {
+    while (n < max && ipcf_rb_next(b, head, &body, &len) > 0) {
         if (used + len > cap) {
             if (n == 0) {
                 *need = len;

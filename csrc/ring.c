@@ -397,9 +397,11 @@ static int acquire_record(struct ipcf_ring *r, struct ipcf_timeout *to, uint64_t
         if (rc < 0)
             return lock_fail(rc, IPCF_EEMPTY);
         *head = ipcf_rb_head(&r->rb);
-        if (ipcf_rb_next(&r->rb, *head, body, len))
+        if ((rc = ipcf_rb_next(&r->rb, *head, body, len)) > 0)
             return 0;
         UNLOCK_C(r);
+        if (rc < 0)
+            return rc;                  /* corrupt: never a record of wrong bounds, never a spin */
         if ((rc = wait_data(r, to)) != 0)
             return rc;
     }
@@ -446,7 +448,7 @@ int64_t ipcf_ring_recv_many(ipcf_ring *r, char *buf, uint64_t cap, uint64_t *len
         used += len;
         lens[n++] = len;
         head += ipcf_rec_size(len);
-    } while (n < max && ipcf_rb_next(&r->rb, head, &body, &len) && used + len <= cap);
+    } while (n < max && ipcf_rb_next(&r->rb, head, &body, &len) > 0 && used + len <= cap);
     ipcf_rb_consume(&r->rb, head, n, used);    /* one release frees the whole batch */
     UNLOCK_C(r);
     ipcf_event_wake(&r->ctl->space);

@@ -84,17 +84,27 @@ static inline void ipcf_rb_publish(struct ipcf_rb *b, uint64_t new_tail, uint64_
     ipcf_store_release(&c->tail, new_tail);
 }
 
-/* Consumer: the record at `head`, or 0 when empty. */
+/* Consumer: 1 with the record at `head`, 0 when empty, IPCF_ECORRUPT when the positions or
+ * the record's length cannot be (the segment is shared memory: a buggy or hostile process
+ * may have written anything). The checks compare values already in registers: positions
+ * are 8-aligned, tail - head is within the capacity, and a record (header + padded body)
+ * fits in what the producer published. */
 static inline int ipcf_rb_next(struct ipcf_rb *b, uint64_t head, uint8_t **body, uint32_t *len)
 {
-    if ((int64_t)(b->tail_cache - head) <= 0) {
+    uint64_t avail = b->tail_cache - head;
+    if ((int64_t)avail <= 0) {
         /* acquire: pairs with the producer's release of tail; the record is fully written */
         b->tail_cache = ipcf_load_acquire(&b->ctl->tail);
-        if ((int64_t)(b->tail_cache - head) <= 0)
+        avail = b->tail_cache - head;
+        if (avail == 0)
             return 0;
     }
+    if (avail > b->cap || ((head | avail) & 7))
+        return IPCF_ECORRUPT;       /* head past tail, more than a ring's worth, misaligned */
     uint8_t *p = b->data + (head & (b->cap - 1));
     memcpy(len, p, sizeof *len);
+    if (ipcf_rec_size(*len) > avail)
+        return IPCF_ECORRUPT;       /* a length reaching past the published bytes */
     *body = p + IPCF_REC_HDR;
     return 1;
 }
