@@ -34,12 +34,39 @@ static inline int ipcf_lock_init(void *slot)
 #include "atomics.h"
 #include "futex.h"
 
+/* The mutex lives in shared memory another process may have scribbled on, and glibc aborts
+ * (assert) on a robust mutex whose type word is garbage. Before each lock, its type word is
+ * compared with the one pthread_mutex_init gives ours (taken once from a private mutex made
+ * with the same attributes): a mismatch is corruption, reported as IPCF_ECORRUPT, not a
+ * crash. glibc only (elsewhere the check is skipped). */
+static inline int ipcf_lock_sane(const pthread_mutex_t *m)
+{
+#ifdef __GLIBC__
+    static int kind = -1;
+    int k = ipcf_load_relaxed(&kind);          /* (process-local, set once) */
+    if (k < 0) {
+        pthread_mutex_t probe;
+        if (ipcf_lock_init(&probe) != 0)
+            return 1;
+        k = probe.__data.__kind;
+        pthread_mutex_destroy(&probe);
+        ipcf_store_relaxed(&kind, k);
+    }
+    return ipcf_load_relaxed(&m->__data.__kind) == k;   /* shared: relaxed, a snapshot */
+#else
+    (void)m;
+    return 1;
+#endif
+}
+
 /* Take the lock before the caller's deadline (a deadline already passed makes it a single
  * try). Returns 0, or 1 when the previous owner died holding it (the caller may repair
  * derived state), IPCF_ETIMEOUT or -errno. */
 static inline int ipcf_lock(void *slot, struct ipcf_timeout *t)
 {
     pthread_mutex_t *m = (pthread_mutex_t *)slot;
+    if (!ipcf_lock_sane(m))
+        return IPCF_ECORRUPT;
     int rc = pthread_mutex_trylock(m);
     /* Hold times are a few hundred ns: spin briefly (the holder is probably running on the
      * other core) before paying for a futex sleep and wake-up. */
@@ -78,6 +105,8 @@ static inline int ipcf_lock(void *slot, struct ipcf_timeout *t)
         return IPCF_ETIMEOUT;
     if (rc == EDEADLK)
         return IPCF_ESTATE;
+    if (rc == EINVAL || rc == ENOTRECOVERABLE)
+        return IPCF_ECORRUPT;       /* not a mutex any more, or marked unusable by a crash */
     return -rc;
 }
 
