@@ -54,6 +54,11 @@ static int queue_init(struct ipcf_queue *q, const char *name)
     q->maxsize = q->seg.hdr->param[0];
     q->ring_cap = q->seg.hdr->param[1];
     strcpy(q->name, name);
+    /* untrusted like everything shared: a ring size that create could never have written
+     * would make growth loop (doubling 0) or map absurd sizes */
+    uint64_t c = q->ring_cap;
+    if (c < IPCF_MIN_CAPACITY || c > IPCF_MAX_CAPACITY || (c & (c - 1)))
+        return IPCF_ECORRUPT;
     return 0;
 }
 
@@ -108,8 +113,12 @@ int ipcf_queue_attach(const char *name, ipcf_queue **out)
         free(q);
         return rc;
     }
+    if ((rc = queue_init(q, name)) != 0) {
+        ipcf_seg_unmap(&q->seg);
+        free(q);
+        return rc;
+    }
     ipcf_seg_register(&q->seg);
-    queue_init(q, name);
     *out = q;
     return 0;
 }
