@@ -43,6 +43,11 @@ int ipcf_mbox_create(const char *name, uint64_t capacity, uint32_t max_message,
     c->max_message = max_message;
     c->policy = policy;
     c->next_seq = 1;
+    m->capacity = capacity;
+    m->nslots = max_messages;
+    m->stride = (uint32_t)stride;
+    m->max_message = max_message;
+    m->policy = policy;
     if ((rc = ipcf_lock_init(c->lock)) != 0) {
         ipcf_seg_unmap(&m->seg);
         ipcf_seg_unlink(name);
@@ -52,6 +57,32 @@ int ipcf_mbox_create(const char *name, uint64_t capacity, uint32_t max_message,
     ipcf_seg_register(&m->seg);
     ipcf_seg_publish(&m->seg);
     *out = m;
+    return 0;
+}
+
+/* Attach: copy the fixed parameters into the handle, once, after checking that they are
+ * what ipcf_mbox_create writes and that the slots fit the mapping; everything afterwards
+ * reads the copies. IPCF_ETRUNCATED when the slots do not fit, IPCF_ECORRUPT for any other
+ * disagreement. */
+static int load_params(struct ipcf_mbox *m)
+{
+    const struct ipcf_mbox_ctl *c = m->ctl;
+    uint64_t capacity = c->capacity;
+    uint32_t nslots = c->nslots, stride = c->stride, max_message = c->max_message;
+    uint32_t policy = c->policy;
+    if (max_message == 0 || max_message > (1u << 30) || stride != ipcf_mbox_stride(max_message))
+        return IPCF_ECORRUPT;                 /* (bounds first: the stride is computed) */
+    if (nslots == 0 || (uint64_t)stride * nslots != m->seg.capacity)
+        return (uint64_t)stride * nslots > m->seg.capacity ? IPCF_ETRUNCATED : IPCF_ECORRUPT;
+    if (policy > IPCF_POLICY_EXCLUSIVE ||
+        (capacity != IPCF_MB_UNBOUNDED && capacity && capacity < max_message) ||
+        m->seg.hdr->param[0] != capacity || m->seg.hdr->param[1] != max_message)
+        return IPCF_ECORRUPT;                 /* (the header keeps capacity and max_message too) */
+    m->capacity = capacity;
+    m->nslots = nslots;
+    m->stride = stride;
+    m->max_message = max_message;
+    m->policy = policy;
     return 0;
 }
 
@@ -66,11 +97,10 @@ int ipcf_mbox_attach(const char *name, ipcf_mbox **out)
         return rc;
     }
     m->ctl = m->seg.ctl;
-    if (m->ctl->stride < sizeof(struct ipcf_mbox_slot) + m->ctl->max_message ||
-        (uint64_t)m->ctl->stride * m->ctl->nslots > m->seg.capacity) {
+    if ((rc = load_params(m)) != 0) {
         ipcf_seg_unmap(&m->seg);
         free(m);
-        return IPCF_ETRUNCATED;
+        return rc;
     }
     ipcf_seg_register(&m->seg);
     *out = m;
@@ -103,12 +133,12 @@ void ipcf_mbox_after_fork(ipcf_mbox *m) { ipcf_seg_after_fork(&m->seg); }
 int ipcf_mbox_depart(ipcf_mbox *m, int64_t ttl_ns) { return ipcf_seg_depart(&m->seg, ttl_ns); }
 void ipcf_mbox_arrive(ipcf_mbox *m, uint64_t from) { ipcf_seg_arrive(&m->seg, from); }
 
-/* ---- accessors: fixed fields plainly (written before the magic), counters relaxed ---- */
+/* ---- accessors: fixed fields from the handle's checked copies, counters relaxed ---- */
 
-uint64_t ipcf_mbox_capacity(const ipcf_mbox *m) { return m->ctl->capacity; }
-uint32_t ipcf_mbox_max_message(const ipcf_mbox *m) { return m->ctl->max_message; }
-uint32_t ipcf_mbox_max_messages(const ipcf_mbox *m) { return m->ctl->nslots; }
-uint32_t ipcf_mbox_policy(const ipcf_mbox *m) { return m->ctl->policy; }
+uint64_t ipcf_mbox_capacity(const ipcf_mbox *m) { return m->capacity; }
+uint32_t ipcf_mbox_max_message(const ipcf_mbox *m) { return m->max_message; }
+uint32_t ipcf_mbox_max_messages(const ipcf_mbox *m) { return m->nslots; }
+uint32_t ipcf_mbox_policy(const ipcf_mbox *m) { return m->policy; }
 uint32_t ipcf_mbox_count(const ipcf_mbox *m) { return ipcf_load_relaxed(&m->ctl->count); }
 uint64_t ipcf_mbox_bytes_held(const ipcf_mbox *m) { return ipcf_load_relaxed(&m->ctl->bytes_held); }
 

@@ -16,6 +16,17 @@
  * whoever holds it, so the lists are derived data. When the lock comes back EOWNERDEAD, or
  * senders find no free slot, the state is rebuilt from the slots (mailbox_repair.c).
  *
+ * Untrusted segment: any process with write access may have written anything anywhere in
+ * it. The fixed parameters are read once, checked against the mapping and kept in the
+ * handle; every link (index + 1) read from shared memory is checked to lie in
+ * 1..high_water (high_water itself clamped to nslots) before a slot is touched, every
+ * walk of a list is bounded by nslots steps, links are checked against their back links
+ * and the slot states the list implies, and a body length against max_message. An
+ * inconsistency in the derived state (lists, heads, tails, tail cache, counters) makes the
+ * operation that found it rebuild that state from the slots, once per call, and retry
+ * (ipcf_mbox_recover); a slot that is itself inconsistent (no such state, a length no
+ * sender wrote) is dropped and the call reports IPCF_ECORRUPT.
+ *
  * Files: mailbox.c (lifetime, accessors, waiting), mailbox_send.c (post, receipts,
  * withdraw), mailbox_recv.c (receive, the exclusive right), mailbox_lists.c, mailbox_repair.c.
  */
@@ -34,11 +45,49 @@ struct ipcf_mbox {
     struct ipcf_seg seg;
     struct ipcf_mbox_ctl *ctl;
     int closing;               /* closed by some thread: calls return IPCF_ECLOSED (atomic) */
+    /* The fixed parameters, copied from the control block once (create, or attach after
+     * checking them against the mapping's size) and only read from here afterwards: a
+     * process that rewrites them later cannot move a slot access out of the mapping. */
+    uint64_t capacity;
+    uint32_t nslots, stride, max_message, policy;
 };
 
 static inline struct ipcf_mbox_slot *ipcf_mbox_slot_at(struct ipcf_mbox *m, uint32_t i)
 {
-    return (struct ipcf_mbox_slot *)(m->seg.data + (uint64_t)i * m->ctl->stride);
+    return (struct ipcf_mbox_slot *)(m->seg.data + (uint64_t)i * m->stride);
+}
+
+/* Lock held: slots [0, hw) have ever been used. high_water is clamped to our own nslots,
+ * so every index checked against it is inside the mapping whatever the segment says. */
+static inline uint32_t ipcf_mbox_hw(const struct ipcf_mbox *m)
+{
+    uint32_t hw = m->ctl->high_water;
+    return hw < m->nslots ? hw : m->nslots;
+}
+
+/* Lock held: whether a nonzero link (index + 1) read from shared memory names a used
+ * slot. (Unsigned: 0 wraps to UINT32_MAX and fails too.) */
+static inline int ipcf_mbox_link_ok(const struct ipcf_mbox *m, uint32_t link)
+{
+    return link - 1u < ipcf_mbox_hw(m);
+}
+
+/* Lock held: take len bytes off bytes_held. Less than len held means a slot's length or
+ * the counter was rewritten (corruption): clamp at 0 rather than wrap, which would make a
+ * bounded mailbox full forever; the next repair recounts it exactly. (One writer, the lock
+ * holder: a relaxed load and store; lock-free readers only read it.) */
+static inline void ipcf_mbox_held_sub(struct ipcf_mbox_ctl *c, uint64_t len)
+{
+    uint64_t held = ipcf_load_relaxed(&c->bytes_held);
+    ipcf_store_relaxed(&c->bytes_held, held >= len ? held - len : 0);
+}
+
+/* Lock held: one copy outside the lock ended. Clamped at 0 like bytes_held (a repair
+ * recounts it). */
+static inline void ipcf_mbox_inflight_done(struct ipcf_mbox_ctl *c)
+{
+    uint32_t n = ipcf_load_relaxed(&c->inflight);
+    ipcf_store_relaxed(&c->inflight, n ? n - 1 : 0);
 }
 
 static inline uint8_t *ipcf_mbox_body(struct ipcf_mbox_slot *s)
@@ -62,18 +111,25 @@ static inline void ipcf_mbox_bump(uint64_t *counter)
     ipcf_store_release(counter, ipcf_load_relaxed(counter) + 1);
 }
 
-/* ---- locking (mailbox_repair.c): a lock whose owner died is repaired before use ---- */
+/* ---- locking and repair (mailbox_repair.c): a lock whose owner died is repaired first ---- */
 int ipcf_mbox_lock(struct ipcf_mbox *m, struct ipcf_timeout *to);  /* 0, or < 0 as ipcf_lock */
 void ipcf_mbox_unlock(struct ipcf_mbox *m);
-void ipcf_mbox_repair(struct ipcf_mbox *m);                       /* lock held */
+/* Lock held: rebuild lists and counters from the slots. 0, or IPCF_ECORRUPT when some slot
+ * was itself inconsistent (no such state, a length over max_message) and was dropped. */
+int ipcf_mbox_repair(struct ipcf_mbox *m);
 int ipcf_mbox_repair_if_due(struct ipcf_mbox *m);   /* lock held: 1 if it repaired */
+/* Lock held: an operation found the derived state inconsistent. Repairs, at most *budget
+ * times (one per call): 0 = retry the operation, IPCF_ECORRUPT = report it. */
+int ipcf_mbox_recover(struct ipcf_mbox *m, int *budget);
 
-/* ---- slots and lists (mailbox_lists.c), lock held ---- */
-int64_t ipcf_mbox_slot_alloc(struct ipcf_mbox *m);            /* a free slot, or -1 */
+/* ---- slots and lists (mailbox_lists.c), lock held. IPCF_ECORRUPT: a link, back link or
+ * slot state that the lists contradict was found; nothing was changed. ---- */
+int64_t ipcf_mbox_slot_alloc(struct ipcf_mbox *m);   /* a free slot, -1 none, IPCF_ECORRUPT */
 void ipcf_mbox_slot_free(struct ipcf_mbox *m, uint32_t i);    /* onto the free list */
 void ipcf_mbox_slot_release(struct ipcf_mbox *m, uint32_t i); /* free it, count it, trim it */
-void ipcf_mbox_ready_insert(struct ipcf_mbox *m, uint32_t i); /* by (priority desc, seq asc) */
-void ipcf_mbox_ready_remove(struct ipcf_mbox *m, uint32_t i);
+int ipcf_mbox_ready_insert(struct ipcf_mbox *m, uint32_t i);  /* by (priority desc, seq asc) */
+int ipcf_mbox_ready_remove(struct ipcf_mbox *m, uint32_t i);  /* i READY (the caller checked) */
+void ipcf_mbox_ready_rebuild(struct ipcf_mbox *m);  /* lists emptied: link every READY slot */
 void ipcf_mbox_tails_reset(struct ipcf_mbox_ctl *c);          /* empty the tail cache */
 
 /* ---- waiting (mailbox.c), no lock held ---- */

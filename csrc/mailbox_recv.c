@@ -9,7 +9,7 @@
 static int take_right(struct ipcf_mbox *m, uint64_t me_id)
 {
     struct ipcf_mbox_ctl *c = m->ctl;
-    if (c->policy != IPCF_POLICY_EXCLUSIVE)
+    if (m->policy != IPCF_POLICY_EXCLUSIVE)
         return 0;
     uint64_t me = ipcf_self_word();
     if (c->holder == me)
@@ -23,19 +23,31 @@ static int take_right(struct ipcf_mbox *m, uint64_t me_id)
 }
 
 /* Lock held: the first READY slot (in delivery order) addressed to `me` or to anyone, of
- * type `type` when has_type; -1 when none. */
+ * type `type` when has_type; -1 when none; IPCF_ECORRUPT when the list contradicts itself.
+ * Each step is checked before its slot is read: a used slot, READY, linking back to the
+ * one before; at most nslots steps (more is a cycle). A walk to the end must end at the
+ * tail and have counted `count` slots. */
 static int64_t find(struct ipcf_mbox *m, uint64_t me, int has_type, int32_t type)
 {
-    for (uint32_t at = m->ctl->ready_head; at; at = ipcf_mbox_slot_at(m, at - 1)->next) {
+    struct ipcf_mbox_ctl *c = m->ctl;
+    uint32_t at = c->ready_head, prev = 0, steps = 0;
+    for (; at; steps++) {
+        if (steps >= m->nslots || !ipcf_mbox_link_ok(m, at))
+            return IPCF_ECORRUPT;
         struct ipcf_mbox_slot *s = ipcf_mbox_slot_at(m, at - 1);
+        if (s->state != IPCF_SLOT_READY || s->prev != prev)
+            return IPCF_ECORRUPT;
         if ((s->to == 0 || s->to == me) && (!has_type || s->type == type))
             return at - 1;
+        prev = at;
+        at = s->next;
     }
-    return -1;
+    return c->ready_tail == prev && ipcf_load_relaxed(&c->count) == steps ? -1 : IPCF_ECORRUPT;
 }
 
-/* Lock held: the slot has been read; hand it to its sender or free it. */
-static void finish_take(struct ipcf_mbox *m, uint32_t i, uint64_t me, struct ipcf_msg_info *out)
+/* Lock held: the slot, of len bytes, has been read; hand it to its sender or free it. */
+static void finish_take(struct ipcf_mbox *m, uint32_t i, uint64_t len, uint64_t me,
+                        struct ipcf_msg_info *out)
 {
     struct ipcf_mbox_ctl *c = m->ctl;
     struct ipcf_mbox_slot *s = ipcf_mbox_slot_at(m, i);
@@ -47,10 +59,10 @@ static void finish_take(struct ipcf_mbox *m, uint32_t i, uint64_t me, struct ipc
     out->sender = s->sender;
     out->to = s->to;
     out->seq = s->seq;
-    out->length = s->length;
+    out->length = len;      /* what was copied (the slot's own may have changed) */
     out->sent_at = s->sent_at;
     ipcf_mbox_fill_receipt(s, out);
-    ipcf_sub_relaxed(&c->bytes_held, s->length);
+    ipcf_mbox_held_sub(c, len);
     ipcf_add_relaxed(&c->taken, 1);
     if (s->flags & IPCF_MSG_RECEIPT)
         /* release: the receipt fields above are visible to a sender that sees TAKEN */
@@ -59,14 +71,13 @@ static void finish_take(struct ipcf_mbox *m, uint32_t i, uint64_t me, struct ipc
         ipcf_mbox_slot_release(m, i);
 }
 
-/* Lock held (and released): copy the body of READY slot i into buf and take it. */
-static int64_t take(struct ipcf_mbox *m, uint32_t i, char *buf, uint64_t me,
+/* Lock held (and released): copy the body of slot i, READY and already unlinked, of len
+ * bytes (<= max_message and the caller's buffer: checked), into buf and take it. */
+static int64_t take(struct ipcf_mbox *m, uint32_t i, uint64_t len, char *buf, uint64_t me,
                     struct ipcf_msg_info *out)
 {
     struct ipcf_mbox_ctl *c = m->ctl;
     struct ipcf_mbox_slot *s = ipcf_mbox_slot_at(m, i);
-    ipcf_mbox_ready_remove(m, i);
-    uint64_t len = s->length;
     if (len <= IPCF_MB_SMALL) {
         memcpy(buf, ipcf_mbox_body(s), len);
     } else {
@@ -78,10 +89,17 @@ static int64_t take(struct ipcf_mbox *m, uint32_t i, char *buf, uint64_t me,
         int rc = ipcf_mbox_lock(m, NULL);
         if (rc < 0)         /* unrecoverable lock: the slot stays READING under our name */
             return rc;
-        ipcf_sub_relaxed(&c->inflight, 1);    /* (a repair counted ours: we are alive) */
+        /* a repair keeps a live reader's slot READING: anything else means the slot was
+         * rewritten while we copied it (the copy may be torn, and freeing it again would
+         * link it twice) */
+        if (s->state != IPCF_SLOT_READING || s->owner != ipcf_self_word()) {
+            ipcf_mbox_unlock(m);
+            return IPCF_ECORRUPT;
+        }
+        ipcf_mbox_inflight_done(c);           /* (a repair counted ours: we are alive) */
     }
     int receipt = s->flags & IPCF_MSG_RECEIPT;
-    finish_take(m, i, me, out);
+    finish_take(m, i, len, me, out);
     ipcf_mbox_unlock(m);
     ipcf_event_wake(receipt ? &c->receipt : &c->space);
     return (int64_t)len;
@@ -94,20 +112,40 @@ int64_t ipcf_mbox_recv(ipcf_mbox *m, char *buf, uint64_t cap, uint64_t me, int h
     if (ipcf_mbox_is_closing(m))
         return IPCF_ECLOSED;
     struct ipcf_timeout tmo = ipcf_timeout_of(timeout_ns);
-    for (;;) {
+    for (int budget = 1;;) {
         int rc = ipcf_mbox_lock(m, &tmo);
         if (rc < 0)
             return rc == IPCF_ETIMEOUT ? IPCF_EEMPTY : rc;
         rc = take_right(m, me);
-        int64_t i = rc ? -1 : find(m, me, has_type, type);
-        if (i >= 0) {
-            struct ipcf_mbox_slot *s = ipcf_mbox_slot_at(m, (uint32_t)i);
-            if (s->length > cap) {
-                out->length = s->length;
-                ipcf_mbox_unlock(m);
-                return IPCF_EBUFSMALL;
+        while (!rc) {              /* at most twice: one recovery per call (budget) */
+            int64_t i = find(m, me, has_type, type);
+            if (i == -1)
+                break;             /* nothing for us */
+            if (i >= 0) {
+                struct ipcf_mbox_slot *s = ipcf_mbox_slot_at(m, (uint32_t)i);
+                uint64_t len = s->length;
+                if (len > m->max_message) {
+                    /* longer than any sender writes (the copy would run past the slot):
+                     * the message is dropped (repair frees such slots) and reported */
+                    ipcf_mbox_repair(m);
+                    ipcf_mbox_unlock(m);
+                    return IPCF_ECORRUPT;
+                }
+                if (len > cap) {
+                    out->length = len;
+                    ipcf_mbox_unlock(m);
+                    return IPCF_EBUFSMALL;
+                }
+                if (ipcf_mbox_ready_remove(m, (uint32_t)i) == 0)
+                    return take(m, (uint32_t)i, len, buf, me, out);
             }
-            return take(m, (uint32_t)i, buf, me, out);
+            /* the READY list contradicts itself: rebuilt from the slots, then looked at
+             * again (a second time in this call is reported) */
+            int bad = ipcf_mbox_recover(m, &budget);
+            if (bad) {
+                ipcf_mbox_unlock(m);
+                return bad;
+            }
         }
         if (rc == IPCF_EBUSY && !wait_right) {
             ipcf_mbox_unlock(m);
@@ -133,7 +171,7 @@ int64_t ipcf_mbox_recv(ipcf_mbox *m, char *buf, uint64_t cap, uint64_t me, int h
 int ipcf_mbox_release(ipcf_mbox *m)
 {
     struct ipcf_mbox_ctl *c = m->ctl;
-    if (c->policy != IPCF_POLICY_EXCLUSIVE)
+    if (m->policy != IPCF_POLICY_EXCLUSIVE)
         return 0;
     if (ipcf_mbox_lock(m, NULL) < 0)
         return IPCF_ESTATE;

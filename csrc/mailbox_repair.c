@@ -5,18 +5,31 @@
  * is made READY again (or reported LOST to a sender awaiting its receipt), and receipts
  * whose sender died are dropped. A dead holder of the exclusive right loses it to the next
  * receiver that asks (mailbox_recv.c).
+ *
+ * The same rebuild mends derived state that a check found inconsistent (a corrupted link,
+ * head, tail, tail cache or counter: ipcf_mbox_recover), since the slots' own states say
+ * what every list must hold. A slot whose own header is impossible is dropped and counted;
+ * the call that asked for the repair reports IPCF_ECORRUPT.
  */
 #define _GNU_SOURCE
-#include <stdlib.h>
 
 #include "mailbox.h"
 #include "peers.h"
 
 /* Whether a slot survives a repair: 1 keep it (in flight, READY, or waiting for its
- * sender), 0 free it. Adds what it holds to *held and *inflight. */
-static int keep_slot(struct ipcf_mbox_slot *s, uint64_t *held, uint32_t *inflight)
+ * sender), 0 free it, -1 free it as inconsistent: a state that does not exist, or a body
+ * longer than any sender may write (a receiver would copy past the slot). Adds what it
+ * holds to *held and *inflight. */
+static int keep_slot(struct ipcf_mbox *m, struct ipcf_mbox_slot *s, uint64_t *held,
+                     uint32_t *inflight)
 {
-    switch (s->state) {
+    uint32_t state = s->state;
+    if ((state == IPCF_SLOT_WRITING || state == IPCF_SLOT_READY || state == IPCF_SLOT_READING) &&
+        s->length > m->max_message)
+        return -1;
+    switch (state) {
+    case IPCF_SLOT_FREE:
+        return 0;
     case IPCF_SLOT_WRITING:
         if (!ipcf_word_alive(s->owner))
             return 0;                               /* never published: drop */
@@ -39,61 +52,85 @@ static int keep_slot(struct ipcf_mbox_slot *s, uint64_t *held, uint32_t *infligh
         if ((s->flags & IPCF_MSG_RECEIPT) && !ipcf_word_alive(s->waiter))
             s->flags &= ~(uint32_t)IPCF_MSG_RECEIPT;   /* nobody left to tell */
         *held += s->length;
-        return 1;                                   /* linked by relink_ready */
+        return 1;                                   /* linked by ipcf_mbox_ready_rebuild */
     case IPCF_SLOT_TAKEN:
     case IPCF_SLOT_LOST:
         return ipcf_word_alive(s->waiter);          /* its sender is gone: drop */
     default:
-        return 0;
+        return -1;
     }
 }
 
-/* Link the READY slots; inserting in ascending seq order keeps FIFO within a priority. */
-static void relink_ready(struct ipcf_mbox *m)
+/* How many slots may have been used: high_water (clamped to our nslots), raised to cover
+ * every link that names a slot past it -- the heads, the tail cache, and the links of the
+ * slots below it, followed as the bound grows -- and past slots in use right above it. A
+ * high_water rewritten lower would otherwise hide the messages above it from the repair
+ * (and hand their slots out again). In an intact mailbox every link is below high_water
+ * and the slot above it is FREE, so this reads only headers the repair reads anyway, plus
+ * the next fresh slot's; garbage links cost at most a scan of all nslots. */
+static uint32_t slots_used(struct ipcf_mbox *m)
 {
     struct ipcf_mbox_ctl *c = m->ctl;
-    uint32_t n = 0, *idx = malloc(sizeof *idx * (c->high_water ? c->high_water : 1));
-    if (!idx)
-        return;
-    for (uint32_t k = 0; k < c->high_water; k++)
-        if (ipcf_mbox_slot_at(m, k)->state == IPCF_SLOT_READY)
-            idx[n++] = k;
-    for (uint32_t a = 1; a < n; a++) {          /* insertion sort by seq: usually sorted */
-        uint32_t v = idx[a], b = a;
-        while (b > 0 && ipcf_mbox_slot_at(m, idx[b - 1])->seq > ipcf_mbox_slot_at(m, v)->seq) {
-            idx[b] = idx[b - 1];
-            b--;
-        }
-        idx[b] = v;
+    uint32_t hw = ipcf_mbox_hw(m), n = m->nslots;
+#define RAISE(link) do { uint32_t l_ = (link); if (l_ > hw && l_ <= n) hw = l_; } while (0)
+    RAISE(c->free_head);
+    RAISE(c->ready_head);
+    RAISE(c->ready_tail);
+    for (int k = 0; k < IPCF_MB_TAILS; k++)
+        RAISE(c->tail_slot[k]);
+    /* at most n steps: the bound only grows, up to n */
+    for (uint32_t k = 0; k < n && (k < hw || ipcf_mbox_slot_at(m, k)->state != IPCF_SLOT_FREE); k++) {
+        struct ipcf_mbox_slot *s = ipcf_mbox_slot_at(m, k);
+        RAISE(k + 1);
+        RAISE(s->next);
+        RAISE(s->prev);
     }
-    for (uint32_t a = 0; a < n; a++)
-        ipcf_mbox_ready_insert(m, idx[a]);
-    free(idx);
+#undef RAISE
+    return hw;
 }
 
-void ipcf_mbox_repair(struct ipcf_mbox *m)
+/* Bounded by the slots: two passes over at most nslots of them and an O(n log n) relink,
+ * whatever the segment holds. */
+int ipcf_mbox_repair(struct ipcf_mbox *m)
 {
     struct ipcf_mbox_ctl *c = m->ctl;
+    uint32_t hw = slots_used(m);
+    if (c->high_water != hw)                     /* past nslots, or below a used slot */
+        ipcf_store_relaxed(&c->high_water, hw);
     c->free_head = c->ready_head = c->ready_tail = 0;
     ipcf_mbox_tails_reset(c);
     /* recount what the slots hold (in flight: from zero, so the senders' and receivers'
      * own decrements after their copy stay exact); stored atomically, as lock-free
      * readers (stats, recv's check of inflight) may look at any time */
     uint64_t held = 0;
-    uint32_t inflight = 0;
-    for (uint32_t k = c->high_water; k-- > 0;)
-        if (!keep_slot(ipcf_mbox_slot_at(m, k), &held, &inflight))
+    uint32_t inflight = 0, bad = 0;
+    for (uint32_t k = hw; k-- > 0;) {
+        struct ipcf_mbox_slot *s = ipcf_mbox_slot_at(m, k);
+        int keep = keep_slot(m, s, &held, &inflight);
+        bad += keep < 0;
+        if (keep <= 0)
             ipcf_mbox_slot_free(m, k);
+    }
     ipcf_store_relaxed(&c->bytes_held, held);
     ipcf_store_relaxed(&c->inflight, inflight);
-    ipcf_store_relaxed(&c->count, 0);
-    relink_ready(m);                             /* counts them again */
+    ipcf_mbox_ready_rebuild(m);                  /* links and counts the READY slots */
     ipcf_add_relaxed(&c->repairs, 1);
     ipcf_mbox_bump(&c->freed);
     ipcf_mbox_bump(&c->published);
     ipcf_event_wake(&c->data);
     ipcf_event_wake(&c->space);
     ipcf_event_wake(&c->receipt);
+    return bad ? IPCF_ECORRUPT : 0;
+}
+
+int ipcf_mbox_recover(struct ipcf_mbox *m, int *budget)
+{
+    /* a second inconsistency in the same call is not one a repair mends (or the segment is
+     * being rewritten under us): report it rather than repair in a loop */
+    if (*budget <= 0)
+        return IPCF_ECORRUPT;
+    (*budget)--;
+    return ipcf_mbox_repair(m);
 }
 
 /* A repair that no dead lock owner forced -- a full mailbox, or an empty receive while
@@ -108,7 +145,7 @@ int ipcf_mbox_repair_if_due(struct ipcf_mbox *m)
     if (c->scan_ms && (uint32_t)(now - c->scan_ms) < IPCF_MB_SCAN_MS)
         return 0;                /* (compared by unsigned difference: wraps after 49 days) */
     c->scan_ms = now ? now : 1;
-    ipcf_mbox_repair(m);
+    ipcf_mbox_repair(m);        /* (a slot it drops as inconsistent is counted in repairs) */
     return 1;
 }
 
@@ -116,7 +153,7 @@ int ipcf_mbox_lock(struct ipcf_mbox *m, struct ipcf_timeout *to)
 {
     int rc = ipcf_lock(m->ctl->lock, to);
     if (rc == 1) {              /* a process died holding the lock: lists may be half-made */
-        ipcf_mbox_repair(m);
+        ipcf_mbox_repair(m);    /* (an inconsistent slot is dropped; the operation goes on) */
         rc = 0;
     }
     return rc;

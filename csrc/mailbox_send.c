@@ -5,11 +5,14 @@
 #include "mailbox.h"
 #include "peers.h"
 
-static int has_room(struct ipcf_mbox_ctl *c, uint64_t len)
+/* Lock held. (len <= capacity: checked by the caller. A count past the capacity is no
+ * room, never an overflowed sum.) */
+static int has_room(struct ipcf_mbox *m, uint64_t len)
 {
-    if (c->capacity == IPCF_MB_UNBOUNDED || c->capacity == 0)
+    uint64_t cap = m->capacity, held = m->ctl->bytes_held;
+    if (cap == IPCF_MB_UNBOUNDED || cap == 0)
         return 1;
-    return c->bytes_held + len <= c->capacity;
+    return held <= cap && len <= cap - held;
 }
 
 /* Lock held: make slot i READY, in delivery order. */
@@ -20,22 +23,39 @@ static void publish(struct ipcf_mbox *m, uint32_t i)
     /* seq and state: a sender awaiting this slot's receipt reads them without the lock */
     ipcf_store_relaxed(&s->seq, c->next_seq++);
     ipcf_store_release(&s->state, IPCF_SLOT_READY);
-    ipcf_mbox_ready_insert(m, i);
+    if (ipcf_mbox_ready_insert(m, i) != 0)
+        /* the READY list contradicts itself: rebuilt from the slots, this one (READY now)
+         * included, so the message is published all the same. (A slot the repair drops as
+         * inconsistent is not this one: the sender reports nothing.) */
+        ipcf_mbox_repair(m);
     ipcf_mbox_bump(&c->published);          /* receivers waiting for a message watch it */
 }
 
 /* Lock held: a free slot with room for len more bytes, repairing once if dead processes
- * may be holding slots or room; -1 when there is none. */
-static int64_t take_slot(struct ipcf_mbox *m, uint64_t len, int *repaired)
+ * may be holding slots or room; -1 when there is none, IPCF_ECORRUPT. At most three
+ * rounds: one recovery (budget) and one speculative repair. */
+static int64_t take_slot(struct ipcf_mbox *m, uint64_t len, int *repaired, int *budget)
 {
     struct ipcf_mbox_ctl *c = m->ctl;
-    int64_t i = has_room(c, len) ? ipcf_mbox_slot_alloc(m) : -1;
-    if (i < 0 && !*repaired && (c->high_water == c->nslots || c->inflight) &&
-        ipcf_mbox_repair_if_due(m)) {          /* a dead writer may hold slots */
-        *repaired = 1;
-        i = has_room(c, len) ? ipcf_mbox_slot_alloc(m) : -1;
+    for (;;) {
+        int64_t i = has_room(m, len) ? ipcf_mbox_slot_alloc(m) : -1;
+        if (i >= 0)
+            return i;
+        /* a free list that contradicts the slots, or more bytes held than the used slots
+         * can hold (a rewritten counter would keep the mailbox full forever) */
+        if (i != -1 || c->bytes_held > (uint64_t)ipcf_mbox_hw(m) * m->max_message) {
+            int rc = ipcf_mbox_recover(m, budget);
+            if (rc)
+                return rc;
+            continue;
+        }
+        if (!*repaired && (c->high_water >= m->nslots || c->inflight) &&
+            ipcf_mbox_repair_if_due(m)) {      /* a dead writer may hold slots */
+            *repaired = 1;
+            continue;
+        }
+        return -1;
     }
-    return i;
 }
 
 int ipcf_mbox_post(ipcf_mbox *m, const char *buf, uint64_t len, int32_t type, int32_t priority,
@@ -45,21 +65,25 @@ int ipcf_mbox_post(ipcf_mbox *m, const char *buf, uint64_t len, int32_t type, in
     struct ipcf_mbox_ctl *c = m->ctl;
     if (ipcf_mbox_is_closing(m))
         return IPCF_ECLOSED;
-    if (len > c->max_message || (c->capacity && c->capacity != IPCF_MB_UNBOUNDED && len > c->capacity))
+    if (len > m->max_message || (m->capacity && m->capacity != IPCF_MB_UNBOUNDED && len > m->capacity))
         return IPCF_ETOOBIG;
-    if (c->capacity == 0) {
+    if (m->capacity == 0) {
         flags |= IPCF_MSG_RECEIPT;        /* rendezvous: the sender always waits for pickup */
         if (timeout_ns == 0 && ipcf_load_acquire(&c->receivers_waiting) == 0)
             return IPCF_EFULL;
     }
     struct ipcf_timeout tmo = ipcf_timeout_of(timeout_ns);
     int64_t i;
-    for (int repaired = 0;;) {
+    for (int repaired = 0, budget = 1;;) {
         int rc = ipcf_mbox_lock(m, &tmo);
         if (rc < 0)
             return rc == IPCF_ETIMEOUT ? IPCF_EFULL : rc;
-        if ((i = take_slot(m, len, &repaired)) >= 0)
+        if ((i = take_slot(m, len, &repaired, &budget)) >= 0)
             break;
+        if (i != -1) {
+            ipcf_mbox_unlock(m);
+            return (int)i;
+        }
         uint64_t seen = c->freed;
         ipcf_mbox_unlock(m);
         if ((rc = ipcf_mbox_wait_moved(m, &c->space, &c->freed, seen, 0, &tmo, IPCF_EFULL)) != 0)
@@ -89,8 +113,14 @@ int ipcf_mbox_post(ipcf_mbox *m, const char *buf, uint64_t len, int32_t type, in
         int rc = ipcf_mbox_lock(m, NULL);
         if (rc < 0)         /* unrecoverable lock: the slot stays WRITING, never visible */
             return rc;
-        if (s->state == IPCF_SLOT_WRITING && s->owner == me)   /* (a repair recounts) */
-            ipcf_sub_relaxed(&c->inflight, 1);
+        /* a repair keeps a live writer's slot WRITING: anything else means the slot was
+         * rewritten under us, and may be in a list already; publishing it would link it
+         * twice */
+        if (s->state != IPCF_SLOT_WRITING || s->owner != me) {
+            ipcf_mbox_unlock(m);
+            return IPCF_ECORRUPT;
+        }
+        ipcf_mbox_inflight_done(c);
     }
     publish(m, (uint32_t)i);
     out->slot = (uint32_t)i;
@@ -108,7 +138,7 @@ static int collect(struct ipcf_mbox *m, uint32_t i, uint64_t seq, struct ipcf_ms
     if (s->seq != seq)
         return IPCF_ESTATE;
     if (s->state == IPCF_SLOT_READING && !ipcf_word_alive(s->owner)) {
-        ipcf_sub_relaxed(&m->ctl->bytes_held, s->length);
+        ipcf_mbox_held_sub(m->ctl, s->length);
         ipcf_store_release(&s->state, IPCF_SLOT_LOST);
     }
     if (s->state == IPCF_SLOT_TAKEN) {
@@ -136,7 +166,7 @@ static int receipt_ready(void *p)
 int ipcf_mbox_await(ipcf_mbox *m, uint32_t slot, uint64_t seq, int64_t timeout_ns,
                     struct ipcf_msg_info *out)
 {
-    if (slot >= m->ctl->nslots)
+    if (slot >= m->nslots)
         return IPCF_EBADARG;
     struct receipt_arg a = {ipcf_mbox_slot_at(m, slot), seq};
     int rc = ipcf_wait(&m->ctl->receipt, receipt_ready, &a, timeout_ns, NULL);
@@ -158,22 +188,30 @@ int ipcf_mbox_await(ipcf_mbox *m, uint32_t slot, uint64_t seq, int64_t timeout_n
 
 int ipcf_mbox_withdraw(ipcf_mbox *m, uint32_t slot, uint64_t seq, struct ipcf_msg_info *out)
 {
-    if (slot >= m->ctl->nslots)
+    if (slot >= m->nslots)
         return IPCF_EBADARG;
     struct ipcf_mbox_slot *s = ipcf_mbox_slot_at(m, slot);
-    for (;;) {
+    for (int budget = 1;;) {
         if (ipcf_mbox_lock(m, NULL) < 0)
             return IPCF_ESTATE;
         int rc = collect(m, slot, seq, out);
         if (rc == 0 && s->state == IPCF_SLOT_READY) {
-            ipcf_mbox_ready_remove(m, slot);          /* nobody took it: it never happened */
-            ipcf_sub_relaxed(&m->ctl->bytes_held, s->length);
-            ipcf_mbox_slot_release(m, slot);
-        } else if (rc == 0) {                 /* being read right now: wait for the outcome */
-            ipcf_mbox_unlock(m);
+            if (ipcf_mbox_ready_remove(m, slot) == 0) {   /* nobody took it: it never happened */
+                ipcf_mbox_held_sub(m->ctl, s->length);
+                ipcf_mbox_slot_release(m, slot);
+            } else if ((rc = ipcf_mbox_recover(m, &budget)) == 0) {
+                ipcf_mbox_unlock(m);                      /* lists rebuilt: look again */
+                continue;
+            }
+        } else if (rc == 0 && s->state == IPCF_SLOT_READING) {
+            ipcf_mbox_unlock(m);      /* being read right now: wait for the outcome */
             struct receipt_arg a = {s, seq};
             ipcf_wait(&m->ctl->receipt, receipt_ready, &a, 10000000, NULL);
             continue;
+        } else if (rc == 0) {
+            /* FREE, WRITING or no state at all, with our seq: nobody but a writer to the
+             * segment puts our published message there (waiting for it would never end) */
+            rc = IPCF_ECORRUPT;
         }
         ipcf_mbox_unlock(m);
         ipcf_event_wake(&m->ctl->space);
