@@ -220,7 +220,10 @@ def limit() -> None:
     a corrupted size fails (EFBIG, MemoryError) instead of filling RAM."""
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_LIMIT, FILE_LIMIT))
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+    if "san" not in os.environ.get("LD_PRELOAD", ""):
+        # (a sanitizer runtime -- .ci/sanitize preloads libasan/libtsan -- reserves terabytes
+        # of address space for its shadow memory: an address-space limit breaks it)
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
 
 def trial(t: S.Template, name: str, specs: List[str], rec: Recorder) -> None:
