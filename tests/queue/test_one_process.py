@@ -37,6 +37,14 @@ def make(impl):
         dispose(q)
 
 
+def earliest(impl: str, timeout: float) -> float:
+    """The least time a call with `timeout` may take. ipcfast waits on CLOCK_MONOTONIC, so never
+    less than `timeout`. multiprocessing's put waits in sem_timedwait against CLOCK_REALTIME
+    (a deadline taken from gettimeofday), which can end a millisecond or two early on the
+    monotonic clock this file measures with (seen under TSan in CI: 0.2989 s for 0.3 s)."""
+    return timeout if impl == "ipcfast" else timeout * 0.98 - 0.002
+
+
 def elapsed(fn) -> float:
     t0 = time.monotonic()
     fn()
@@ -110,7 +118,7 @@ def test_get_without_blocking_on_empty_queue_raises_empty_at_once(make, call):
 
 
 @pytest.mark.parametrize("timeout", [0.05, 0.3])
-def test_get_with_timeout_on_empty_queue_raises_empty_after_about_the_timeout(make, timeout):
+def test_get_with_timeout_on_empty_queue_raises_empty_after_about_the_timeout(make, impl, timeout):
     q = make()
 
     def attempt():
@@ -118,7 +126,7 @@ def test_get_with_timeout_on_empty_queue_raises_empty_after_about_the_timeout(ma
             q.get(timeout=timeout)
 
     took = elapsed(attempt)
-    assert timeout <= took < timeout + SLACK
+    assert earliest(impl, timeout) <= took < timeout + SLACK
 
 
 @pytest.mark.parametrize("call", [
@@ -141,7 +149,7 @@ def test_put_without_blocking_on_full_bounded_queue_raises_full_at_once(make, ca
 
 
 @pytest.mark.parametrize("timeout", [0.05, 0.3])
-def test_put_with_timeout_on_full_bounded_queue_raises_full_after_about_the_timeout(make, timeout):
+def test_put_with_timeout_on_full_bounded_queue_raises_full_after_about_the_timeout(make, impl, timeout):
     q = make(maxsize=1)
     q.put(1)
 
@@ -150,7 +158,7 @@ def test_put_with_timeout_on_full_bounded_queue_raises_full_after_about_the_time
             q.put(2, timeout=timeout)
 
     took = elapsed(attempt)
-    assert timeout <= took < timeout + SLACK
+    assert earliest(impl, timeout) <= took < timeout + SLACK
     assert q.qsize() == 1
 
 
