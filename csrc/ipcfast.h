@@ -178,8 +178,17 @@ int64_t ipcf_queue_qsize(const ipcf_queue *q);
 int ipcf_queue_put(ipcf_queue *q, const char *buf, uint64_t len, int64_t timeout_ns);
 int ipcf_queue_put_many(ipcf_queue *q, const char *buf, const uint64_t *lens, uint64_t n,
                         int64_t timeout_ns);
+/* putv: one item whose bytes are the n pieces bufs[i][0:lens[i]] back to back (a pickle
+ * stream's chunks, written into the ring without being joined first) */
+int ipcf_queue_putv(ipcf_queue *q, const char *const *bufs, const uint64_t *lens, uint64_t n,
+                    int64_t timeout_ns);
 /* get: returns the length copied into buf, or IPCF_EBUFSMALL with *need set (nothing taken) */
 int64_t ipcf_queue_get(ipcf_queue *q, char *buf, uint64_t cap, int64_t timeout_ns, uint64_t *need);
+/* peek: the next item in place - returns its length with *body pointing into the ring and
+ * the consumer side held; the caller reads it and then calls ipcf_queue_release exactly
+ * once, from the same thread (a consumer killed in between leaves the item to the next). */
+int64_t ipcf_queue_peek(ipcf_queue *q, int64_t timeout_ns, const char **body);
+void ipcf_queue_release(ipcf_queue *q);
 int64_t ipcf_queue_get_many(ipcf_queue *q, char *buf, uint64_t cap, uint64_t *lens,
                             uint64_t max, int64_t timeout_ns, uint64_t *need);
 int ipcf_queue_task_done(ipcf_queue *q);

@@ -74,6 +74,23 @@ static inline uint64_t ipcf_rb_write(struct ipcf_rb *b, uint64_t pos, const void
     return pos + ipcf_rec_size(len);
 }
 
+/* The scatter form of ipcf_rb_write: one record whose body is `n` pieces back to back
+ * (`len` bytes in all), so a pickle stream's chunks go into the ring without being joined
+ * into one buffer first. */
+static inline uint64_t ipcf_rb_writev(struct ipcf_rb *b, uint64_t pos, const char *const *bufs,
+                                      const uint64_t *lens, uint64_t n, uint64_t len)
+{
+    uint8_t *p = b->data + (pos & (b->cap - 1));
+    uint32_t h[2] = {(uint32_t)len, 0};
+    memcpy(p, h, sizeof h);
+    p += IPCF_REC_HDR;
+    for (uint64_t i = 0; i < n; i++) {
+        memcpy(p, bufs[i], lens[i]);
+        p += lens[i];
+    }
+    return pos + ipcf_rec_size(len);
+}
+
 static inline void ipcf_rb_publish(struct ipcf_rb *b, uint64_t new_tail, uint64_t msgs, uint64_t bytes)
 {
     struct ipcf_ring_ctl *c = b->ctl;
