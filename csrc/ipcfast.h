@@ -134,6 +134,14 @@ uint32_t ipcf_ring_flags(const ipcf_ring *r);
 uint64_t ipcf_ring_count(const ipcf_ring *r);      /* records held now (approximate under load) */
 uint64_t ipcf_ring_used(const ipcf_ring *r);       /* bytes held now, headers included */
 int ipcf_ring_send(ipcf_ring *r, const char *buf, uint64_t len, int64_t timeout_ns);
+/* send_tagged: a record whose header carries `tag` (IPCF_TAG_MORE: more parts of this
+ * message follow; IPCF_TAG_CONT: this continues the previous record's message), read back
+ * after any receive with ipcf_ring_last_tag. Pipes send messages larger than a record so. */
+int ipcf_ring_send_tagged(ipcf_ring *r, const char *buf, uint64_t len, uint32_t tag,
+                          int64_t timeout_ns);
+uint32_t ipcf_ring_last_tag(const ipcf_ring *r);
+#define IPCF_TAG_MORE 1
+#define IPCF_TAG_CONT 2
 int ipcf_ring_send_many(ipcf_ring *r, const char *buf, const uint64_t *lens, uint64_t n,
                         int64_t timeout_ns, uint64_t *sent);
 int64_t ipcf_ring_recv(ipcf_ring *r, char *buf, uint64_t cap, int64_t timeout_ns);

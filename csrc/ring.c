@@ -26,6 +26,7 @@ struct ipcf_ring {
     int closing;                 /* closed by some thread: calls return IPCF_ECLOSED (atomic) */
     uint64_t peek_next;
     uint64_t peek_len;
+    uint32_t last_tag;           /* the tag of the record last received (consumer side) */
 };
 
 /* Set by close on any thread, read by calls on others: relaxed, it only needs atomicity
@@ -173,6 +174,7 @@ void ipcf_ring_arrive(ipcf_ring *r, uint64_t from) { ipcf_seg_arrive(&r->seg, fr
 uint64_t ipcf_ring_capacity(const ipcf_ring *r) { return r->seg.capacity; }
 uint64_t ipcf_ring_max_message(const ipcf_ring *r) { return r->max_msg; }
 uint32_t ipcf_ring_flags(const ipcf_ring *r) { return r->flags; }
+uint32_t ipcf_ring_last_tag(const ipcf_ring *r) { return r->last_tag; }
 
 uint64_t ipcf_ring_count(const ipcf_ring *r)
 {
@@ -296,12 +298,18 @@ static int acquire_room(struct ipcf_ring *r, uint64_t len, struct ipcf_timeout *
 
 int ipcf_ring_send(ipcf_ring *r, const char *buf, uint64_t len, int64_t timeout_ns)
 {
+    return ipcf_ring_send_tagged(r, buf, len, 0, timeout_ns);
+}
+
+int ipcf_ring_send_tagged(ipcf_ring *r, const char *buf, uint64_t len, uint32_t tag,
+                          int64_t timeout_ns)
+{
     struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
     uint64_t tail;
     int rc = acquire_room(r, len, &to, &tail);
     if (rc)
         return rc;
-    ipcf_rb_publish(&r->rb, ipcf_rb_write(&r->rb, tail, buf, len), 1, len);
+    ipcf_rb_publish(&r->rb, ipcf_rb_write_tagged(&r->rb, tail, buf, len, tag), 1, len);
     UNLOCK_P(r);
     ipcf_event_wake(&r->ctl->data);
     return 0;
@@ -397,8 +405,10 @@ static int acquire_record(struct ipcf_ring *r, struct ipcf_timeout *to, uint64_t
         if (rc < 0)
             return lock_fail(rc, IPCF_EEMPTY);
         *head = ipcf_rb_head(&r->rb);
-        if ((rc = ipcf_rb_next(&r->rb, *head, body, len)) > 0)
+        if ((rc = ipcf_rb_next(&r->rb, *head, body, len)) > 0) {
+            r->last_tag = ipcf_rb_tag(*body);
             return 0;
+        }
         UNLOCK_C(r);
         if (rc < 0)
             return rc;                  /* corrupt: never a record of wrong bounds, never a spin */
