@@ -1151,3 +1151,24 @@ def test_reading_a_kept_view_slice_after_the_ring_is_collected_does_not_crash():
     res = run_python(code, timeout=30)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "hello"
+
+
+def test_an_open_claim_or_view_cannot_be_entered_again_before_it_ends():
+    r = ipcfast.Ring(4096)
+    try:
+        cm = r.claim(4)
+        with cm as mv:
+            mv[:] = b"abcd"
+            with pytest.raises(RuntimeError, match="already open"):
+                cm.__enter__()
+        with cm as mv:                     # once ended it may be used again
+            mv[:] = b"efgh"
+        vw = r.view()
+        with vw as m:
+            assert bytes(m) == b"abcd"
+            with pytest.raises(RuntimeError, match="already open"):
+                vw.__enter__()
+        with r.view() as m:
+            assert bytes(m) == b"efgh"
+    finally:
+        r.close()
