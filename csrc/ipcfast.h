@@ -152,7 +152,16 @@ int ipcf_ring_commit(ipcf_ring *r, uint64_t len);
 int ipcf_ring_abort(ipcf_ring *r);
 int ipcf_ring_peek(ipcf_ring *r, int64_t timeout_ns, char **ptr, uint64_t *len);
 int ipcf_ring_release(ipcf_ring *r);
-int ipcf_ring_unpeek(ipcf_ring *r);         /* end a view, leaving the record unread */
+int ipcf_ring_unpeek(ipcf_ring *r);
+/* Batch forms: claim_many reserves n records of lens[i] bytes back to back (*out: the first
+ * record's header; each body follows its 8-byte header, records padded to 8 bytes) and
+ * commit_many publishes them all; peek_many holds up to max messages in place (*first: the
+ * first record's header, lens filled) until one ipcf_ring_release (or unpeek) of them all. */
+int ipcf_ring_claim_many(ipcf_ring *r, const uint64_t *lens, uint64_t n, int64_t timeout_ns,
+                         char **out);
+int ipcf_ring_commit_many(ipcf_ring *r);
+int64_t ipcf_ring_peek_many(ipcf_ring *r, uint64_t max, int64_t timeout_ns, char **first,
+                            uint64_t *lens);         /* end a view, leaving the record unread */
 int ipcf_ring_poll(ipcf_ring *r, int64_t timeout_ns);   /* 1 readable or at EOF, 0 not */
 /* (start_ticks_low32 << 32) | pid of this process: the `from` of *_arrive */
 uint64_t ipcf_self_word(void);
