@@ -161,3 +161,154 @@ class View:
             raise BufferError("a view of the message (an export or a slice) is still alive; "
                               "its bytes will be overwritten by later messages")
         self._fb = None
+
+
+def _let_go_all(mvs: List[memoryview]) -> bool:
+    """Release every view in *mvs* (the slices, then the whole in mvs[0]); False if a
+    buffer export of any is still alive."""
+    ok = True
+    i = len(mvs) - 1
+    while i >= 0:
+        try:
+            while i >= 0:
+                mvs[i].release()
+                i -= 1
+        except BufferError:
+            ok = False
+            i -= 1
+    return ok
+
+
+def _record_offsets(lens) -> List[Tuple[int, int]]:
+    """(start, end) of each body in a run of records of these lengths, from the first
+    record's header (8-byte headers, bodies padded to 8 bytes)."""
+    out, pos = [], 0
+    for n in lens:
+        out.append((pos + _HDR, pos + _HDR + n))
+        pos += (_HDR + n + 7) & ~7
+    return out
+
+
+_HDR = lib.IPCF_REC_HDR
+_claim_many = lib.ipcf_ring_claim_many
+_commit_many = lib.ipcf_ring_commit_many
+_peek_many = lib.ipcf_ring_peek_many
+
+
+class ClaimMany:
+    """``with ring.claim_many(sizes) as views``: one writable memoryview per size, in the
+    ring; all published together when the block exits normally, none if it raises."""
+
+    __slots__ = ("_ring", "_sizes", "_block", "_timeout", "_h", "_fb", "_base", "_mvs")
+
+    def __init__(self, ring, sizes, block: bool, timeout: Optional[float]) -> None:
+        sizes = list(sizes)
+        if not sizes:
+            raise ValueError("claim_many needs at least one size")
+        for s in sizes:
+            if s.__class__ is not int or s < 0 or s >= 1 << 63:
+                N.int_arg(s, "size", 0, 1 << 63)
+            if s > ring.max_message:
+                raise ring._too_big(s)
+        if timeout is not None:
+            N.timeout_arg(timeout)
+        self._ring, self._sizes, self._block, self._timeout = ring, sizes, block, timeout
+        self._fb = None
+
+    def __enter__(self) -> List[memoryview]:
+        ring, sizes = self._ring, self._sizes
+        h = ring._live()
+        if self._fb is not None:
+            raise RuntimeError("this claim is already open")
+        n = len(sizes)
+        lens = ffi.new("uint64_t[]", sizes)
+        out = ring._out
+        rc = N.call_blocking(lambda t: _claim_many(h, lens, n, t, out), self._block,
+                             self._timeout, N.EFULL)
+        if rc == N.ETOOBIG:
+            raise ValueError(f"claim_many of {n} messages needs more than the ring's "
+                             f"capacity of {ring.capacity} bytes at once")
+        ring._check(rc)
+        spans = _record_offsets(sizes)
+        self._h = h
+        self._fb = _buffer(out[0], spans[-1][1])
+        self._base = _refs(self._fb)
+        whole = memoryview(self._fb)
+        views = [whole[a:b] for a, b in spans]
+        self._mvs = [whole, *views]
+        return views
+
+    def __exit__(self, et, ev, tb) -> None:
+        h = self._h
+        ok = _let_go_all(self._mvs)
+        self._mvs = None
+        if et is not None:
+            self._fb = None
+            _abort(h)
+            return
+        if not ok or _refs(self._fb) > self._base:
+            _abort(h)
+            keep_mapped(self._fb, self._base, self._ring)
+            self._fb = None
+            raise BufferError("a view of the claimed memory (an export or a slice) is still "
+                              "alive; the messages were not sent")
+        self._fb = None
+        rc = _commit_many(h)
+        if rc:
+            self._ring._check(rc)
+
+
+class ViewMany:
+    """``with ring.view_many(max_messages) as views``: up to *max_messages* of the oldest
+    messages (at least one), read-only and in place; all removed when the block exits, all
+    left for the next reader if it raises."""
+
+    __slots__ = ("_ring", "_max", "_block", "_timeout", "_h", "_fb", "_base", "_mvs")
+
+    def __init__(self, ring, max_messages: int, block: bool, timeout: Optional[float]) -> None:
+        N.int_arg(max_messages, "max_messages", 1, 1 << 62)
+        if timeout is not None:
+            N.timeout_arg(timeout)
+        self._ring, self._max, self._block, self._timeout = ring, max_messages, block, timeout
+        self._fb = None
+
+    def __enter__(self) -> List[memoryview]:
+        ring = self._ring
+        h = ring._live()
+        if self._fb is not None:
+            raise RuntimeError("this view is already open")
+        k = min(self._max, ring.capacity // _HDR)     # no more records fit the ring
+        lens = ring._many_lens          # per handle, like ring._ptr: see Ring._setup
+        if lens is None or len(lens) < k:
+            lens = ring._many_lens = ffi.new("uint64_t[]", k)
+        first = ring._ptr
+        n = N.call_blocking(lambda t: _peek_many(h, k, t, first, lens), self._block,
+                            self._timeout, N.EEMPTY)
+        if n == N.ECLOSED:
+            raise ring._closed_error()
+        ring._check(n)
+        spans = _record_offsets(ffi.unpack(lens, n))
+        self._h = h
+        self._fb = _buffer(first[0], spans[-1][1])
+        self._base = _refs(self._fb)
+        whole = memoryview(self._fb).toreadonly()
+        views = [whole[a:b] for a, b in spans]
+        self._mvs = [whole, *views]
+        return views
+
+    def __exit__(self, et, ev, tb) -> None:
+        h = self._h
+        ok = _let_go_all(self._mvs)
+        self._mvs = None
+        if et is not None:
+            self._fb = None
+            _unpeek(h)
+            return
+        released = ok and _refs(self._fb) <= self._base
+        _release_rec(h)
+        if not released:
+            keep_mapped(self._fb, self._base, self._ring)
+            self._fb = None
+            raise BufferError("a view of the messages (an export or a slice) is still alive; "
+                              "their bytes will be overwritten by later messages")
+        self._fb = None

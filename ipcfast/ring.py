@@ -8,7 +8,7 @@ from typing import Iterable, List, Optional, Tuple
 from . import _native as N
 from ._handle import SCRATCH as _SCRATCH, Handle, Kind, new_scratch as _new_scratch
 from ._native import ffi, lib
-from ._inplace import _KEPT, Claim, View, prune_kept
+from ._inplace import _KEPT, Claim, ClaimMany, View, ViewMany, prune_kept
 from ._units import fmt_size
 
 _SLICE = N.SLICE_NS
@@ -90,6 +90,7 @@ class Ring(Handle):
         self._out = ffi.new("char **")
         self._ptr = ffi.new("char **")
         self._len = ffi.new("uint64_t *")
+        self._many_lens = None            # view_many's lengths, allocated at first use
 
     # ---- lifetime (close, closed, context manager, pickling: Handle) ----
     def unlink(self) -> None:
@@ -199,6 +200,14 @@ class Ring(Handle):
         normally (with the full *size*; claim the exact size you need) and abandoned,
         never visible, if it raises. Other producers wait while a claim is open."""
         return Claim(self, size, block, timeout)
+
+    def claim_many(self, sizes: Iterable[int], block: bool = True,
+                   timeout: Optional[float] = None) -> ClaimMany:
+        """``with ring.claim_many(sizes) as views``: reserve one message per size, back to
+        back, and get a writable memoryview of each; all are published together when the
+        block exits normally, none if it raises. ValueError if they cannot fit the ring at
+        once."""
+        return ClaimMany(self, sizes, block, timeout)
 
     # ---- consumer ----
     def recv_bytes(self, block: bool = True, timeout: Optional[float] = None) -> bytes:
@@ -311,6 +320,13 @@ class Ring(Handle):
         (no copy); the message is removed when the block exits, or left for the next
         reader if it raises."""
         return View(self, block, timeout)
+
+    def view_many(self, max_messages: int = 1 << 30, block: bool = True,
+                  timeout: Optional[float] = None) -> ViewMany:
+        """``with ring.view_many(n) as views``: read-only memoryviews of up to *n* of the
+        oldest messages in place (at least one; waits like :meth:`view` for the first); all
+        are removed when the block exits, or left for the next reader if it raises."""
+        return ViewMany(self, max_messages, block, timeout)
 
     # ---- for Connection (pipe.py): the pipe rings' end tracking and readiness ----
     def _poll(self, timeout: Optional[float]) -> bool:
