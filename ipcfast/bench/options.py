@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import re
 from dataclasses import dataclass
@@ -51,7 +52,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Options:
     mode.add_argument("--quick", action="store_true",
                       help="~0.45 s per measurement, 3 repeats (default; about a minute)")
     mode.add_argument("--full", action="store_true",
-                      help="~1 s per measurement, 5 repeats, adds 16 MiB messages")
+                      help="~1 s per measurement, 5 repeats, every implementation at every "
+                           "size of the payload sweep")
     ap.add_argument("--only", metavar="PATTERN",
                     help="run only workloads or implementations matching PATTERN (regular "
                          "expression or substring, case-insensitive); the multiprocessing.Queue "
@@ -60,7 +62,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Options:
     ap.add_argument("--json", dest="json_path", metavar="PATH",
                     help="write results and a host description to PATH as JSON")
     ap.add_argument("--plot", dest="plot_path", metavar="PATH",
-                    help="draw a PNG chart to PATH (needs matplotlib)")
+                    help="draw a PNG chart of the ratios to PATH and, when the payload-size "
+                         "sweep ran, its throughput against size (log-log, one line per "
+                         "transport, memcpy of the same run) to PATH-sizes.png, e.g. "
+                         "bench.png -> bench-sizes.png (needs matplotlib)")
     ap.add_argument("--time-limit", type=float, metavar="SECONDS",
                     help="kill a measurement's processes after this long (default 60, --full 120)")
     ap.add_argument("--list", dest="list_only", action="store_true",
@@ -108,8 +113,7 @@ def select(variants: List[Variant], pattern: Optional[str]) -> List[Variant]:
         picked = [i for i in v.impls if match(i.name) or match(f"{v.key}/{i.name}")]
         if picked:
             keep = [i for i in v.impls if i.name == BASELINE or i in picked]
-            out.append(Variant(v.key, v.kind, v.title, keep, v.size, v.pilot, v.min_count,
-                               v.max_count))
+            out.append(dataclasses.replace(v, impls=keep))
     return out
 
 

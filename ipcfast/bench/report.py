@@ -107,7 +107,7 @@ def format_variant(res: dict) -> List[str]:
     kind = res["kind"]
     lines = [f"== {res['title']} ({res['repeats']} repeats, interleaved) =="]
     latency = kind == "pingpong"
-    bytes_ = kind == "bytes"
+    bytes_ = kind in ("bytes", "arrays")
     if latency:
         head = ["implementation", "p50 us", "p99 us", "p99.9 us", "p50 spread (min..max)",
                 "vs mp.Queue", ""]
