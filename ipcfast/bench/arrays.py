@@ -68,8 +68,8 @@ class _ArrayChecker:
             raise CheckError(f"array {i}: dtype {a.dtype}, expected float32")
         if a.shape != self.shape:
             raise CheckError(f"array {i}: shape {a.shape}, expected {self.shape}")
-        raise CheckError(f"array {i}: carries sequence numbers {a[0]!r} / {a[-1]!r}, "
-                         f"expected {i % STAMP_MOD}")
+        raise CheckError(f"array {i}: carries sequence numbers {float(a[0])!r} / "
+                         f"{float(a[-1])!r}, expected {i % STAMP_MOD}")
 
 
 def consume_arrays(get, start: int, n: int, size: int) -> Received:

@@ -56,7 +56,7 @@ def calibrate(v: Variant, impl: Impl, o: Options) -> Tuple[int, dict]:
     slowest pilot. Raises MeasureError when a pilot fails.
 
     Pilots grow until one lasts a few tens of milliseconds; two more of that size follow
-    and the slowest of the three sets the count, so that an implementation whose speed
+    (v.pilots - 1: one for the largest messages) and the slowest sets the count, so that an implementation whose speed
     depends on where the scheduler puts its processes is not given a count that takes
     ten times the target on its next run."""
     n = max(int(v.min_count * min(1.0, o.scale)), int(v.pilot * min(1.0, o.scale)), 1)
@@ -66,7 +66,7 @@ def calibrate(v: Variant, impl: Impl, o: Options) -> Tuple[int, dict]:
         if m["seconds"] >= short or attempt == 3:
             break
         n = int(n * min(20.0, max(2.0, 2 * short / max(m["seconds"], 1e-6))))
-    pilots = [m] + [measure(v, impl, n, o.limit, o.pin) for _ in range(2)]
+    pilots = [m] + [measure(v, impl, n, o.limit, o.pin) for _ in range(v.pilots - 1)]
     slow = max(pilots, key=lambda p: p["seconds"])
     fast = min(pilots, key=lambda p: p["seconds"])
     count = int(n * o.target / max(slow["seconds"], 1e-9))

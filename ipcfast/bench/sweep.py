@@ -38,10 +38,12 @@ def size_key(prefix: str, size: int) -> str:
 
 
 def _counts(size: int) -> dict:
-    """Pilot and minimum message counts: a pilot of about 20 MB (at least 4 messages, 2 from
-    16 MiB up, where the slowest peers take a tenth of a second a message)."""
-    low = 2 if size >= 16 * MiB else 4
-    return {"pilot": max(low, min(5000, int(20e6 // (size + 200)))), "min_count": low}
+    """Pilot and minimum message counts: a pilot of about 20 MB (at least 4 messages; from
+    16 MiB up, where the slowest peers take a tenth of a second a message, 2, and two
+    pilots of the calibrated size rather than three)."""
+    if size >= 16 * MiB:
+        return {"pilot": 2, "min_count": 2, "pilots": 2}
+    return {"pilot": max(4, min(5000, int(20e6 // (size + 200)))), "min_count": 4}
 
 
 def bytes_variants(full: bool) -> List[Variant]:

@@ -392,6 +392,7 @@ class Variant:
     pilot: int = 1000
     min_count: int = 20
     max_count: Optional[int] = None      # before --scale
+    pilots: int = 3                      # pilots of the calibrated size; the slowest decides
 
 
 def _bytes_impls(size: int) -> List[Impl]:
