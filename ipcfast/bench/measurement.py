@@ -296,3 +296,24 @@ def memcpy_gbps(size: int, seconds: float, repeats: int = 3) -> float:
                 break
         best.append(done * size / el / 1e9)
     return statistics.median(best)
+
+
+def alloc_copy_gbps(size: int, seconds: float, repeats: int = 3) -> float:
+    """Single-core bandwidth (GB/s) of copying a *size*-byte buffer into a NEW bytes object
+    each time (``bytes(buf)``): the least a receiver that returns a fresh object pays.
+    From 32 MiB up glibc maps every such block afresh, so its page faults count here."""
+    src = bytearray(W.template(size))
+    loops = max(1, int(20 * MiB // size))
+    bytes(src)
+    best = []
+    for _ in range(repeats):
+        done, t0 = 0, time.perf_counter()
+        while True:
+            for _ in range(loops):
+                bytes(src)                # made and freed: its block is unmapped again
+            done += loops
+            el = time.perf_counter() - t0
+            if el >= seconds:
+                break
+        best.append(done * size / el / 1e9)
+    return statistics.median(best)

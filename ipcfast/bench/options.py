@@ -46,11 +46,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Options:
     ap = argparse.ArgumentParser(
         prog="python -m ipcfast bench",
         description="Compare ipcfast with multiprocessing (and faster_fifo, posix_ipc, pyzmq "
-                    "when installed) on small objects, batches, raw bytes, ping-pong latency "
-                    "and N x M queues. Every message is checked.")
+                    "when installed) on small objects, batches, a payload-size sweep (raw "
+                    "bytes from 64 B to 64 MiB, numpy float32 arrays from 64 KiB to 64 MiB, "
+                    "against a memcpy measured in the same run, then the issue-9 target "
+                    "ratios), ping-pong latency and N x M queues. Every message is checked.")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true",
-                      help="~0.45 s per measurement, 3 repeats (default; about a minute)")
+                      help="~0.45 s per measurement, 3 repeats; the sweep's pipes and "
+                           "Ring send_many only at 64 B, 4 KiB, 64 KiB, 1 MiB (default; a few "
+                           "minutes)")
     mode.add_argument("--full", action="store_true",
                       help="~1 s per measurement, 5 repeats, every implementation at every "
                            "size of the payload sweep")
@@ -120,10 +124,13 @@ def select(variants: List[Variant], pattern: Optional[str]) -> List[Variant]:
 def list_variants(full: bool = True) -> List[str]:
     """What --list prints: each workload and its implementations."""
     lines = []
+    quick = {(v.key, i.name): i.skip for v in build_variants(False) for i in v.impls}
     for v in build_variants(full):
         lines.append(f"{v.key}: {v.title}")
         for i in v.impls:
             extra = f"  [needs {i.requires}]" if i.requires else ""
+            if quick.get((v.key, i.name)) and not i.skip:
+                extra += "  [--full only]"
             lines.append(f"    {i.name}{' (' + i.note + ')' if i.note else ''}{extra}")
     return lines
 

@@ -148,6 +148,9 @@ def format_variant(res: dict) -> List[str]:
     if bytes_ and res.get("memcpy_gbps"):
         lines.append(f"  memcpy reference (1 core, {fmt_size(res['size'])} bytearray -> bytearray, "
                      f"memoryview slice assignment): {res['memcpy_gbps']:.1f} GB/s")
+        if res.get("alloc_copy_gbps"):
+            lines.append(f"  copy into a new bytes object (1 core, bytes(buf), the least a receiver "
+                         f"returning a fresh object pays): {res['alloc_copy_gbps']:.1f} GB/s")
         rings = [r for r in res["rows"] if r["impl"].startswith("ipcfast.Ring")
                  and r.get("memcpy_fraction") is not None]
         if rings:

@@ -13,7 +13,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import channels as C
-from .measurement import MeasureError, measure, memcpy_gbps
+from .measurement import MeasureError, alloc_copy_gbps, measure, memcpy_gbps
 from .options import Options, list_variants, options_json, parse_args, select
 from .progress import Reporter
 from .report import cpu_busy, finish_variant, fmt_num, format_variant, host_info, plot
@@ -123,6 +123,7 @@ def _run_variant(v: Variant, res: dict, o: Options, avail: Dict[str, Tuple[bool,
     if v.kind in ("bytes", "arrays"):
         rep.status(f"{v.key}: memcpy reference")
         res["memcpy_gbps"] = memcpy_gbps(v.size, max(0.005, 0.1 * min(1.0, o.scale)))
+        res["alloc_copy_gbps"] = alloc_copy_gbps(v.size, max(0.005, 0.05 * min(1.0, o.scale)))
     for impl in active:
         row = rows[impl.name]
         rep.status(f"{v.key}: calibrating {impl.name}")

@@ -26,6 +26,10 @@ LINES: List[Tuple[str, str, str, str, str, str]] = [
 ]
 
 
+MEMCPY = "memcpy (1 core, same run)"
+ALLOC_COPY = "copy into a new bytes object (1 core, same run)"
+
+
 def sizes_path(path: str) -> str:
     """Where --plot PATH puts the size chart: "bench.png" -> "bench-sizes.png"."""
     stem, ext = os.path.splitext(path)
@@ -34,7 +38,7 @@ def sizes_path(path: str) -> str:
 
 def series(results: dict) -> Dict[str, List[Tuple[int, float, float, float]]]:
     """{label: [(size, median, min, max) bytes/s, by size]} of every line with a measured
-    point, "memcpy (1 core, same run)" included."""
+    point, the references of the same run (MEMCPY, ALLOC_COPY) included."""
     out: Dict[str, List[Tuple[int, float, float, float]]] = {}
     ws = sorted((w for w in results.get("workloads", []) if w["kind"] in ("bytes", "arrays")),
                 key=lambda w: w["size"])
@@ -55,7 +59,13 @@ def series(results: dict) -> Dict[str, List[Tuple[int, float, float, float]]]:
         if w.get("memcpy_gbps"):
             mc.setdefault(w["size"], w["memcpy_gbps"] * 1e9)
     if mc:
-        out["memcpy (1 core, same run)"] = [(s, g, g, g) for s, g in sorted(mc.items())]
+        out[MEMCPY] = [(s, g, g, g) for s, g in sorted(mc.items())]
+    ac: Dict[int, float] = {}
+    for w in ws:
+        if w.get("alloc_copy_gbps"):
+            ac.setdefault(w["size"], w["alloc_copy_gbps"] * 1e9)
+    if ac:
+        out[ALLOC_COPY] = [(s, g, g, g) for s, g in sorted(ac.items())]
     return out
 
 
@@ -73,7 +83,8 @@ def plot_sizes(results: dict, path: str) -> Optional[str]:
     if not data:
         return "--plot: no payload-size results to draw"
     style = {label: (colour, ls, mk) for _k, _i, label, colour, ls, mk in LINES}
-    style["memcpy (1 core, same run)"] = ("black", "--", "")
+    style[MEMCPY] = ("black", "--", "")
+    style[ALLOC_COPY] = ("#555555", "-.", "")
     fig, ax = plt.subplots(figsize=(11, 5.6))
     sizes = sorted({s for pts in data.values() for s, *_ in pts})
     for label, pts in data.items():

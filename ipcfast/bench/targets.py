@@ -79,6 +79,7 @@ def sweep_targets(results: dict) -> dict:
                       "rates": {n: (rates.get((key, n)) or {}).get("median")
                                 for n in (BASELINE, ZMQ_BYTES, QUEUE_BYTES, RING_SEND, RING_VIEW)},
                       "memcpy": (_memcpy(works, key) or {}).get("median"),
+                      "alloc_copy": (w.get("alloc_copy_gbps") or 0) * 1e9 or None,
                       "queue_ring": _ratio("", q, rates.get((key, RING_SEND)), 0.6)["value"],
                       "view_send": view_send, "queue_step": step})
         if q:
@@ -137,18 +138,19 @@ def format_targets(t: dict) -> List[str]:
                      c.get("detail") or ""])
     lines += _table(rows)
     head = ["size", "mp.Queue", "zmq", "Queue", "Ring send", "Ring view", "memcpy",
-            "Queue/Ring", "view/send", "Queue/prev"]
+            "new+copy", "Queue/Ring", "view/send", "Queue/prev"]
     rows = [head]
     for x in t["sizes"]:
         r = x["rates"]
         step = x["queue_step"]
         rows.append([fmt_size(x["size"]), _mbs(r[BASELINE]), _mbs(r[ZMQ_BYTES]),
                      _mbs(r[QUEUE_BYTES]), _mbs(r[RING_SEND]), _mbs(r[RING_VIEW]),
-                     _mbs(x["memcpy"]), fmt_ratio(x["queue_ring"]),
+                     _mbs(x["memcpy"]), _mbs(x.get("alloc_copy")), fmt_ratio(x["queue_ring"]),
                      fmt_ratio(x["view_send"]["value"]),
                      fmt_ratio(step["value"]) if step else "-"])
     if len(rows) > 1:
-        lines.append("  bytes sweep, MB/s (10^6 payload bytes per second), memcpy of the same run:")
+        lines.append("  bytes sweep, MB/s (10^6 payload bytes per second); memcpy and new+copy "
+                     "(bytes(buf)) of the same run, 1 core:")
         lines += _table(rows, right=set(range(1, len(head))))
     return lines
 

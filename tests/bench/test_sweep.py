@@ -130,7 +130,7 @@ def test_a_sweep_run_prints_skips_and_the_targets_and_draws_both_charts(tmp_path
     assert "the issue-9 targets from this run" in printed
     data = json.loads(out.read_text())
     (w,) = data["workloads"]
-    assert w["workload"] == "bytes-1KiB" and w["memcpy_gbps"] > 0
+    assert w["workload"] == "bytes-1KiB" and w["memcpy_gbps"] > 0 and w["alloc_copy_gbps"] > 0
     rows = {r["impl"]: r for r in w["rows"]}
     assert rows["ipcfast.Pipe send_bytes"]["status"] == "skipped"
     assert rows[sweep.QUEUE_BYTES]["status"] == "ok"
@@ -159,7 +159,7 @@ def workload(kind: str, key: str, size: int, memcpy_gbps: float, rates: dict) ->
 
 def synthetic() -> dict:
     G = 1e9
-    return {"host": {"ipcfast_version": "t", "cpu_model": "cpu", "cores": 2, "python": "3"},
+    data = {"host": {"ipcfast_version": "t", "cpu_model": "cpu", "cores": 2, "python": "3"},
             "workloads": [
         workload("bytes", "bytes-64KiB", 64 * KiB, 30.0, {
             bench.BASELINE: stats(0.5 * G), sweep.ZMQ_BYTES: stats(0.7 * G),
@@ -176,6 +176,8 @@ def synthetic() -> dict:
             bench.BASELINE: stats(0.6 * G), sweep.QUEUE_ARRAY: stats(9 * G),
             sweep.ZMQ_ARRAY: stats(2 * G)}),
     ]}
+    data["workloads"][1]["alloc_copy_gbps"] = 30.0
+    return data
 
 
 def test_the_targets_are_the_issues_ratios_of_the_runs_medians():
@@ -200,6 +202,7 @@ def test_the_targets_are_the_issues_ratios_of_the_runs_medians():
     assert [x["size"] for x in t["sizes"]] == [64 * KiB, MiB, 4 * MiB]
     assert t["sizes"][1]["queue_step"]["value"] == pytest.approx(20 / 3)
     assert t["sizes"][2]["rates"][bench.BASELINE] is None
+    assert (t["sizes"][1]["memcpy"], t["sizes"][1]["alloc_copy"]) == (40e9, 30e9)
     text = "\n".join(format_targets(t))
     assert "Queue / pyzmq, 1 MiB bytes" in text and "10.00x" in text and "MISSED" in text
     assert "4 MiB 0.50x of 1 MiB" in text
@@ -225,6 +228,7 @@ def test_the_size_chart_has_one_line_per_transport_and_the_runs_memcpy():
     assert [p[0] for p in s["multiprocessing.Queue bytes"]] == [64 * KiB, MiB]
     assert s["memcpy (1 core, same run)"] == [(64 * KiB, 30e9, 30e9, 30e9), (MiB, 40e9, 40e9, 40e9),
                                               (4 * MiB, 20e9, 20e9, 20e9), (8 * MiB, 20e9, 20e9, 20e9)]
+    assert s["copy into a new bytes object (1 core, same run)"] == [(MiB, 30e9, 30e9, 30e9)]
     assert sizes_path("/x/bench.png") == "/x/bench-sizes.png"
     assert sizes_path("bench") == "bench-sizes.png"
 
