@@ -84,6 +84,19 @@ def test_numpy_arrays_are_measured_and_checked(name):
     assert own_segments(os.getpid()) == []
 
 
+@pytest.mark.parametrize("key,name", [("bytes-64MiB", sweep.QUEUE_BYTES),
+                                      ("bytes-64MiB", sweep.RING_VIEW),
+                                      ("numpy-64MiB", sweep.QUEUE_ARRAY)])
+def test_the_largest_messages_are_measured_and_checked(key, name):
+    v = variants(False)[key]
+    impl = next(i for i in v.impls if i.name == name)
+    if "numpy" in impl.needs() and not HAS_NUMPY:
+        pytest.skip("numpy is not installed")
+    m = bench.measure(v, impl, 2, time_limit=30)
+    assert m["messages"] == 2 and m["bytes_rate"] > 0
+    assert own_segments(os.getpid()) == []
+
+
 @pytest.mark.skipif(not HAS_NUMPY, reason="numpy is not installed")
 def test_a_wrong_array_fails_the_measurement(monkeypatch):
     from ipcfast.bench import arrays
