@@ -192,7 +192,9 @@ def run(options: Options) -> dict:
             res = {"workload": v.key, "kind": v.kind, "title": v.title, "size": v.size,
                    "repeats": o.repeats, "baseline": BASELINE, "rows": []}
             results["workloads"].append(res)
+            t_v = time.perf_counter()
             _run_variant(v, res, o, avail, live, rep)
+            res["duration_s"] = time.perf_counter() - t_v
             finish_variant(res)
             for ln in format_variant(res):
                 rep.line(ln)
