@@ -255,7 +255,7 @@ def plot(results: dict, path: str) -> Optional[str]:
     h = results["host"]
     fig.suptitle(f"ipcfast {h['ipcfast_version']} - {h['cpu_model']}, {h['cores']} cores, "
                  f"Linux {h['kernel']}, Python {h['python']}", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))   # room for the suptitle
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return None
