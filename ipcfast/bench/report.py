@@ -146,8 +146,11 @@ def format_variant(res: dict) -> List[str]:
     right = {1, 2, 3} if latency else ({1, 2, 4} if bytes_ else {1})
     lines += _table(rows, right)
     if bytes_ and res.get("memcpy_gbps"):
+        samples = res.get("memcpy_samples_gbps") or []
+        over = (f", median of {len(samples)} samples {min(samples):.1f}..{max(samples):.1f} "
+                f"taken between the rounds") if len(samples) > 1 else ""
         lines.append(f"  memcpy reference (1 core, {fmt_size(res['size'])} bytearray -> bytearray, "
-                     f"memoryview slice assignment): {res['memcpy_gbps']:.1f} GB/s")
+                     f"memoryview slice assignment{over}): {res['memcpy_gbps']:.1f} GB/s")
         if res.get("alloc_copy_gbps"):
             lines.append(f"  copy into a new bytes object (1 core, bytes(buf), the least a receiver "
                          f"returning a fresh object pays): {res['alloc_copy_gbps']:.1f} GB/s")

@@ -8,6 +8,7 @@ import importlib
 import json
 import os
 import signal
+import statistics
 import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -122,7 +123,12 @@ def _run_variant(v: Variant, res: dict, o: Options, avail: Dict[str, Tuple[bool,
         rep.line(f"running {v.key}: {len(active)} implementations x {o.repeats} repeats ...")
     if v.kind in ("bytes", "arrays"):
         rep.status(f"{v.key}: memcpy reference")
-        res["memcpy_gbps"] = memcpy_gbps(v.size, max(0.005, 0.1 * min(1.0, o.scale)))
+        # three samples now and one before each interleaved round: the reference is the
+        # median, taken over the same stretch of time as the rows (a shared machine's
+        # memory bandwidth drifts)
+        mc = [memcpy_gbps(v.size, max(0.005, 0.1 * min(1.0, o.scale)), repeats=1)
+              for _ in range(3)]
+        res["memcpy_gbps"] = statistics.median(mc)      # (so far: an interrupted run has it)
         res["alloc_copy_gbps"] = alloc_copy_gbps(v.size, max(0.005, 0.05 * min(1.0, o.scale)))
     for impl in active:
         row = rows[impl.name]
@@ -137,6 +143,8 @@ def _run_variant(v: Variant, res: dict, o: Options, avail: Dict[str, Tuple[bool,
             row["status"], row["reason"] = "failed", f"{e.kind}: {e}"
             rep.advance(f"{v.key} / {impl.name}: FAILED {e}")
     for r in range(o.repeats):            # interleaved: A1 B1 C1 A2 B2 C2 ...
+        if v.kind in ("bytes", "arrays"):
+            mc.append(memcpy_gbps(v.size, max(0.005, 0.05 * min(1.0, o.scale)), repeats=1))
         for impl in active:
             row = rows[impl.name]
             if row["status"] != "ok":
@@ -153,6 +161,9 @@ def _run_variant(v: Variant, res: dict, o: Options, avail: Dict[str, Tuple[bool,
             except MeasureError as e:
                 row["status"], row["reason"] = "failed", f"{e.kind}: {e}"
                 rep.advance(f"{v.key} / {impl.name} #{r + 1}: FAILED {e}")
+    if v.kind in ("bytes", "arrays"):
+        res["memcpy_samples_gbps"] = mc
+        res["memcpy_gbps"] = statistics.median(mc)
     depth = C.PosixMQCh.granted_depth
     for row in res["rows"]:
         if row["impl"].startswith("posix_ipc") and row["reps"] and depth:

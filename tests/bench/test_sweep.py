@@ -144,6 +144,7 @@ def test_a_sweep_run_prints_skips_and_the_targets_and_draws_both_charts(tmp_path
     data = json.loads(out.read_text())
     (w,) = data["workloads"]
     assert w["workload"] == "bytes-1KiB" and w["memcpy_gbps"] > 0 and w["alloc_copy_gbps"] > 0
+    assert len(w["memcpy_samples_gbps"]) == 3 + 1          # 3 first, 1 per interleaved round
     rows = {r["impl"]: r for r in w["rows"]}
     assert rows["ipcfast.Pipe send_bytes"]["status"] == "skipped"
     assert rows[sweep.QUEUE_BYTES]["status"] == "ok"
