@@ -97,14 +97,14 @@ class Ops:
 
     Objects: ``put(obj)``, ``get() -> obj``, ``put_many(list)``, ``get_many() -> list``.
     Bytes: ``send(buf)`` (buf is copied before it returns), ``recv() -> bytes``,
-    ``send_many(list)``, ``recv_many() -> list``, ``claim(n)`` / ``view()`` (zero-copy
-    context managers). ``finish()`` runs once the side is done (flush, close sockets).
+    ``send_many(list)``, ``recv_many() -> list``, ``claim(n)`` / ``view()`` and
+    ``claim_many(sizes)`` / ``view_many(n)`` (zero-copy context managers). ``finish()`` runs once the side is done (flush, close sockets).
     """
 
     def __init__(self, **kw: Any) -> None:
         self.put = self.get = self.put_many = self.get_many = None
         self.send = self.recv = self.send_many = self.recv_many = None
-        self.claim = self.view = None
+        self.claim = self.view = self.claim_many = self.view_many = None
         self.finish: Callable[[], None] = lambda: None
         self.__dict__.update(kw)
 
@@ -316,11 +316,13 @@ class RingCh(Channel):
 
     def sender(self) -> Ops:
         r = self.ring
-        return Ops(send=r.send_bytes, send_many=r.send_many, claim=r.claim)
+        return Ops(send=r.send_bytes, send_many=r.send_many, claim=r.claim,
+                   claim_many=r.claim_many)
 
     def receiver(self) -> Ops:
         r = self.ring
-        return Ops(recv=r.recv_bytes, recv_many=r.recv_many, view=r.view)
+        return Ops(recv=r.recv_bytes, recv_many=r.recv_many, view=r.view,
+                   view_many=r.view_many)
 
     def close(self) -> None:
         self.ring.close()

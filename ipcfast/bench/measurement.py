@@ -255,9 +255,9 @@ def plan_for(v: Variant, impl: Impl, n: int) -> Plan:
         chans.append(ch)
         if v.kind == "mpmc":
             return _mpmc_plan(ch, n, chans)
-        if impl.mode not in ("obj", "batch", "send", "many", "claim", "array"):
+        if impl.mode not in ("obj", "batch", "send", "many", "claim", "claim-many", "array"):
             raise ValueError(f"unknown mode {impl.mode!r}")
-        size = v.size if impl.mode in ("send", "many", "claim", "array") else 0
+        size = v.size if impl.mode in ("send", "many", "claim", "claim-many", "array") else 0
         roles = [("consumer", "c", R.consumer, (ch, impl.mode, n, size)),
                  ("producer", "p", R.producer, (ch, impl.mode, n, size))]
         return Plan(chans, roles, lambda res: _throughput(res, n, size))

@@ -155,6 +155,20 @@ def produce_bytes_claim(claim, start: int, n: int, size: int) -> None:
             pack(mv, last, i)
 
 
+def produce_bytes_claim_many(claim_many, start: int, n: int, size: int, batch: int) -> None:
+    """Write messages start..start+n-1 in place, *batch* at a time, ``with
+    claim_many(sizes) as views``."""
+    tmpl = template(size)
+    pack, last, end = QF.pack_into, size - 8, start + n
+    for b in range(start, end, batch):
+        k = min(end, b + batch) - b
+        with claim_many([size] * k) as views:
+            for i, mv in enumerate(views, b):
+                mv[:] = tmpl
+                pack(mv, 0, i)
+                pack(mv, last, i)
+
+
 class _ByteChecker:
     """Checks byte messages: length, seq stamps, and (sampled) the whole content."""
 
@@ -240,6 +254,28 @@ def consume_bytes_view(view, start: int, n: int, size: int) -> Received:
     return Received(t_first or time.perf_counter(), time.perf_counter(), i - start + 1, s, nbytes)
 
 
+def consume_bytes_view_many(view_many, start: int, n: int, size: int) -> Received:
+    """Read messages start..start+n-1 in place, batches at a time, ``with view_many() as
+    views``, checking each."""
+    ck = _ByteChecker(size, n, start)
+    unpack, last, every, full, fail = QF.unpack_from, size - 8, ck.every, ck.full, ck.fail
+    t_first = None
+    i, end, s, nbytes = start, start + n, 0, 0
+    while i < end:
+        with view_many(end - i) as views:
+            if t_first is None:
+                t_first = time.perf_counter()
+            for m in views:
+                if len(m) != size or unpack(m, 0)[0] != i or unpack(m, last)[0] != i:
+                    fail(m, i)
+                if not (i - start) % every or i == ck.lastseq:
+                    full(m, i)
+                s += i
+                nbytes += len(m)
+                i += 1
+    return Received(t_first or time.perf_counter(), time.perf_counter(), i - start, s, nbytes)
+
+
 # --------------------------------------------------------------------------------------------
 # one entry per implementation mode
 
@@ -254,6 +290,8 @@ def produce(mode: str, ops: Ops, start: int, n: int, size: int = 0) -> None:
         produce_bytes_many(ops.send_many, start, n, size, many_batch(size))
     elif mode == "claim":
         produce_bytes_claim(ops.claim, start, n, size)
+    elif mode == "claim-many":
+        produce_bytes_claim_many(ops.claim_many, start, n, size, many_batch(size))
     elif mode == "send":
         produce_bytes(ops.send, start, n, size)
     elif mode == "array":
@@ -273,6 +311,8 @@ def consume(mode: str, ops: Ops, start: int, n: int, size: int = 0) -> Received:
         return consume_bytes_many(ops.recv_many, start, n, size)
     if mode == "claim":
         return consume_bytes_view(ops.view, start, n, size)
+    if mode == "claim-many":
+        return consume_bytes_view_many(ops.view_many, start, n, size)
     if mode == "send":
         return consume_bytes(ops.recv, start, n, size)
     if mode == "array":
@@ -371,7 +411,7 @@ class Impl:
     """One implementation of a workload: a channel class and how it is driven."""
     name: str
     channel: Callable[["Variant"], C.Channel]
-    mode: str                            # obj, batch, send, many, claim, array, pp-obj, pp-bytes, mpmc
+    mode: str                            # obj, batch, send, many, claim, claim-many, array, pp-obj, pp-bytes, mpmc
     requires: Optional[str] = None       # module(s) that must import, space-separated
     note: str = ""
     skip: str = ""                       # why this run does not measure it ("": it does)
@@ -408,6 +448,9 @@ def _bytes_impls(size: int) -> List[Impl]:
         out.append(Impl("ipcfast.Ring send_many", C.RingCh, "many",
                         note=f"batches of {many_batch(size)}"))
     out.append(Impl("ipcfast.Ring claim/view", C.RingCh, "claim", note="zero-copy"))
+    if size <= 4 * KiB:
+        out.append(Impl("ipcfast.Ring claim_many/view_many", C.RingCh, "claim-many",
+                        note=f"zero-copy, batches of {many_batch(size)}"))
     return out
 
 
