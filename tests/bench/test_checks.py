@@ -114,6 +114,19 @@ def test_the_zero_copy_loop_checks_messages_in_the_ring(size):
             W.consume_bytes_view(ring.view, 0, 9, size)
 
 
+@pytest.mark.parametrize("size", [64, 4 * KiB])
+def test_the_batched_zero_copy_loops_write_and_check_messages_in_the_ring(size):
+    with Ring(1 << 20) as ring:
+        W.produce_bytes_claim_many(ring.claim_many, 0, 40, size, 16)
+        got = W.consume_bytes_view_many(ring.view_many, 0, 40, size)
+        assert (got.count, got.nbytes) == (40, 40 * size)
+        msgs = sent_bytes(size, 9)
+        msgs[3], msgs[4] = msgs[4], msgs[3]
+        ring.send_many(msgs)
+        with pytest.raises(W.CheckError, match=r"^message 3: carries sequence numbers 4 / 4$"):
+            W.consume_bytes_view_many(ring.view_many, 0, 9, size)
+
+
 # --------------------------------------------------------------------------------------------
 # numpy arrays
 
