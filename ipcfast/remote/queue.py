@@ -201,6 +201,7 @@ class Queue:
         return self.qsize() == 0
 
     def full(self) -> bool:
+        self._live()
         return self._maxsize > 0 and self.qsize() >= self._maxsize
 
     # ---- producer ----
