@@ -12,9 +12,9 @@ import uuid
 
 import pytest
 
-from ipcfast.remote.server import RedisServer, redis_server_path
+from ipcfast.remote.server import RedisServer, free_port, redis_server_path
 
-__all__ = ["RedisServer", "require_redis", "unique"]
+__all__ = ["RedisServer", "free_port", "require_redis", "unique"]
 
 
 def require_redis() -> None:
