@@ -13,8 +13,9 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import channels as C
+from . import remote as RM
 from .measurement import MeasureError, measure, memcpy_gbps
-from .options import Options, list_variants, options_json, parse_args, select
+from .options import Options, list_variants, options_json, parse_args, select, wants_remote
 from .progress import Reporter
 from .report import cpu_busy, finish_variant, fmt_num, format_variant, host_info, plot
 from .workloads import BASELINE, MPMC, Impl, Variant, build_variants
@@ -38,6 +39,8 @@ def _available(variants: Sequence[Variant]) -> Dict[str, Tuple[bool, str]]:
                 if mod is not None and i.requires == "posix_ipc" and not getattr(
                         mod, "MESSAGE_QUEUES_SUPPORTED", True):
                     mod, why = None, "posix_ipc: message queues are not supported here"
+                if mod is not None and i.requires == RM.REQUIRES and RM.missing():
+                    mod, why = None, RM.missing()
                 avail[i.requires] = (mod is not None, why)
     return avail
 
@@ -152,7 +155,7 @@ def run(options: Options) -> dict:
     with ``interrupted`` set, every child killed and every segment removed."""
     o = options
     t_run = time.perf_counter()
-    variants = select(build_variants(o.full), o.only)
+    variants = select(build_variants(o.full, remote=wants_remote(o)), o.only)
     live = o.progress if o.progress is not None else sys.stdout.isatty()
     results: Dict[str, Any] = {"host": host_info(), "options": options_json(o),
                                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -179,7 +182,7 @@ def run(options: Options) -> dict:
             results["workloads"].append(res)
             _run_variant(v, res, o, avail, live, rep)
             finish_variant(res)
-            for ln in format_variant(res):
+            for ln in format_variant(res) + (RM.summary(res) if v.key.startswith("remote") else []):
                 rep.line(ln)
             rep.line("")
             res = None
@@ -196,6 +199,7 @@ def run(options: Options) -> dict:
         print("interrupted: stopped all benchmark processes", flush=True)
     finally:
         rep.close()
+        RM.stop_server()
         leftovers = C.remove_leftovers()
         if leftovers:
             results["removed_leftover_segments"] = leftovers

@@ -399,8 +399,9 @@ def _bytes_impls(size: int) -> List[Impl]:
     return out
 
 
-def build_variants(full: bool) -> List[Variant]:
-    """Every workload, in report order; *full* adds 16 MiB messages and longer ping-pongs."""
+def build_variants(full: bool, remote: bool = False) -> List[Variant]:
+    """Every workload, in report order; *full* adds 16 MiB messages and longer ping-pongs,
+    *remote* the remote-queue workloads (bench/remote.py: they need a redis-server)."""
     obj_impls = [
         Impl(BASELINE, C.MPQueueCh, "obj"),
         Impl("multiprocessing.SimpleQueue", C.MPSimpleQueueCh, "obj"),
@@ -466,7 +467,10 @@ def build_variants(full: bool) -> List[Variant]:
     out.append(Variant(f"mpmc-{MPMC[0]}x{MPMC[1]}", "mpmc",
                        f"{MPMC[0]} producers x {MPMC[1]} consumers, small objects",
                        mpmc_impls, pilot=2000))
+    if remote:
+        from . import remote as _remote
+        out += _remote.variants(BATCH)
     return out
 
 
-VARIANT_KEYS = [v.key for v in build_variants(True)]
+VARIANT_KEYS = [v.key for v in build_variants(True, remote=True)]
