@@ -3,33 +3,37 @@ stream, its consumer group and the unfinished-task counter never disagree, whate
 process dies or whatever connection drops between two of them.
 
 Keys of a queue NAME (one hash tag, so that Redis Cluster keeps them in one slot):
-``ipcfast:{NAME}:stream`` (the stream; group ``ipcfast``) and ``ipcfast:{NAME}:unfinished``
-(items put and not yet acknowledged: what ``join`` waits on). An entry is one field ``d``
-holding the serialized item. An acknowledged entry is deleted from the stream, so the
-stream's length is the number of items not yet acknowledged (undelivered + in flight).
+``ipcfast:{NAME}:stream`` (the stream; its one consumer group is ``ipcfast``),
+``ipcfast:{NAME}:unfinished`` (items put and not yet acknowledged: what ``join`` waits on)
+and ``ipcfast:{NAME}:undelivered`` (items put and not yet handed to any consumer: ``qsize``
+and the ``maxsize`` bound). An entry is one field ``d`` holding the serialized item.
+Acknowledged entries are trimmed from the head of the stream (XTRIM MINID: everything
+older than the oldest entry still pending or undelivered), never deleted one by one
+(XDEL in the middle of a stream costs several times an XADD).
 """
 
-# KEYS: stream, unfinished. ARGV: maxsize, group, payload...
+# KEYS: stream, unfinished, undelivered. ARGV: maxsize, payload...
 # -> n (all added) or -(1 + undelivered) when they do not fit under maxsize (none added).
 PUT = """
-local n = #ARGV - 2
+local n = #ARGV - 1
 local maxsize = tonumber(ARGV[1])
 if maxsize > 0 then
-  local undelivered = redis.call('XLEN', KEYS[1])
-  local p = redis.pcall('XPENDING', KEYS[1], ARGV[2])
-  if type(p) == 'table' and p.err == nil then undelivered = undelivered - p[1] end
-  if undelivered + n > maxsize then return -1 - undelivered end
+  local u = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if u + n > maxsize then return -1 - u end
 end
-for i = 3, #ARGV do redis.call('XADD', KEYS[1], '*', 'd', ARGV[i]) end
+for i = 2, #ARGV do redis.call('XADD', KEYS[1], '*', 'd', ARGV[i]) end
 redis.call('INCRBY', KEYS[2], n)
+redis.call('INCRBY', KEYS[3], n)
 return n
 """
 
-# KEYS: stream. ARGV: group, consumer, count, min_idle_ms.
-# -> {reclaimed (0/1), {id, payload, id, payload, ...}}. First the entries another consumer
-# got and has not acknowledged for min_idle_ms (XAUTOCLAIM: their delivery count grows),
-# else new entries (XREADGROUP >, which does not block inside a script). Recreates the
-# group (from the stream's start) when it is missing (a server restarted without its data).
+# KEYS: stream, undelivered. ARGV: group, consumer, count, min_idle_ms.
+# -> {reclaimed (0/1), {id, payload, id, payload, ...}, last id}. First the entries another
+# consumer got and has not acknowledged for min_idle_ms (XAUTOCLAIM: their delivery count
+# grows), else new entries (XREADGROUP >, which does not block inside a script). When there
+# are none, the stream's last-generated id: the caller waits (XREAD BLOCK) for anything
+# newer. Recreates the group (from the stream's start) when it is missing (a server
+# restarted without its data).
 TAKE = """
 local r = redis.pcall('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[4], '0-0', 'COUNT', ARGV[3])
 if type(r) == 'table' and r.err ~= nil then
@@ -40,32 +44,47 @@ local out = {}
 for _, e in ipairs(r[2]) do
   if e[2] then out[#out + 1] = e[1]; out[#out + 1] = e[2][2] end
 end
-if #out > 0 then return {1, out} end
+if #out > 0 then return {1, out, ''} end
 local rd = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS', KEYS[1], '>')
 if rd then
   for _, e in ipairs(rd[1][2]) do out[#out + 1] = e[1]; out[#out + 1] = e[2][2] end
+  redis.call('DECRBY', KEYS[2], #out / 2)
+  return {0, out, ''}
 end
-return {0, out}
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+for i = 1, #info, 2 do
+  if info[i] == 'last-generated-id' then return {0, out, info[i + 1]} end
+end
+return {0, out, '0-0'}
 """
 
-# KEYS: stream, unfinished. ARGV: group, id... -> how many were acknowledged now.
-# An id already acknowledged (by this or another consumer it was handed to after its
-# visibility timeout) is not counted again, so the counter cannot go below the truth.
+# KEYS: stream, unfinished. ARGV: group, id... (at most a few thousand) -> how many were
+# acknowledged now. An id already acknowledged (by this or another consumer it was handed
+# to after its visibility timeout) is not counted again, so the counter cannot go below
+# the truth. Then trims what no consumer can need any more.
 ACK = """
-local n = 0
-for i = 2, #ARGV do
-  local a = redis.pcall('XACK', KEYS[1], ARGV[1], ARGV[i])
-  if a == 1 then redis.call('XDEL', KEYS[1], ARGV[i]); n = n + 1 end
-end
+local n = redis.pcall('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
+if type(n) ~= 'number' then return 0 end
 if n > 0 then redis.call('DECRBY', KEYS[2], n) end
+local p = redis.call('XPENDING', KEYS[1], ARGV[1])
+local minid = p[2]
+if p[1] == 0 then
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+    for i = 1, #g, 2 do
+      if g[i] == 'name' and g[i + 1] ~= ARGV[1] then break end
+      if g[i] == 'last-delivered-id' then minid = g[i + 1] end
+    end
+  end
+end
+if minid then redis.call('XTRIM', KEYS[1], 'MINID', '~', minid) end
 return n
 """
 
-# KEYS: stream, unfinished. ARGV: group -> {length, pending, unfinished}
+# KEYS: stream, unfinished, undelivered. ARGV: group -> {undelivered, pending, unfinished}
 STATE = """
-local len = redis.call('XLEN', KEYS[1])
 local pend = 0
 local p = redis.pcall('XPENDING', KEYS[1], ARGV[1])
 if type(p) == 'table' and p.err == nil then pend = p[1] end
-return {len, pend, tonumber(redis.call('GET', KEYS[2]) or '0')}
+return {tonumber(redis.call('GET', KEYS[3]) or '0'), pend,
+        tonumber(redis.call('GET', KEYS[2]) or '0')}
 """

@@ -8,7 +8,8 @@ group, so consumers compete for items. Every step is one Lua script (ipcfast.rem
   after checking ``maxsize`` in the same script (an exact bound, see :class:`Queue`).
 * ``get``/``get_many``: first the items some consumer got and has not acknowledged for
   ``visibility_timeout`` seconds (XAUTOCLAIM), else new ones (XREADGROUP); when there are
-  none, a blocking XREADGROUP in slices of at most half a second (Ctrl-C, timeouts).
+  none, a blocking XREAD for anything newer, in slices of at most half a second (Ctrl-C,
+  timeouts, and a reclaimable item is noticed within half a second of its timeout).
 * acknowledging (Queue: inside ``get`` once the reply is read; JoinableQueue:
   ``task_done``): XACK, XDEL and the counter together, each id counted once.
 
@@ -103,7 +104,8 @@ class Queue:
         self._maxsize = max(0, maxsize)
         self._vt_ms = max(1, int(visibility_timeout * 1000))
         self._stream = f"ipcfast:{{{name}}}:stream"
-        self._keys2 = [self._stream, f"ipcfast:{{{name}}}:unfinished"]
+        self._keys3 = [self._stream, f"ipcfast:{{{name}}}:unfinished",
+                       f"ipcfast:{{{name}}}:undelivered"]
         self._dumps = dumps or _pickle.dumps
         self._loads = loads or _pickle.loads
         self._custom_dumps = dumps is not None
@@ -126,6 +128,7 @@ class Queue:
         self._pid = os.getpid()
         self._consumer = f"{socket.gethostname()}:{self._pid}:{uuid.uuid4().hex[:12]}"
         self._unacked: collections.deque = collections.deque()
+        self._last_seen: Optional[bytes] = None     # newest entry id this handle knows of
 
     def _live(self) -> None:
         if self._closed:
@@ -182,20 +185,19 @@ class Queue:
     def delete(self) -> None:
         """Remove the queue's keys from the server: every item in it is lost."""
         self._live()
-        self._link.call(lambda: self._link.client.delete(*self._keys2))
+        self._link.call(lambda: self._link.client.delete(*self._keys3))
 
     # ---- state ----
     def _state(self) -> Tuple[int, int, int]:
         self._live()
-        length, pending, unfinished = self._link.call(
-            lambda: self._state_s(keys=self._keys2, args=[GROUP]))
-        return int(length), int(pending), int(unfinished)
+        undelivered, pending, unfinished = self._link.call(
+            lambda: self._state_s(keys=self._keys3, args=[GROUP]))
+        return int(undelivered), int(pending), int(unfinished)
 
     def qsize(self) -> int:
         """Items put and not yet delivered to any consumer (those delivered and not
         acknowledged are not counted, even once their visibility timeout has passed)."""
-        length, pending, _ = self._state()
-        return max(0, length - pending)
+        return max(0, self._state()[0])
 
     def empty(self) -> bool:
         return self.qsize() == 0
@@ -244,8 +246,8 @@ class Queue:
             raise ValueError(f"put_many of {len(datas)} items can never fit a queue of "
                              f"maxsize {self._maxsize}")
         deadline = _deadline(block, timeout)
-        args = [self._maxsize, GROUP, *datas]
-        keys, put_s, delay = self._keys2, self._put_s, 0.001
+        args = [self._maxsize, *datas]
+        keys, put_s, delay = self._keys3, self._put_s, 0.001
         while True:
             if self._link.call(lambda: put_s(keys=keys, args=args)) >= 0:
                 return
@@ -289,10 +291,13 @@ class Queue:
         self._ack(ids)
 
     def _ack(self, ids: List[bytes]) -> int:
-        if not ids:
-            return 0
-        args = [GROUP, *ids]
-        return self._link.call(lambda: self._ack_s(keys=self._keys2, args=args))
+        """Acknowledge *ids* (in round trips of at most 1024); returns how many had not
+        been acknowledged before."""
+        done, keys = 0, self._keys3[:2]
+        for k in range(0, len(ids), 1024):
+            args = [GROUP, *ids[k:k + 1024]]
+            done += self._link.call(lambda: self._ack_s(keys=keys, args=args))
+        return done
 
     def _take_raw(self, n: int, block: bool = True,
                   timeout: Optional[float] = None) -> Tuple[List[bytes], List[bytes]]:
@@ -301,29 +306,40 @@ class Queue:
         self._live()
         deadline = _deadline(block, timeout)
         link, client = self._link, self._link.client
+        if deadline is not None and deadline <= time.monotonic():
+            deadline = 0.0               # block=False or timeout <= 0: one try, no wait
         targs = [GROUP, self._consumer, n, self._vt_ms]
-        keys = [self._stream]
+        keys = [self._stream, self._keys3[2]]
+        take, last = self._take_s, self._last_seen
         while True:
-            _, flat = link.call(lambda: self._take_s(keys=keys, args=targs))
-            if flat:
-                return flat[0::2], flat[1::2]
             now = time.monotonic()
-            if deadline is not None and now >= deadline:
+            if last is None or (deadline is not None and now >= deadline):
+                res = link.call(lambda: take(keys=keys, args=targs))
+            else:
+                # one round trip: wait for an entry newer than the last one seen, then take
+                # (the server runs the take once the wait ends; a consumer that loses the
+                # race for the entry just waits again)
+                ms = max(1, int(1000 * (_SLICE if deadline is None else min(_SLICE, deadline - now))))
+
+                def wait_take():
+                    p = client.pipeline(transaction=False)
+                    p.execute_command("XREAD", "COUNT", 1, "BLOCK", ms, "STREAMS", self._stream, last)
+                    # EVALSHA by hand: a Script in a pipeline costs a SCRIPT EXISTS round trip
+                    p.execute_command("EVALSHA", take.sha, len(keys), *keys, *targs)
+                    try:
+                        return p.execute()[1]
+                    except RX.NoScriptError:     # a restarted server: load it, try again
+                        take.sha = client.script_load(take.script)
+                        raise RX.TryAgainError("script reloaded") from None
+                res = link.call(wait_take)
+            reclaimed, flat, newest = res
+            if flat:
+                if not reclaimed:
+                    self._last_seen = flat[-2]
+                return flat[0::2], flat[1::2]
+            last = self._last_seen = newest
+            if deadline is not None and time.monotonic() >= deadline:
                 raise Empty
-            wait = _SLICE if deadline is None else min(_SLICE, deadline - now)
-            ms = max(1, int(wait * 1000))
-            try:
-                r = link.call(lambda: client.execute_command(
-                    "XREADGROUP", "GROUP", GROUP, self._consumer, "COUNT", n, "BLOCK", ms,
-                    "STREAMS", self._stream, ">"))
-            except RX.ResponseError as exc:
-                if "NOGROUP" not in str(exc):   # the server lost its data: TAKE recreates it
-                    raise
-                continue
-            if r:
-                entries = [e for e in r[0][1] if e[1]]
-                if entries:
-                    return [e[0] for e in entries], [e[1][b"d"] for e in entries]
 
 
 class JoinableQueue(Queue):
