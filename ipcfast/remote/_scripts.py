@@ -27,25 +27,30 @@ redis.call('INCRBY', KEYS[3], n)
 return n
 """
 
-# KEYS: stream, undelivered. ARGV: group, consumer, count, min_idle_ms.
-# -> {reclaimed (0/1), {id, payload, id, payload, ...}, last id}. First the entries another
-# consumer got and has not acknowledged for min_idle_ms (XAUTOCLAIM: their delivery count
-# grows), else new entries (XREADGROUP >, which does not block inside a script). When there
+# KEYS: stream, undelivered. ARGV: group, consumer, count, min_idle_ms, reclaim (0/1).
+# -> {reclaimed (0/1), {id, payload, id, payload, ...}, last id}. First (if reclaim) the
+# entries another consumer got and has not acknowledged for min_idle_ms (XAUTOCLAIM: their
+# delivery count grows), else new entries (XREADGROUP >, which does not block inside a script). When there
 # are none, the stream's last-generated id: the caller waits (XREAD BLOCK) for anything
 # newer. Recreates the group (from the stream's start) when it is missing (a server
 # restarted without its data).
 TAKE = """
-local r = redis.pcall('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[4], '0-0', 'COUNT', ARGV[3])
-if type(r) == 'table' and r.err ~= nil then
-  redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
-  r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[4], '0-0', 'COUNT', ARGV[3])
-end
 local out = {}
-for _, e in ipairs(r[2]) do
-  if e[2] then out[#out + 1] = e[1]; out[#out + 1] = e[2][2] end
+if ARGV[5] == '1' then
+  local r = redis.pcall('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[4], '0-0', 'COUNT', ARGV[3])
+  if type(r) == 'table' and r.err == nil then
+    for _, e in ipairs(r[2]) do
+      if e[2] then out[#out + 1] = e[1]; out[#out + 1] = e[2][2] end
+    end
+    if #out > 0 then return {1, out, ''} end
+  end
 end
-if #out > 0 then return {1, out, ''} end
-local rd = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS', KEYS[1], '>')
+local read = {'XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS', KEYS[1], '>'}
+local rd = redis.pcall(unpack(read))
+if type(rd) == 'table' and rd.err ~= nil then
+  redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
+  rd = redis.call(unpack(read))
+end
 if rd then
   for _, e in ipairs(rd[1][2]) do out[#out + 1] = e[1]; out[#out + 1] = e[2][2] end
   redis.call('DECRBY', KEYS[2], #out / 2)
@@ -58,14 +63,15 @@ end
 return {0, out, '0-0'}
 """
 
-# KEYS: stream, unfinished. ARGV: group, id... (at most a few thousand) -> how many were
-# acknowledged now. An id already acknowledged (by this or another consumer it was handed
+# KEYS: stream, unfinished. ARGV: group, trim (0/1), id... (at most a few thousand) -> how
+# many were acknowledged now. An id already acknowledged (by this or another consumer it was handed
 # to after its visibility timeout) is not counted again, so the counter cannot go below
-# the truth. Then trims what no consumer can need any more.
+# the truth. Then (if trim) trims what no consumer can need any more.
 ACK = """
-local n = redis.pcall('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
+local n = redis.pcall('XACK', KEYS[1], ARGV[1], unpack(ARGV, 3))
 if type(n) ~= 'number' then return 0 end
 if n > 0 then redis.call('DECRBY', KEYS[2], n) end
+if ARGV[2] ~= '1' then return n end
 local p = redis.call('XPENDING', KEYS[1], ARGV[1])
 local minid = p[2]
 if p[1] == 0 then

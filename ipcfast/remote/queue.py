@@ -39,8 +39,9 @@ from . import _scripts as S
 from ._conn import RX, Link
 
 GROUP = "ipcfast"
-_SLICE = 0.5              # longest single blocking XREADGROUP, seconds
+_SLICE = 0.5              # longest single blocking wait (XREAD BLOCK), seconds
 _GET_MANY_CAP = 512       # most items one get_many asks the server for
+_TRIM_EVERY = 128         # items a handle acknowledges between two trims of the stream
 
 RETIRE = """
 local p = redis.pcall('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
@@ -129,6 +130,8 @@ class Queue:
         self._consumer = f"{socket.gethostname()}:{self._pid}:{uuid.uuid4().hex[:12]}"
         self._unacked: collections.deque = collections.deque()
         self._last_seen: Optional[bytes] = None     # newest entry id this handle knows of
+        self._untrimmed = 0                          # acknowledged since this handle last trimmed
+        self._reclaimed_at = 0.0                     # when this handle last looked for expired items
 
     def _live(self) -> None:
         if self._closed:
@@ -295,7 +298,12 @@ class Queue:
         been acknowledged before."""
         done, keys = 0, self._keys3[:2]
         for k in range(0, len(ids), 1024):
-            args = [GROUP, *ids[k:k + 1024]]
+            chunk = ids[k:k + 1024]
+            self._untrimmed += len(chunk)
+            trim = self._untrimmed >= _TRIM_EVERY
+            if trim:
+                self._untrimmed = 0
+            args = [GROUP, int(trim), *chunk]
             done += self._link.call(lambda: self._ack_s(keys=keys, args=args))
         return done
 
@@ -308,11 +316,17 @@ class Queue:
         link, client = self._link, self._link.client
         if deadline is not None and deadline <= time.monotonic():
             deadline = 0.0               # block=False or timeout <= 0: one try, no wait
-        targs = [GROUP, self._consumer, n, self._vt_ms]
         keys = [self._stream, self._keys3[2]]
         take, last = self._take_s, self._last_seen
+        every = min(_SLICE, self._vt_ms / 4000)
         while True:
             now = time.monotonic()
+            # look for items whose visibility timeout has passed at most every `every` s
+            # (XAUTOCLAIM scans the pending list: not on every call of a busy consumer)
+            reclaim = now - self._reclaimed_at >= every
+            if reclaim:
+                self._reclaimed_at = now
+            targs = [GROUP, self._consumer, n, self._vt_ms, int(reclaim)]
             if last is None or (deadline is not None and now >= deadline):
                 res = link.call(lambda: take(keys=keys, args=targs))
             else:
