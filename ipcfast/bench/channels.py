@@ -99,12 +99,15 @@ class Ops:
     Bytes: ``send(buf)`` (buf is copied before it returns), ``recv() -> bytes``,
     ``send_many(list)``, ``recv_many() -> list``, ``claim(n)`` / ``view()`` (zero-copy
     context managers). ``finish()`` runs once the side is done (flush, close sockets).
+    ``batch``: messages per ``send_many`` call, when the channel wants other batches than
+    :func:`~ipcfast.bench.workloads.many_batch` (a network round trip per call).
     """
 
     def __init__(self, **kw: Any) -> None:
         self.put = self.get = self.put_many = self.get_many = None
         self.send = self.recv = self.send_many = self.recv_many = None
         self.claim = self.view = None
+        self.batch = None
         self.finish: Callable[[], None] = lambda: None
         self.__dict__.update(kw)
 

@@ -23,6 +23,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .workloads import Variant
 
 REQUIRES = "redis"
+#: bytes per put_many of the remote queues (a round trip each): 32 messages of 64 KiB
+BATCH_BYTES = 2 << 20
 _server: List[Any] = []
 
 
@@ -66,6 +68,7 @@ class RemoteQueueCh(_QueueChannel):
     def __init__(self, variant: "Variant") -> None:
         self.url, self.stream = server_url(), _stream()
         self.q = _open(self.url, self.stream)          # creates the stream and its group
+        self.batch = max(1, BATCH_BYTES // variant.size) if variant.size else None
 
     def _side(self):
         return _open(self.url, self.stream)
@@ -73,7 +76,7 @@ class RemoteQueueCh(_QueueChannel):
     def sender(self) -> Ops:
         q = self._side()
         return Ops(put=q.put, put_many=q.put_many, send=q.put, send_many=q.put_many,
-                   finish=q.close)
+                   finish=q.close, batch=self.batch)
 
     def receiver(self) -> Ops:
         q = self._side()
@@ -157,6 +160,9 @@ class BridgeCh(Channel):
         from ..queue import Queue as LocalQueue
         self.url, self.stream = server_url(), _stream()
         self.remote = _open(self.url, self.stream)
+        # a producer into the stream sends the remote queue's batches (as RemoteQueueCh)
+        self.batch = (max(1, BATCH_BYTES // variant.size)
+                      if variant.size and self.direction == "to-local" else None)
         self.local = self._own(LocalQueue())
         self.stop = CTX.Event()
         self.proc = CTX.Process(target=_bridge_main, daemon=True, name="ipcfast-bench:bridge",
@@ -174,7 +180,7 @@ class BridgeCh(Channel):
         q, other = self._ends()
         other.close()
         return Ops(put=q.put, put_many=q.put_many, send=q.put, send_many=q.put_many,
-                   finish=q.close)
+                   finish=q.close, batch=self.batch)
 
     def receiver(self) -> Ops:
         other, q = self._ends()
@@ -200,9 +206,9 @@ class BridgeToLocalCh(BridgeCh):
 
 def variants(batch: int) -> list:
     """The remote workloads (small objects; 64 KiB blobs)."""
-    from .workloads import BASELINE, Impl, Variant, many_batch
+    from .workloads import BASELINE, Impl, Variant
     size = 64 * KiB
-    n = many_batch(size)
+    n = BATCH_BYTES // size
     objs = [
         Impl(BASELINE, C.MPQueueCh, "obj", note="one per call, on this host"),
         Impl("redis-py XADD/XREADGROUP loop", RedisLoopCh, "obj", requires=REQUIRES,

@@ -251,7 +251,7 @@ def produce(mode: str, ops: Ops, start: int, n: int, size: int = 0) -> None:
     elif mode == "batch":
         produce_batches(ops.put_many, start, n, BATCH)
     elif mode == "many":
-        produce_bytes_many(ops.send_many, start, n, size, many_batch(size))
+        produce_bytes_many(ops.send_many, start, n, size, ops.batch or many_batch(size))
     elif mode == "claim":
         produce_bytes_claim(ops.claim, start, n, size)
     elif mode == "send":

@@ -4,8 +4,10 @@ One queue NAME is one stream with one consumer group; each handle (each process:
 pickled handle reconnects by URL, a forked one renames itself) is one consumer of that
 group, so consumers compete for items. Every step is one Lua script (ipcfast.remote._scripts):
 
-* ``put``/``put_many``: XADD of every item plus the unfinished counter, all or nothing,
-  after checking ``maxsize`` in the same script (an exact bound, see :class:`Queue`).
+* ``put``/``put_many``: XADD of every item plus the counters, all or nothing, after
+  checking ``maxsize`` in the same script (an exact bound, see :class:`Queue`); items of
+  4 KiB and more on an unbounded queue go by one MULTI/EXEC transaction instead (Lua would
+  copy each one twice more).
 * ``get``/``get_many``: first the items some consumer got and has not acknowledged for
   ``visibility_timeout`` seconds (XAUTOCLAIM), else new ones (XREADGROUP); when there are
   none, a blocking XREAD for anything newer, in slices of at most half a second (Ctrl-C,
@@ -42,6 +44,7 @@ GROUP = "ipcfast"
 _SLICE = 0.5              # longest single blocking wait (XREAD BLOCK), seconds
 _GET_MANY_CAP = 512       # most items one get_many asks the server for
 _TRIM_EVERY = 128         # items a handle acknowledges between two trims of the stream
+_BIG = 4096               # mean item size from which an unbounded put goes by MULTI/EXEC, not Lua
 
 RETIRE = """
 local p = redis.pcall('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
@@ -130,6 +133,7 @@ class Queue:
         self._consumer = f"{socket.gethostname()}:{self._pid}:{uuid.uuid4().hex[:12]}"
         self._unacked: collections.deque = collections.deque()
         self._last_seen: Optional[bytes] = None     # newest entry id this handle knows of
+        self._more = False                           # the last take was full: more may be there
         self._untrimmed = 0                          # acknowledged since this handle last trimmed
         self._reclaimed_at = 0.0                     # when this handle last looked for expired items
 
@@ -248,6 +252,9 @@ class Queue:
         if self._maxsize and len(datas) > self._maxsize:
             raise ValueError(f"put_many of {len(datas)} items can never fit a queue of "
                              f"maxsize {self._maxsize}")
+        if not self._maxsize and sum(map(len, datas)) >= _BIG * len(datas):
+            self._link.call(lambda: self._put_multi(datas))
+            return
         deadline = _deadline(block, timeout)
         args = [self._maxsize, *datas]
         keys, put_s, delay = self._keys3, self._put_s, 0.001
@@ -260,6 +267,17 @@ class Queue:
             # no server-side wait for room exists: poll, backing off to 50 ms
             time.sleep(delay if deadline is None else min(delay, deadline - now))
             delay = min(delay * 2, 0.05)
+
+    def _put_multi(self, datas: List[bytes]) -> None:
+        """What the PUT script does for an unbounded queue, as one MULTI/EXEC transaction:
+        for large items, where handing them through Lua costs several times the XADD."""
+        stream, unfinished, undelivered = self._keys3
+        p = self._link.client.pipeline(transaction=True)
+        for d in datas:
+            p.execute_command("XADD", stream, "*", "d", d)
+        p.execute_command("INCRBY", unfinished, len(datas))
+        p.execute_command("INCRBY", undelivered, len(datas))
+        p.execute()
 
     # ---- consumer ----
     def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
@@ -327,7 +345,7 @@ class Queue:
             if reclaim:
                 self._reclaimed_at = now
             targs = [GROUP, self._consumer, n, self._vt_ms, int(reclaim)]
-            if last is None or (deadline is not None and now >= deadline):
+            if last is None or self._more or (deadline is not None and now >= deadline):
                 res = link.call(lambda: take(keys=keys, args=targs))
             else:
                 # one round trip: wait for an entry newer than the last one seen, then take
@@ -347,6 +365,7 @@ class Queue:
                         raise RX.TryAgainError("script reloaded") from None
                 res = link.call(wait_take)
             reclaimed, flat, newest = res
+            self._more = len(flat) == 2 * n
             if flat:
                 if not reclaimed:
                     self._last_seen = flat[-2]
