@@ -212,3 +212,19 @@ def test_delete_removes_the_queue_from_the_server(R, url, name):
     with pytest.raises(queue.Empty):
         q.get(timeout=0.1)
     q.close()
+
+
+def test_large_items_on_an_unbounded_queue_keep_order_and_counts(R, url, name):
+    j = R.JoinableQueue(url, name)          # large items go by MULTI/EXEC, not the Lua script
+    blobs = [bytes([k]) * (64 << 10) for k in range(8)]
+    j.put_many(blobs[:4])
+    j.put(blobs[4])
+    j.put_many(blobs[5:])
+    assert j.qsize() == 8 and j.unfinished() == 8
+    got = []
+    while len(got) < 8:
+        got += j.get_many(max_messages_to_get=3)
+    assert got == blobs and j.qsize() == 0
+    j.task_done(8)
+    j.join(timeout=5)
+    j.close()
