@@ -31,7 +31,7 @@ def free_port() -> int:
 
 
 def _ping(host: str, port: Optional[int], path: Optional[str], timeout: float = 0.5) -> bool:
-    """True when a Redis answers PING (raw RESP, no redis-py needed)."""
+    """True when a Redis answers PING, and is not still loading (raw RESP, no redis-py)."""
     try:
         if path:
             s = socket.socket(socket.AF_UNIX)
@@ -41,7 +41,7 @@ def _ping(host: str, port: Optional[int], path: Optional[str], timeout: float = 
             s = socket.create_connection((host, port), timeout=timeout)
         with s:
             s.sendall(b"PING\r\n")
-            return s.recv(64).startswith(b"+PONG")
+            return s.recv(64).startswith((b"+PONG", b"-NOAUTH"))   # up (with a password: NOAUTH)
     except OSError:
         return False
 
