@@ -18,6 +18,10 @@ What a kill costs:
   that window loses that batch (at most ``batch`` items); once the XADD script ran,
   nothing is lost. SIGTERM and SIGINT never cut a batch: they stop the bridge after the
   batch in flight has been added.
+
+A lost server does not stop a bridge: it retries (a warning each ``--reconnect-timeout``)
+until the server is back. A local -> remote bridge told to stop while its batch cannot
+be added puts the batch back into the local queue (at its end) before it exits.
 """
 from __future__ import annotations
 
@@ -38,18 +42,32 @@ def _same(b):
     return b
 
 
+def _warn(exc: BaseException) -> None:
+    print(f"ipcfast bridge: {exc}; retrying", file=sys.stderr, flush=True)
+
+
 def local_to_remote(local: LocalQueue, remote: RemoteQueue, batch: int = 256,
                     stop: Callable[[], bool] = lambda: False) -> int:
     """Move items from *local* (attached with loads=_same) to *remote* until *stop()*;
-    returns how many were moved."""
+    returns how many were moved. A batch taken from the local queue is added to the
+    stream however long the server stays away (the bridge keeps retrying); if it is
+    stopped meanwhile, the batch goes back into the local queue (at its end)."""
     moved = 0
-    n = max(1, min(batch, local.maxsize or batch))
+    n = max(1, min(batch, local.maxsize or batch, remote.maxsize or batch))
     while not stop():
         try:
             datas = local.get_many(timeout=POLL, max_messages_to_get=n)
         except Empty:
             continue
-        remote._put_raw(datas)          # blocks while the remote queue is at its maxsize
+        while True:
+            try:
+                remote._put_raw(datas)  # blocks while the remote queue is at its maxsize
+                break
+            except ConnectionError as exc:    # after the queue's own reconnect_timeout
+                if stop():
+                    local.put_many(datas)
+                    raise
+                _warn(exc)
         moved += len(datas)
     return moved
 
@@ -57,13 +75,17 @@ def local_to_remote(local: LocalQueue, remote: RemoteQueue, batch: int = 256,
 def remote_to_local(remote: RemoteQueue, local: LocalQueue, batch: int = 256,
                     stop: Callable[[], bool] = lambda: False) -> int:
     """Move items from *remote* to *local* (attached with dumps=_same) until *stop()*,
-    acknowledging each batch once it is in the local queue; returns how many were moved."""
+    acknowledging each batch once it is in the local queue; returns how many were moved.
+    Keeps retrying while the server is away."""
     moved = 0
     n = max(1, min(batch, local.maxsize or batch))
     while not stop():
         try:
             ids, datas = remote._take_raw(n, timeout=POLL)
         except Empty:
+            continue
+        except ConnectionError as exc:
+            _warn(exc)
             continue
         while True:
             try:
@@ -72,8 +94,11 @@ def remote_to_local(remote: RemoteQueue, local: LocalQueue, batch: int = 256,
             except Full:
                 if stop():      # never put locally, never acknowledged: redelivered later
                     return moved
-        remote._ack(ids)
         moved += len(datas)
+        try:
+            remote._ack(ids)
+        except ConnectionError as exc:     # not acknowledged: redelivered (duplicates)
+            _warn(exc)
     return moved
 
 
@@ -94,7 +119,11 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--visibility-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="when reading a remote queue: seconds before an unacknowledged batch "
                         "of a dead bridge is redelivered (default 30)")
-    b.add_argument("--connect-timeout", type=float, default=5.0, metavar="SECONDS")
+    b.add_argument("--connect-timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="seconds to reach the server at start (default 5)")
+    b.add_argument("--reconnect-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="seconds one call retries a lost server before the bridge warns and "
+                        "starts the call again (default 30); the bridge never gives up")
     return b
 
 
@@ -126,7 +155,8 @@ def main(argv=None) -> int:
         local = LocalQueue.attach(name, dumps=_same, loads=_same)
         remote = RemoteQueue(url, stream, args.maxsize, dumps=_same, loads=_same,
                              visibility_timeout=args.visibility_timeout,
-                             connect_timeout=args.connect_timeout)
+                             connect_timeout=args.connect_timeout,
+                             reconnect_timeout=args.reconnect_timeout)
         arrow = (f"local queue {name!r} -> {remote.url} stream {stream!r}" if args.from_local
                  else f"{remote.url} stream {stream!r} -> local queue {name!r}")
         print(f"ipcfast bridge: {arrow} (batch {args.batch}); SIGTERM or Ctrl-C stops it",

@@ -202,3 +202,26 @@ def test_bad_invocations_exit_with_a_message(url, local):
             "--connect-timeout", "0.3")
     assert r.returncode == 1 and "redis://127.0.0.1:1/0" in r.stderr
     
+
+def test_a_bridge_outlives_a_server_outage_longer_than_its_reconnect_timeout(R, local, server_factory):
+    s = server_factory(persist=True)
+    lq = local()
+    rname = unique()
+    rq = R.Queue(s.url, rname)
+    br = start_bridge("--from-local", lq.name, "--to", s.url, rname, "--batch", "50",
+                      "--reconnect-timeout", "0.3")
+    try:
+        lq.put_many(range(0, 500))
+        wait_until(lambda: rq.qsize() == 500, what="first items across")
+        s.stop()
+        lq.put_many(range(500, 1000))          # taken by the bridge while the server is down
+        time.sleep(1.5)                        # several of the bridge's reconnect timeouts
+        s.start()
+        got = []
+        while len(got) < 1000:
+            got += rq.get_many(timeout=20)
+    finally:
+        err = stop(br)
+    assert got == list(range(1000)), got[:20]
+    assert "retrying" in err and br.returncode == 0, err
+    rq.close()
