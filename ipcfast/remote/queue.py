@@ -2,7 +2,8 @@
 
 One queue NAME is one stream with one consumer group; each handle (each process: a
 pickled handle reconnects by URL, a forked one renames itself) is one consumer of that
-group, so consumers compete for items. Every step is one Lua script (ipcfast.remote._scripts):
+group, so consumers compete for items. Every step is one atomic step on the server (a Lua
+script of ipcfast.remote._scripts, or one MULTI/EXEC transaction):
 
 * ``put``/``put_many``: XADD of every item plus the counters, all or nothing, after
   checking ``maxsize`` in the same script (an exact bound, see :class:`Queue`); items of
@@ -13,7 +14,8 @@ group, so consumers compete for items. Every step is one Lua script (ipcfast.rem
   none, a blocking XREAD for anything newer, in slices of at most half a second (Ctrl-C,
   timeouts, and a reclaimable item is noticed within half a second of its timeout).
 * acknowledging (Queue: inside ``get`` once the reply is read; JoinableQueue:
-  ``task_done``): XACK, XDEL and the counter together, each id counted once.
+  ``task_done``): XACK and the unfinished counter together, each id counted once; every
+  128 acknowledgements, XTRIM of the entries no consumer can need any more.
 
 What may be delivered twice, and when (nothing is ever lost while the server keeps its data):
 
@@ -74,7 +76,8 @@ class Queue:
     ``maxsize > 0`` bounds the undelivered items (``qsize()``): ``put`` blocks, or raises
     queue.Full, while that many are waiting; the check and the XADD are one script, so the
     bound is exact however many producers there are. Items handed to a consumer and not yet
-    acknowledged do not count against it.
+    acknowledged do not count against it. The bound is the handle's, not the server's:
+    every producer handle checks the maxsize it was opened with (give them all the same).
 
     Keyword-only: ``visibility_timeout`` (seconds, default 30: how long an item may stay
     delivered and unacknowledged before another consumer gets it; set it above your longest
