@@ -134,6 +134,14 @@ uint32_t ipcf_ring_flags(const ipcf_ring *r);
 uint64_t ipcf_ring_count(const ipcf_ring *r);      /* records held now (approximate under load) */
 uint64_t ipcf_ring_used(const ipcf_ring *r);       /* bytes held now, headers included */
 int ipcf_ring_send(ipcf_ring *r, const char *buf, uint64_t len, int64_t timeout_ns);
+/* send_tagged: a record whose header carries `tag` (IPCF_TAG_MORE: more parts of this
+ * message follow; IPCF_TAG_CONT: this continues the previous record's message), read back
+ * after any receive with ipcf_ring_last_tag. Pipes send messages larger than a record so. */
+int ipcf_ring_send_tagged(ipcf_ring *r, const char *buf, uint64_t len, uint32_t tag,
+                          int64_t timeout_ns);
+uint32_t ipcf_ring_last_tag(const ipcf_ring *r);
+#define IPCF_TAG_MORE 1
+#define IPCF_TAG_CONT 2
 int ipcf_ring_send_many(ipcf_ring *r, const char *buf, const uint64_t *lens, uint64_t n,
                         int64_t timeout_ns, uint64_t *sent);
 int64_t ipcf_ring_recv(ipcf_ring *r, char *buf, uint64_t cap, int64_t timeout_ns);
@@ -144,7 +152,16 @@ int ipcf_ring_commit(ipcf_ring *r, uint64_t len);
 int ipcf_ring_abort(ipcf_ring *r);
 int ipcf_ring_peek(ipcf_ring *r, int64_t timeout_ns, char **ptr, uint64_t *len);
 int ipcf_ring_release(ipcf_ring *r);
-int ipcf_ring_unpeek(ipcf_ring *r);         /* end a view, leaving the record unread */
+int ipcf_ring_unpeek(ipcf_ring *r);
+/* Batch forms: claim_many reserves n records of lens[i] bytes back to back (*out: the first
+ * record's header; each body follows its 8-byte header, records padded to 8 bytes) and
+ * commit_many publishes them all; peek_many holds up to max messages in place (*first: the
+ * first record's header, lens filled) until one ipcf_ring_release (or unpeek) of them all. */
+int ipcf_ring_claim_many(ipcf_ring *r, const uint64_t *lens, uint64_t n, int64_t timeout_ns,
+                         char **out);
+int ipcf_ring_commit_many(ipcf_ring *r);
+int64_t ipcf_ring_peek_many(ipcf_ring *r, uint64_t max, int64_t timeout_ns, char **first,
+                            uint64_t *lens);         /* end a view, leaving the record unread */
 int ipcf_ring_poll(ipcf_ring *r, int64_t timeout_ns);   /* 1 readable or at EOF, 0 not */
 /* (start_ticks_low32 << 32) | pid of this process: the `from` of *_arrive */
 uint64_t ipcf_self_word(void);
@@ -178,8 +195,17 @@ int64_t ipcf_queue_qsize(const ipcf_queue *q);
 int ipcf_queue_put(ipcf_queue *q, const char *buf, uint64_t len, int64_t timeout_ns);
 int ipcf_queue_put_many(ipcf_queue *q, const char *buf, const uint64_t *lens, uint64_t n,
                         int64_t timeout_ns);
+/* putv: one item whose bytes are the n pieces bufs[i][0:lens[i]] back to back (a pickle
+ * stream's chunks, written into the ring without being joined first) */
+int ipcf_queue_putv(ipcf_queue *q, const char *const *bufs, const uint64_t *lens, uint64_t n,
+                    int64_t timeout_ns);
 /* get: returns the length copied into buf, or IPCF_EBUFSMALL with *need set (nothing taken) */
 int64_t ipcf_queue_get(ipcf_queue *q, char *buf, uint64_t cap, int64_t timeout_ns, uint64_t *need);
+/* peek: the next item in place - returns its length with *body pointing into the ring and
+ * the consumer side held; the caller reads it and then calls ipcf_queue_release exactly
+ * once, from the same thread (a consumer killed in between leaves the item to the next). */
+int64_t ipcf_queue_peek(ipcf_queue *q, int64_t timeout_ns, const char **body);
+void ipcf_queue_release(ipcf_queue *q);
 int64_t ipcf_queue_get_many(ipcf_queue *q, char *buf, uint64_t cap, uint64_t *lens,
                             uint64_t max, int64_t timeout_ns, uint64_t *need);
 int ipcf_queue_task_done(ipcf_queue *q);

@@ -23,7 +23,7 @@
 #include "ipcfast.h"
 
 #define IPCF_MAGIC          0x0054534146435049   /* "IPCFAST\0" little-endian */
-#define IPCF_LAYOUT_VERSION 2
+#define IPCF_LAYOUT_VERSION 3
 #define IPCF_CACHELINE      128  /* two 64-byte lines: defeats the adjacent-line prefetcher */
 #define IPCF_HDR_SIZE       4096 /* header page; the data area starts here */
 #define IPCF_CTL_OFFSET     1024 /* kind-specific control block inside the header page */

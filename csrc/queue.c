@@ -3,8 +3,10 @@
  * A QUEUE segment holds the control block (side locks, counters, futex events) and names a
  * chain of QPART ring segments "<name>.<gen>". Producers (holding the producer lock) append
  * to ring `write_gen`; consumers (holding the consumer lock) read ring `read_gen`. When a
- * record does not fit, the producer creates ring write_gen+1 (the base capacity, or a ring
- * sized for one oversized message), writes there and store-releases write_gen. A consumer
+ * record does not fit (after a short wait for a consumer that is draining the ring), the
+ * producer creates ring write_gen+1 - the base capacity, or a power of two that holds three
+ * records of a large item's size (queue_rings.c has the policy) - writes there and
+ * store-releases write_gen. A consumer
  * that finds ring R empty and sees (acquire) write_gen > R knows R will never get another
  * record - every record of R was published before write_gen moved - so it unlinks R and
  * moves read_gen on. So the queue grows without bound while consumers lag and gives the
@@ -15,6 +17,9 @@
  * leaves a file nobody references; the next producer replaces it. A consumer killed between
  * unlinking ring R and moving read_gen leaves a read_gen whose file is gone; the next
  * consumer sees ENOENT with write_gen > R and moves on.
+ *
+ * Large items move with one copy each way: put takes the pickle stream as pieces
+ * (ipcf_queue_putv) and get can unpickle in place (ipcf_queue_peek/release).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -213,25 +218,20 @@ static int data_ready(void *p)
 
 /* ---- producer ---- */
 
-/* Make q->w a ring (of the current write generation or a new one) with room for `need`
- * bytes now. Called with the producer lock held. *grew is set when a new ring was made;
- * the caller publishes write_gen after writing into it. */
-static int writable_ring(struct ipcf_queue *q, uint64_t need, int *grew)
+/* After writing records [.., tail) into q->w: publish them, the new ring if one was made,
+ * and the counts. Producer lock held. */
+static void publish_locked(struct ipcf_queue *q, uint64_t tail, int grew, uint64_t n, uint64_t bytes)
 {
-    uint64_t gen = ipcf_load_relaxed(&q->ctl->write_gen);
-    int rc = ipcf_qring_map(q, &q->w, gen);
-    if (rc)     /* the ring we write to was made by one of us: anything else is corruption */
-        return rc == PART_FOREIGN || rc == -ENOENT ? IPCF_ECORRUPT : rc;
-    int oversized = q->w.rb.cap > q->ring_cap;   /* a ring made for one big message */
-    if (!oversized && need <= q->w.rb.cap && ipcf_rb_room(&q->w.rb, ipcf_rb_tail(&q->w.rb), need))
-        return 0;
-    uint64_t cap = q->ring_cap;
-    while (cap < need)
-        cap <<= 1;
-    if ((rc = ipcf_qring_new(q, &q->w, gen + 1, cap)) != 0)
-        return rc;
-    *grew = 1;
-    return 0;
+    ipcf_rb_publish(&q->w.rb, tail, n, bytes);
+    if (grew)   /* release: ring gen+1 exists and ring gen gets nothing more; pairs with
+                 * the consumer's acquire of write_gen in readable_ring */
+        ipcf_store_release(&q->ctl->write_gen, q->w.gen);
+    /* counted after publishing: a producer killed in between leaves qsize one short
+     * (never a phantom item that could wedge a maxsize=1 queue) */
+    /* release: pairs with the acquire of items_put in data_ready and qsize; we hold the
+     * producer lock, so ours is the only write */
+    ipcf_store_release(&q->ctl->items_put, ipcf_load_relaxed(&q->ctl->items_put) + n);
+    ipcf_add_relaxed(&q->ctl->bytes_put, bytes);
 }
 
 static int put_locked(struct ipcf_queue *q, const char *buf, const uint64_t *lens, uint64_t n)
@@ -239,7 +239,7 @@ static int put_locked(struct ipcf_queue *q, const char *buf, const uint64_t *len
     uint64_t i = 0;
     while (i < n) {
         int grew = 0;
-        int rc = writable_ring(q, ipcf_rec_size(lens[i]), &grew);
+        int rc = ipcf_qring_writable(q, ipcf_rec_size(lens[i]), &grew);
         if (rc)
             return rc;
         struct ipcf_rb *b = &q->w.rb;
@@ -249,25 +249,31 @@ static int put_locked(struct ipcf_queue *q, const char *buf, const uint64_t *len
             buf += lens[i];
             bytes += lens[i];
             i++;
-            if (q->w.rb.cap > q->ring_cap)
-                break;                     /* oversized rings carry one message */
         }
-        ipcf_rb_publish(b, tail, i - start, bytes);
-        if (grew)   /* release: ring gen+1 exists and ring gen gets nothing more; pairs with
-                     * the consumer's acquire of write_gen in get_locked */
-            ipcf_store_release(&q->ctl->write_gen, q->w.gen);
-        /* counted after publishing: a producer killed in between leaves qsize one short
-         * (never a phantom item that could wedge a maxsize=1 queue) */
-        /* release: pairs with the acquire of items_put in data_ready and qsize; we hold the
-         * producer lock, so ours is the only write */
-        ipcf_store_release(&q->ctl->items_put, ipcf_load_relaxed(&q->ctl->items_put) + (i - start));
-        ipcf_add_relaxed(&q->ctl->bytes_put, bytes);
+        publish_locked(q, tail, grew, i - start, bytes);
     }
     return 0;
 }
 
-int ipcf_queue_put_many(ipcf_queue *q, const char *buf, const uint64_t *lens, uint64_t n,
-                        int64_t timeout_ns)
+/* One item made of `n` pieces (a pickle stream's chunks). */
+struct pieces { const char *const *bufs; const uint64_t *lens; uint64_t n, len; };
+
+static int putv_locked(struct ipcf_queue *q, const struct pieces *v)
+{
+    int grew = 0;
+    int rc = ipcf_qring_writable(q, ipcf_rec_size(v->len), &grew);
+    if (rc)
+        return rc;
+    struct ipcf_rb *b = &q->w.rb;
+    uint64_t tail = ipcf_rb_writev(b, ipcf_rb_tail(b), v->bufs, v->lens, v->n, v->len);
+    publish_locked(q, tail, grew, 1, v->len);
+    return 0;
+}
+
+/* Put `n` items: contiguous in `buf` with lengths `lens`, or (v != NULL, n == 1) one item
+ * in pieces. Waits for maxsize room, then writes all of them under the producer lock. */
+static int put_items(ipcf_queue *q, const char *buf, const uint64_t *lens, uint64_t n,
+                     const struct pieces *v, int64_t timeout_ns)
 {
     if (is_closing(q))
         return IPCF_ECLOSED;
@@ -276,7 +282,7 @@ int ipcf_queue_put_many(ipcf_queue *q, const char *buf, const uint64_t *lens, ui
     if (q->maxsize && n > q->maxsize)
         return IPCF_ETOOBIG;
     for (uint64_t i = 0; i < n; i++)
-        if (lens[i] > 0xfffffff0u)
+        if ((v ? v->len : lens[i]) > 0xfffffff0u)
             return IPCF_ETOOBIG;
     struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
     for (;;) {
@@ -293,16 +299,34 @@ int ipcf_queue_put_many(ipcf_queue *q, const char *buf, const uint64_t *lens, ui
             ipcf_unlock(q->ctl->plock);
             continue;
         }
-        rc = put_locked(q, buf, lens, n);
+        rc = v ? putv_locked(q, v) : put_locked(q, buf, lens, n);
         ipcf_unlock(q->ctl->plock);
         ipcf_event_wake(&q->ctl->data);
         return rc;
     }
 }
 
+int ipcf_queue_put_many(ipcf_queue *q, const char *buf, const uint64_t *lens, uint64_t n,
+                        int64_t timeout_ns)
+{
+    return put_items(q, buf, lens, n, NULL, timeout_ns);
+}
+
 int ipcf_queue_put(ipcf_queue *q, const char *buf, uint64_t len, int64_t timeout_ns)
 {
-    return ipcf_queue_put_many(q, buf, &len, 1, timeout_ns);
+    return put_items(q, buf, &len, 1, NULL, timeout_ns);
+}
+
+int ipcf_queue_putv(ipcf_queue *q, const char *const *bufs, const uint64_t *lens, uint64_t n,
+                    int64_t timeout_ns)
+{
+    struct pieces v = {bufs, lens, n, 0};
+    for (uint64_t i = 0; i < n; i++) {
+        if (lens[i] > 0xfffffff0u - v.len)
+            return IPCF_ETOOBIG;
+        v.len += lens[i];
+    }
+    return put_items(q, NULL, NULL, 1, &v, timeout_ns);
 }
 
 /* ---- consumer ---- */
@@ -350,14 +374,47 @@ static int readable_ring(struct ipcf_queue *q)
     }
 }
 
+/* Take the consumer lock with a record ready in q->r (returns 1, lock held), waiting while
+ * the queue is empty up to the deadline (IPCF_EEMPTY). */
+static int lock_readable(struct ipcf_queue *q, struct ipcf_timeout *to)
+{
+    for (;;) {
+        int rc = ipcf_lock(q->ctl->clock, to);
+        if (rc < 0)
+            return rc == IPCF_ETIMEOUT ? IPCF_EEMPTY : rc;
+        struct data_arg seen = {q, ipcf_load_acquire(&q->ctl->items_put)};
+        rc = readable_ring(q);
+        if (rc > 0)
+            return 1;
+        ipcf_unlock(q->ctl->clock);
+        if (rc < 0)
+            return rc;
+        if (ipcf_remaining(to) == 0)
+            return IPCF_EEMPTY;
+        rc = ipcf_wait(&q->ctl->data, data_ready, &seen, ipcf_remaining(to), &q->ctl->empty_waits);
+        if (rc < 0)
+            return rc == IPCF_ETIMEOUT ? IPCF_EEMPTY : rc;
+    }
+}
+
+/* Move the consumed records' counts and the head (consumer lock held). Counted before the
+ * head moves: a consumer killed in between leaves the item to be read again and qsize one
+ * short (never a phantom item that keeps a queue "full"). */
+static void consume_locked(struct ipcf_queue *q, uint64_t head, uint64_t n, uint64_t bytes)
+{
+    /* release: pairs with the acquire of items_got in qsize (consumer lock held: one writer) */
+    ipcf_store_release(&q->ctl->items_got, ipcf_load_relaxed(&q->ctl->items_got) + n);
+    ipcf_add_relaxed(&q->ctl->bytes_got, bytes);
+    ipcf_rb_consume(&q->r.rb, head, n, bytes);
+}
+
+/* Copy up to `max` records (at least the first) into buf; the consumer lock is held and
+ * readable_ring has found a record. */
 static int64_t get_locked(struct ipcf_queue *q, char *buf, uint64_t cap, uint64_t *lens,
                           uint64_t max, uint64_t *need)
 {
-    int rc = readable_ring(q);
-    if (rc <= 0)
-        return rc == 0 ? IPCF_EEMPTY : rc;
     struct ipcf_rb *b = &q->r.rb;
-    uint64_t head = ipcf_rb_head(b), used = 0, n = 0, bytes = 0;
+    uint64_t head = ipcf_rb_head(b), used = 0, n = 0;
     uint8_t *body;
     uint32_t len;
     while (n < max && ipcf_rb_next(b, head, &body, &len) > 0) {
@@ -370,16 +427,10 @@ static int64_t get_locked(struct ipcf_queue *q, char *buf, uint64_t cap, uint64_
         }
         memcpy(buf + used, body, len);
         used += len;
-        bytes += len;
         lens[n++] = len;
         head += ipcf_rec_size(len);
     }
-    /* counted before the head moves: a consumer killed in between leaves the item to be
-     * read again and qsize one short (never a phantom item that keeps a queue "full") */
-    /* release: pairs with the acquire of items_got in qsize (consumer lock held: one writer) */
-    ipcf_store_release(&q->ctl->items_got, ipcf_load_relaxed(&q->ctl->items_got) + n);
-    ipcf_add_relaxed(&q->ctl->bytes_got, bytes);
-    ipcf_rb_consume(b, head, n, bytes);
+    consume_locked(q, head, n, used);
     return (int64_t)n;
 }
 
@@ -391,26 +442,14 @@ int64_t ipcf_queue_get_many(ipcf_queue *q, char *buf, uint64_t cap, uint64_t *le
     if (max == 0)
         return IPCF_EBADARG;
     struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
-    for (;;) {
-        int rc = ipcf_lock(q->ctl->clock, &to);
-        if (rc < 0)
-            return rc == IPCF_ETIMEOUT ? IPCF_EEMPTY : rc;
-        struct data_arg seen = {q, ipcf_load_acquire(&q->ctl->items_put)};
-        int64_t n = get_locked(q, buf, cap, lens, max, need);
-        ipcf_unlock(q->ctl->clock);
-        if (n > 0) {
-            if (q->maxsize)
-                ipcf_event_wake(&q->ctl->space);
-            return n;
-        }
-        if (n != IPCF_EEMPTY)
-            return n;
-        if (ipcf_remaining(&to) == 0)
-            return IPCF_EEMPTY;
-        rc = ipcf_wait(&q->ctl->data, data_ready, &seen, ipcf_remaining(&to), &q->ctl->empty_waits);
-        if (rc < 0)
-            return rc == IPCF_ETIMEOUT ? IPCF_EEMPTY : rc;
-    }
+    int64_t n = lock_readable(q, &to);
+    if (n < 0)
+        return n;
+    n = get_locked(q, buf, cap, lens, max, need);
+    ipcf_unlock(q->ctl->clock);
+    if (n > 0 && q->maxsize)
+        ipcf_event_wake(&q->ctl->space);
+    return n;
 }
 
 int64_t ipcf_queue_get(ipcf_queue *q, char *buf, uint64_t cap, int64_t timeout_ns, uint64_t *need)
@@ -418,6 +457,32 @@ int64_t ipcf_queue_get(ipcf_queue *q, char *buf, uint64_t cap, int64_t timeout_n
     uint64_t len;
     int64_t n = ipcf_queue_get_many(q, buf, cap, &len, 1, timeout_ns, need);
     return n == 1 ? (int64_t)len : n;
+}
+
+int64_t ipcf_queue_peek(ipcf_queue *q, int64_t timeout_ns, const char **body)
+{
+    if (is_closing(q))
+        return IPCF_ECLOSED;
+    struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
+    int rc = lock_readable(q, &to);
+    if (rc < 0)
+        return rc;
+    uint8_t *p;
+    uint32_t len;
+    ipcf_rb_next(&q->r.rb, ipcf_rb_head(&q->r.rb), &p, &len);   /* checked by readable_ring */
+    q->peek_len = len;
+    *body = (const char *)p;
+    return len;
+}
+
+void ipcf_queue_release(ipcf_queue *q)
+{
+    struct ipcf_rb *b = &q->r.rb;
+    uint64_t len = q->peek_len;
+    consume_locked(q, ipcf_rb_head(b) + ipcf_rec_size(len), 1, len);
+    ipcf_unlock(q->ctl->clock);
+    if (q->maxsize)
+        ipcf_event_wake(&q->ctl->space);
 }
 
 /* ---- JoinableQueue ---- */

@@ -23,6 +23,9 @@ struct ipcf_queue {
     struct qring r;            /* the consumer side's current ring */
     uint64_t maxsize;
     uint64_t ring_cap;
+    uint64_t small_bytes;      /* producer side: bytes put since the last item that needed a
+                                * grown ring (ipcf_qring_writable gives a grown ring back) */
+    uint64_t peek_len;         /* consumer side: the record ipcf_queue_peek handed out */
     int closing;               /* closed by some thread: calls return IPCF_ECLOSED (atomic) */
     char name[IPCF_NAME_MAX + 1];
 };
@@ -38,5 +41,9 @@ int ipcf_qring_map(struct ipcf_queue *q, struct qring *x, uint64_t gen);
 /* Create ring `gen` (or the first free name after it, up to PART_SKIPS on) into x. */
 int ipcf_qring_new(struct ipcf_queue *q, struct qring *x, uint64_t gen, uint64_t cap);
 void ipcf_qpart_unlink_if_ours(struct ipcf_queue *q, uint64_t gen);
+/* Producer lock held: make q->w a ring with room for a record of `need` bytes now - the
+ * current one, or a new one of the size such records want (*grew = 1: the caller writes
+ * there, then publishes write_gen). */
+int ipcf_qring_writable(struct ipcf_queue *q, uint64_t need, int *grew);
 
 #endif

@@ -4,41 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "futex.h"
 #include "inspect.h"
-#include "lock.h"
 #include "peers.h"
-#include "pipe.h"
-#include "ring.h"
-#include "shm.h"
-
-struct ipcf_ring {
-    struct ipcf_seg seg;
-    struct ipcf_rb rb;
-    struct ipcf_ring_ctl *ctl;
-    uint32_t flags;
-    uint64_t max_msg;
-    int claimed;                 /* a claim is open: producer side held (relaxed atomics: other
-                                    threads of this process read it without the lock) */
-    uint64_t claim_len;
-    struct ipcf_pipe pipe;       /* IPCF_F_PIPE: the ends this handle holds (pipe.c) */
-    int peeked;                  /* a view is open: consumer side held (relaxed atomics) */
-    int closing;                 /* closed by some thread: calls return IPCF_ECLOSED (atomic) */
-    uint64_t peek_next;
-    uint64_t peek_len;
-};
-
-/* Set by close on any thread, read by calls on others: relaxed, it only needs atomicity
- * (close also wakes every sleeper, and the wait predicates re-read it). */
-static int is_closing(struct ipcf_ring *r)
-{
-    return ipcf_load_relaxed(&r->closing);
-}
-
-static int is_pipe(const struct ipcf_ring *r)
-{
-    return r->flags & IPCF_F_PIPE;
-}
+#include "ring_impl.h"
 
 static void ring_init(struct ipcf_ring *r)
 {
@@ -173,6 +141,7 @@ void ipcf_ring_arrive(ipcf_ring *r, uint64_t from) { ipcf_seg_arrive(&r->seg, fr
 uint64_t ipcf_ring_capacity(const ipcf_ring *r) { return r->seg.capacity; }
 uint64_t ipcf_ring_max_message(const ipcf_ring *r) { return r->max_msg; }
 uint32_t ipcf_ring_flags(const ipcf_ring *r) { return r->flags; }
+uint32_t ipcf_ring_last_tag(const ipcf_ring *r) { return r->last_tag; }
 
 uint64_t ipcf_ring_count(const ipcf_ring *r)
 {
@@ -187,24 +156,6 @@ uint64_t ipcf_ring_used(const ipcf_ring *r)
     uint64_t tail = ipcf_load_acquire(&r->ctl->tail);
     return tail - head <= r->seg.capacity ? tail - head : 0;
 }
-
-/* ---- side locks ---- */
-
-static int lock_side(struct ipcf_ring *r, uint32_t flag, void *slot, struct ipcf_timeout *to)
-{
-    return (r->flags & flag) ? ipcf_lock(slot, to) : 0;
-}
-
-static void unlock_side(struct ipcf_ring *r, uint32_t flag, void *slot)
-{
-    if (r->flags & flag)
-        ipcf_unlock(slot);
-}
-
-#define LOCK_P(r, d)  lock_side((r), IPCF_F_MULTI_PRODUCER, (r)->ctl->plock, (d))
-#define UNLOCK_P(r)   unlock_side((r), IPCF_F_MULTI_PRODUCER, (r)->ctl->plock)
-#define LOCK_C(r, d)  lock_side((r), IPCF_F_MULTI_CONSUMER, (r)->ctl->clock, (d))
-#define UNLOCK_C(r)   unlock_side((r), IPCF_F_MULTI_CONSUMER, (r)->ctl->clock)
 
 /* ---- waiting ---- */
 
@@ -270,17 +221,20 @@ static int lock_fail(int rc, int as)
 
 /* ---- producer ---- */
 
-/* Take the producer side (its lock, when shared) with room for a record of `len` bytes,
- * waiting for room up to the timeout. On 0 the side is held and *tail is where to write. */
 static int acquire_room(struct ipcf_ring *r, uint64_t len, struct ipcf_timeout *to, uint64_t *tail)
+{
+    return len > r->max_msg ? IPCF_ETOOBIG : ipcf_ring_acquire_room(r, ipcf_rec_size(len), to, tail);
+}
+
+int ipcf_ring_acquire_room(struct ipcf_ring *r, uint64_t need, struct ipcf_timeout *to,
+                           uint64_t *tail)
 {
     if (is_closing(r))
         return IPCF_ECLOSED;
-    if (len > r->max_msg)
+    if (need > r->rb.cap)
         return IPCF_ETOOBIG;
     if (!(r->flags & IPCF_F_MULTI_PRODUCER) && ipcf_load_relaxed(&r->claimed))
         return IPCF_ESTATE;   /* a shared side's lock reports re-entry itself (EDEADLK) */
-    uint64_t need = ipcf_rec_size(len);
     for (;;) {
         int rc = LOCK_P(r, to);
         if (rc < 0)
@@ -296,12 +250,18 @@ static int acquire_room(struct ipcf_ring *r, uint64_t len, struct ipcf_timeout *
 
 int ipcf_ring_send(ipcf_ring *r, const char *buf, uint64_t len, int64_t timeout_ns)
 {
+    return ipcf_ring_send_tagged(r, buf, len, 0, timeout_ns);
+}
+
+int ipcf_ring_send_tagged(ipcf_ring *r, const char *buf, uint64_t len, uint32_t tag,
+                          int64_t timeout_ns)
+{
     struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
     uint64_t tail;
     int rc = acquire_room(r, len, &to, &tail);
     if (rc)
         return rc;
-    ipcf_rb_publish(&r->rb, ipcf_rb_write(&r->rb, tail, buf, len), 1, len);
+    ipcf_rb_publish(&r->rb, ipcf_rb_write_tagged(&r->rb, tail, buf, len, tag), 1, len);
     UNLOCK_P(r);
     ipcf_event_wake(&r->ctl->data);
     return 0;
@@ -343,50 +303,10 @@ int ipcf_ring_send_many(ipcf_ring *r, const char *buf, const uint64_t *lens, uin
     return 0;
 }
 
-int ipcf_ring_claim(ipcf_ring *r, uint64_t len, int64_t timeout_ns, char **out)
-{
-    struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
-    uint64_t tail;
-    int rc = acquire_room(r, len, &to, &tail);
-    if (rc)
-        return rc;
-    /* keep the producer side until commit/abort; nothing is visible until then */
-    ipcf_store_relaxed(&r->claimed, 1);
-    r->claim_len = len;
-    *out = (char *)r->rb.data + (tail & (r->rb.cap - 1)) + IPCF_REC_HDR;
-    return 0;
-}
-
-int ipcf_ring_commit(ipcf_ring *r, uint64_t len)
-{
-    if (!ipcf_load_relaxed(&r->claimed) || len > r->claim_len)
-        return ipcf_load_relaxed(&r->claimed) ? IPCF_EBADARG : IPCF_ESTATE;
-    uint64_t tail = ipcf_rb_tail(&r->rb);
-    uint8_t *p = r->rb.data + (tail & (r->rb.cap - 1));
-    uint32_t h[2] = {(uint32_t)len, 0};
-    memcpy(p, h, sizeof h);
-    ipcf_rb_publish(&r->rb, tail + ipcf_rec_size(len), 1, len);
-    ipcf_store_relaxed(&r->claimed, 0);
-    UNLOCK_P(r);
-    ipcf_event_wake(&r->ctl->data);
-    return 0;
-}
-
-int ipcf_ring_abort(ipcf_ring *r)
-{
-    if (!ipcf_load_relaxed(&r->claimed))
-        return IPCF_ESTATE;
-    ipcf_store_relaxed(&r->claimed, 0);         /* tail never moved: the claimed bytes were never visible */
-    UNLOCK_P(r);
-    return 0;
-}
-
 /* ---- consumer ---- */
 
-/* Take the consumer side (its lock, when shared) with a record at its head, waiting for one
- * up to the timeout. On 0 the side is held and *head, *body, *len describe the record. */
-static int acquire_record(struct ipcf_ring *r, struct ipcf_timeout *to, uint64_t *head,
-                          uint8_t **body, uint32_t *len)
+int ipcf_ring_acquire_record(struct ipcf_ring *r, struct ipcf_timeout *to, uint64_t *head,
+                             uint8_t **body, uint32_t *len)
 {
     if (is_closing(r))
         return IPCF_ECLOSED;
@@ -397,8 +317,10 @@ static int acquire_record(struct ipcf_ring *r, struct ipcf_timeout *to, uint64_t
         if (rc < 0)
             return lock_fail(rc, IPCF_EEMPTY);
         *head = ipcf_rb_head(&r->rb);
-        if ((rc = ipcf_rb_next(&r->rb, *head, body, len)) > 0)
+        if ((rc = ipcf_rb_next(&r->rb, *head, body, len)) > 0) {
+            r->last_tag = ipcf_rb_tag(*body);
             return 0;
+        }
         UNLOCK_C(r);
         if (rc < 0)
             return rc;                  /* corrupt: never a record of wrong bounds, never a spin */
@@ -413,7 +335,7 @@ int64_t ipcf_ring_recv(ipcf_ring *r, char *buf, uint64_t cap, int64_t timeout_ns
     uint64_t head;
     uint8_t *body;
     uint32_t len;
-    int rc = acquire_record(r, &to, &head, &body, &len);
+    int rc = ipcf_ring_acquire_record(r, &to, &head, &body, &len);
     if (rc)
         return rc;
     if (len > cap) {
@@ -436,7 +358,7 @@ int64_t ipcf_ring_recv_many(ipcf_ring *r, char *buf, uint64_t cap, uint64_t *len
     uint64_t head, used = 0, n = 0;
     uint8_t *body;
     uint32_t len;
-    int rc = acquire_record(r, &to, &head, &body, &len);
+    int rc = ipcf_ring_acquire_record(r, &to, &head, &body, &len);
     if (rc)
         return rc;
     if (len > cap) {                     /* the first record alone is larger than buf */
@@ -453,43 +375,4 @@ int64_t ipcf_ring_recv_many(ipcf_ring *r, char *buf, uint64_t cap, uint64_t *len
     UNLOCK_C(r);
     ipcf_event_wake(&r->ctl->space);
     return (int64_t)n;
-}
-
-int ipcf_ring_peek(ipcf_ring *r, int64_t timeout_ns, char **ptr, uint64_t *len_out)
-{
-    struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
-    uint64_t head;
-    uint8_t *body;
-    uint32_t len;
-    int rc = acquire_record(r, &to, &head, &body, &len);
-    if (rc)
-        return rc;
-    /* keep the consumer side until release; the producer cannot reuse these bytes because
-     * head has not moved */
-    ipcf_store_relaxed(&r->peeked, 1);
-    r->peek_next = head + ipcf_rec_size(len);
-    r->peek_len = len;
-    *ptr = (char *)body;
-    *len_out = len;
-    return 0;
-}
-
-int ipcf_ring_release(ipcf_ring *r)
-{
-    if (!ipcf_load_relaxed(&r->peeked))
-        return IPCF_ESTATE;
-    ipcf_rb_consume(&r->rb, r->peek_next, 1, r->peek_len);
-    ipcf_store_relaxed(&r->peeked, 0);
-    UNLOCK_C(r);
-    ipcf_event_wake(&r->ctl->space);
-    return 0;
-}
-
-int ipcf_ring_unpeek(ipcf_ring *r)
-{
-    if (!ipcf_load_relaxed(&r->peeked))
-        return IPCF_ESTATE;
-    ipcf_store_relaxed(&r->peeked, 0);          /* head never moved: the record stays for the next reader */
-    UNLOCK_C(r);
-    return 0;
 }

@@ -4,7 +4,8 @@
  * Shared state is two free-running 64-bit byte positions on their own cache lines
  * (struct ipcf_ring_ctl): `tail`, written only by the producer, and `head`, written only by
  * the consumer. They are compared only by unsigned difference, so they never wrap in
- * practice (2^64 bytes). A record is an 8-byte header (uint32 length, uint32 reserved)
+ * practice (2^64 bytes). A record is an 8-byte header (uint32 length, uint32 tag: 0, or
+ * IPCF_TAG_* on the parts of a pipe message larger than one record)
  * followed by the body, padded to 8 bytes. Because the data area is mapped twice back to
  * back (shm.h), a record is always contiguous, even across the end of the ring.
  *
@@ -65,12 +66,37 @@ static inline uint64_t ipcf_rb_tail(struct ipcf_rb *b)
     return ipcf_load_relaxed(&b->ctl->tail);   /* only the (locked) producer writes it */
 }
 
+/* Write a record whose header's second word is `tag` (IPCF_TAG_*: the parts of a pipe
+ * message too large for one record; 0 for every other record). */
+static inline uint64_t ipcf_rb_write_tagged(struct ipcf_rb *b, uint64_t pos, const void *src,
+                                            uint64_t len, uint32_t tag)
+{
+    uint8_t *p = b->data + (pos & (b->cap - 1));
+    uint32_t h[2] = {(uint32_t)len, tag};
+    memcpy(p, h, sizeof h);
+    memcpy(p + IPCF_REC_HDR, src, len);
+    return pos + ipcf_rec_size(len);
+}
+
 static inline uint64_t ipcf_rb_write(struct ipcf_rb *b, uint64_t pos, const void *src, uint64_t len)
+{
+    return ipcf_rb_write_tagged(b, pos, src, len, 0);
+}
+
+/* The scatter form of ipcf_rb_write: one record whose body is `n` pieces back to back
+ * (`len` bytes in all), so a pickle stream's chunks go into the ring without being joined
+ * into one buffer first. */
+static inline uint64_t ipcf_rb_writev(struct ipcf_rb *b, uint64_t pos, const char *const *bufs,
+                                      const uint64_t *lens, uint64_t n, uint64_t len)
 {
     uint8_t *p = b->data + (pos & (b->cap - 1));
     uint32_t h[2] = {(uint32_t)len, 0};
     memcpy(p, h, sizeof h);
-    memcpy(p + IPCF_REC_HDR, src, len);
+    p += IPCF_REC_HDR;
+    for (uint64_t i = 0; i < n; i++) {
+        memcpy(p, bufs[i], lens[i]);
+        p += lens[i];
+    }
     return pos + ipcf_rec_size(len);
 }
 
@@ -107,6 +133,14 @@ static inline int ipcf_rb_next(struct ipcf_rb *b, uint64_t head, uint8_t **body,
         return IPCF_ECORRUPT;       /* a length reaching past the published bytes */
     *body = p + IPCF_REC_HDR;
     return 1;
+}
+
+/* The tag word of the record whose body ipcf_rb_next returned. */
+static inline uint32_t ipcf_rb_tag(const uint8_t *body)
+{
+    uint32_t tag;
+    memcpy(&tag, body - IPCF_REC_HDR + 4, sizeof tag);
+    return tag;
 }
 
 static inline uint64_t ipcf_rb_head(struct ipcf_rb *b)

@@ -6,6 +6,11 @@ Pickler, a BytesIO and a copy of the dispatch table per call: about 3x slower th
 dispatch table is a live view of ``copyreg.dispatch_table`` plus ForkingPickler's extra
 reducers, so sockets, ``multiprocessing.Connection`` objects and anything registered with
 ``ForkingPickler.register`` still travel as they do through ``multiprocessing.Queue``.
+
+Large items are never joined into one bytes object: the pickler hands a payload of 64 KiB
+or more (``bytes``, ``bytearray``, a numpy array's data through ``PickleBuffer``) to its
+file's ``write`` as the object itself, and :func:`dumps_pieces` returns those pieces for
+the queue to write into shared memory with one copy (``ipcf_queue_putv``).
 """
 from __future__ import annotations
 
@@ -37,15 +42,28 @@ def _new_pickler():
 _pool: list = []
 
 
-def dumps(obj) -> bytes:
-    """Pickle *obj* (protocol 5) with multiprocessing's reducers. Raises what pickle raises."""
+def dumps_pieces(obj):
+    """Pickle *obj* (protocol 5) with multiprocessing's reducers: the stream as one
+    ``bytes``, or, when the pickler wrote it in several pieces (an item with large payloads
+    or over 64 KiB of stream), as a list of bytes-like pieces to be concatenated. Raises
+    what pickle raises."""
     try:
         p, chunks = _pool.pop()
     except IndexError:
         p, chunks = _new_pickler()
     p.dump(obj)            # on error this pickler (maybe holding half a frame) is dropped
-    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    chunks.clear()
+    if len(chunks) == 1:
+        data = chunks[0]
+        chunks.clear()
+    else:
+        data = chunks[:]
+        chunks.clear()
     p.clear_memo()         # the memo would keep obj alive
     _pool.append((p, chunks))
     return data
+
+
+def dumps(obj) -> bytes:
+    """Pickle *obj* (protocol 5) with multiprocessing's reducers. Raises what pickle raises."""
+    data = dumps_pieces(obj)
+    return data if data.__class__ is bytes else b"".join(data)

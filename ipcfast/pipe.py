@@ -6,22 +6,40 @@ its sending and receiving ends, so ``recv`` raises EOFError once every sender ha
 is gone and the ring is full. An end that is pickled (handed to a spawned child) or
 inherited by fork counts as open while in transit, so the parent may close its copy at
 once, as with multiprocessing.
+
+A message larger than one record of the ring (as multiprocessing, there is no size limit)
+goes as parts, each a record tagged IPCF_TAG_MORE (more follow) and/or IPCF_TAG_CONT (it
+continues the message before): the reader joins them. The parts of a message are sent
+under a per-Connection lock, so threads sharing an end do not interleave them; a reader
+that meets a record which does not continue a half-received message (its sender died
+mid-message) drops the half and starts over, so no caller ever sees a torn message.
 """
 from __future__ import annotations
 
 import errno
+import threading
 from multiprocessing import BufferTooShort
 from typing import Any, Iterator, Optional, Tuple
 
 from . import _native as N
 from . import _pickle
-from ._native import lib
+from ._native import ffi, lib
 from .ring import Ring
 
 # The C functions of pipe ends, (ring handle, writer, reader, ...): the one place they are named.
 _end_hold = lib.ipcf_pipe_hold          # (h, writer, reader): this process holds the end
 _end_depart = lib.ipcf_pipe_depart      # (h, writer, reader, ttl_ns): the end is being pickled
 _end_arrive = lib.ipcf_pipe_arrive      # (h, writer, reader, sender): the receiver has it
+
+_MORE, _CONT = lib.IPCF_TAG_MORE, lib.IPCF_TAG_CONT
+_send_part = lib.ipcf_ring_send_tagged
+_last_tag = lib.ipcf_ring_last_tag
+
+
+def _part_size(ring: Optional[Ring]) -> int:
+    """Bytes in each part of a message too large for one record of *ring*: a quarter of
+    the largest record, so the writer fills parts while the reader copies earlier ones."""
+    return max(8, (ring.max_message // 4) & ~7) if ring is not None else -1
 
 
 class Connection:
@@ -45,6 +63,8 @@ class Connection:
         self._readable = rx is not None
         self._writable = tx is not None
         self._closed = False
+        self._part_rx = _part_size(rx)        # a received record of this size may be a part
+        self._parts_lock = threading.Lock()
 
     def _ends(self) -> Iterator[Tuple[Ring, int, int]]:
         """(ring, writer, reader) for each end this Connection holds."""
@@ -150,16 +170,50 @@ class Connection:
         tx = self._tx
         payload, n = N.as_buffer(data)
         if n > tx.max_message:
-            raise tx._too_big(n, "pipe")
+            return self._send_parts(data, n)
         if tx._send(payload, n, True, None):          # IPCF_ECLOSED: no receiver is left
             raise BrokenPipeError(errno.EPIPE, "the other end of the pipe is closed")
 
+    def _send_parts(self, data, n: int) -> None:
+        """Send a message larger than one record as tagged parts (see the module doc)."""
+        tx = self._tx
+        h = tx._live()
+        size = _part_size(tx)
+        with self._parts_lock, memoryview(data) as m:
+            m = m.cast("B") if m.format != "B" or m.ndim != 1 else m
+            for off in range(0, n, size):
+                tag = (_MORE if off + size < n else 0) | (_CONT if off else 0)
+                part = ffi.from_buffer(m[off:off + size])
+                k = len(part)
+                rc = N.call_blocking(lambda t: _send_part(h, part, k, tag, t), True, None, N.EFULL)
+                if rc == N.ECLOSED:
+                    raise BrokenPipeError(errno.EPIPE, "the other end of the pipe is closed")
+                tx._check(rc)
+
     # ---- receiving ----
     def _recv(self) -> bytes:
-        data = self._rx._recv(True, None)
+        rx = self._rx
+        data = rx._recv(True, None)
         if data is None:                              # IPCF_ECLOSED: no sender, nothing left
             raise EOFError
+        if len(data) == self._part_rx and _last_tag(rx._live()) & _MORE:
+            return self._recv_parts(rx, data)
         return data
+
+    def _recv_parts(self, rx: Ring, first: bytes) -> bytes:
+        """The rest of a message sent in parts, joined (see the module doc)."""
+        parts = [first]
+        while True:
+            data = rx._recv(True, None)
+            if data is None:          # the sender went away mid-message: none of it is seen
+                raise EOFError
+            tag = _last_tag(rx._live())
+            if tag & _CONT:
+                parts.append(data)
+            else:                     # a new message: the half one's sender died mid-send
+                parts = [data]
+            if not tag & _MORE:
+                return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def recv_bytes(self, maxlength: Optional[int] = None) -> bytes:
         """Receive one message as bytes; blocks until there is one. EOFError when the other

@@ -7,6 +7,7 @@ a process exits and nothing can deadlock at exit.
 """
 from __future__ import annotations
 
+import errno
 import itertools
 import time
 from typing import Any, Callable, Iterable, List, Optional
@@ -18,7 +19,11 @@ from ._native import ffi, lib
 from .ring import ring_capacity
 
 _put = lib.ipcf_queue_put
+_putv = lib.ipcf_queue_putv
 _get = lib.ipcf_queue_get
+_peek = lib.ipcf_queue_peek
+_release = lib.ipcf_queue_release
+_from_buffer = ffi.from_buffer
 _view = ffi.buffer
 _unpack = ffi.unpack
 _SLICE = N.SLICE_NS
@@ -76,7 +81,7 @@ class Queue(Handle):
         self._maxsize = lib.ipcf_queue_maxsize(h)
         self.capacity = lib.ipcf_queue_ring_capacity(h)
         self._custom_dumps = dumps is not None
-        self._dumps = dumps or _pickle.dumps
+        self._dumps = dumps or _pickle.dumps_pieces      # bytes, or a list of pieces
         self._loads = loads or _pickle.loads
         self._loads_view = loads is None      # pickle.loads reads our scratch buffer in place
         self._need = ffi.new("uint64_t *")
@@ -115,8 +120,8 @@ class Queue(Handle):
         if timeout is not None:           # multiprocessing's rule: negative = do not wait
             timeout = _timeout(timeout, True)
         data = self._dumps(obj)
-        if data.__class__ is not bytes:
-            data = bytes(memoryview(data))     # a custom dumps may return any bytes-like
+        if data.__class__ is not bytes:       # pieces of a large pickle, or a custom dumps'
+            return self._put_pieces(h, data, block, timeout)     # bytes-like
         rc = _put(h, data, len(data), _SLICE if block and timeout is None else N.first_slice(block, timeout))
         if rc:
             self._put_slow(rc, h, data, block, timeout)
@@ -124,6 +129,23 @@ class Queue(Handle):
     def _put_slow(self, rc: int, h, data: bytes, block: bool, timeout: Optional[float]) -> None:
         if rc == N.EFULL or rc == N.EINTR:
             rc = N.call_blocking(lambda t: _put(h, data, len(data), t), block, timeout, N.EFULL)
+        self._check_put(rc, len(data))
+
+    def _put_pieces(self, h, data, block: bool, timeout: Optional[float]) -> None:
+        """Put one item given as a list of bytes-like pieces (or one bytes-like object from
+        a custom dumps): written into the ring with one copy, never joined first."""
+        pieces = [_from_buffer(p) for p in data] if data.__class__ is list else [_from_buffer(data)]
+        n = len(pieces)
+        bufs = ffi.new("char *[]", pieces)
+        lens = ffi.new("uint64_t[]", [len(p) for p in pieces])
+        rc = N.call_blocking(lambda t: _putv(h, bufs, lens, n, t), block, timeout, N.EFULL)
+        if rc:
+            self._check_put(rc, sum(lens))
+
+    def _check_put(self, rc: int, size: int) -> None:
+        if rc == -errno.ENOSPC:
+            raise OSError(errno.ENOSPC, f"no space left in /dev/shm for an item of {size} bytes "
+                          "(pickled) and the ring it needs", self.name)
         self._check(rc)
 
     def put_nowait(self, obj: Any) -> None:
@@ -137,7 +159,7 @@ class Queue(Handle):
         h = self._live()
         if timeout is not None:           # multiprocessing's rule: negative = do not wait
             timeout = _timeout(timeout, True)
-        dumps = self._dumps
+        dumps = self._dumps if self._custom_dumps else _pickle.dumps
         datas = [dumps(o) for o in objs]
         if self._custom_dumps:
             datas = [d if d.__class__ is bytes else bytes(memoryview(d)) for d in datas]
@@ -175,27 +197,36 @@ class Queue(Handle):
 
     def _get_slow(self, n: int, h, scratch, block: bool, timeout: Optional[float]) -> Any:
         """After a first try into *scratch* returned *n*: wait while empty, or take an item
-        larger than the scratch buffer into a buffer of its size. Gives *scratch* back."""
-        buf, size = scratch, _SCRATCH
-        need = ffi.new("uint64_t *")
-        need[0] = self._need[0]               # the size the first try asked for (a hint)
+        larger than the scratch buffer in place. Gives *scratch* back."""
+        need = self._need
         start = None if timeout is None else time.monotonic()
-        while True:
-            if n == N.EBUFSMALL:            # an item larger than our buffer: grow and retry
-                size = max(need[0], size)
-                buf = N.new_raw("char[]", size)
-            elif n != N.EEMPTY and n != N.EINTR:
-                break
-            n = N.call_blocking(lambda t: _get(h, buf, size, t, need), block, timeout,
+        while n != N.EBUFSMALL:
+            if n != N.EEMPTY and n != N.EINTR:
+                self._give_scratch(scratch)
+                self._check(n)
+            n = N.call_blocking(lambda t: _get(h, scratch, _SCRATCH, t, need), block, timeout,
                                 N.EEMPTY, start)
-            if n >= 0 or (n == N.EEMPTY and (not block or timeout is not None)):
-                break
-        if n < 0:
-            self._give_scratch(scratch)
-            self._check(n)
-        obj = self._loads(_view(buf, n) if self._loads_view else _unpack(buf, n))
-        self._give_scratch(scratch)           # only now: *buf* may be the scratch buffer
-        return obj
+            if n >= 0:
+                obj = self._loads(_view(scratch, n) if self._loads_view else _unpack(scratch, n))
+                self._give_scratch(scratch)   # only now: unpickled from the scratch buffer
+                return obj
+            if n == N.EEMPTY and (not block or timeout is not None):
+                self._give_scratch(scratch)
+                self._check(n)
+        self._give_scratch(scratch)             # an item larger than it: read in place
+        return self._get_in_place(h, block, timeout, start)
+
+    def _get_in_place(self, h, block: bool, timeout: Optional[float],
+                      start: Optional[float]) -> Any:
+        """Take the next item, unpickling it straight from shared memory (one copy: into
+        the objects it builds), with the consumer side held until it is done."""
+        body = ffi.new("char **")
+        n = N.call_blocking(lambda t: _peek(h, t, body), block, timeout, N.EEMPTY, start)
+        self._check(n)
+        try:
+            return self._loads(_view(body[0], n) if self._loads_view else _unpack(body[0], n))
+        finally:
+            _release(h)
 
     def get_nowait(self) -> Any:
         return self.get(False)

@@ -1,15 +1,14 @@
 """ipcfast.Ring: a named shared-memory byte ring (bytes in, bytes out, zero-copy views)."""
 from __future__ import annotations
 
-import contextlib
 import queue as _queue
-import sys
 import time
-from typing import Any, Iterable, Iterator, List, Optional, Tuple
+from typing import Iterable, List, Optional, Tuple
 
 from . import _native as N
 from ._handle import SCRATCH as _SCRATCH, Handle, Kind, new_scratch as _new_scratch
 from ._native import ffi, lib
+from ._inplace import _KEPT, Claim, ClaimMany, View, ViewMany, prune_kept
 from ._units import fmt_size
 
 _SLICE = N.SLICE_NS
@@ -79,12 +78,19 @@ class Ring(Handle):
     def _setup(self) -> None:
         h = self._h
         if _KEPT:
-            _prune_kept()             # rings whose kept views have all gone may be freed now
+            prune_kept()              # rings whose kept views have all gone may be freed now
         self.capacity = lib.ipcf_ring_capacity(h)
         self.max_message = lib.ipcf_ring_max_message(h)
         flags = lib.ipcf_ring_flags(h)
         self.multi_producer = bool(flags & lib.IPCF_F_MULTI_PRODUCER)
         self.multi_consumer = bool(flags & lib.IPCF_F_MULTI_CONSUMER)
+        # out-arguments of claim and view: one of each per handle is enough, since a second
+        # claim (view) cannot succeed, and so write them, before the first is committed
+        # (released) - the side is held in between
+        self._out = ffi.new("char **")
+        self._ptr = ffi.new("char **")
+        self._len = ffi.new("uint64_t *")
+        self._many_lens = None            # view_many's lengths, allocated at first use
 
     # ---- lifetime (close, closed, context manager, pickling: Handle) ----
     def unlink(self) -> None:
@@ -188,36 +194,20 @@ class Ring(Handle):
         self._check(rc)
         return done
 
-    @contextlib.contextmanager
-    def claim(self, size: int, block: bool = True, timeout: Optional[float] = None) -> Iterator[memoryview]:
-        """Reserve *size* bytes in the ring and yield a writable memoryview of them. The
-        message is published when the block exits normally (with the full *size*; call
-        :meth:`claim` with the exact size you need) and abandoned, never visible, if it
-        raises. Other producers wait while a claim is open."""
-        h = self._live()
-        N.int_arg(size, "size", 0, 1 << 63)
-        if size > self.max_message:
-            raise self._too_big(size)
-        out = ffi.new("char **")
-        self._check(N.call_blocking(lambda t: lib.ipcf_ring_claim(h, size, t, out), block, timeout, N.EFULL))
-        fb = ffi.buffer(out[0], size)
-        base = _refs(fb)
-        mv = memoryview(fb)
-        try:
-            yield mv
-        except BaseException:
-            _release(mv)
-            lib.ipcf_ring_abort(h)
-            raise
-        if not _release(mv) or _refs(fb) > base:
-            # a view of the claimed memory (an export, or a slice of the memoryview) outlived
-            # the block: it could still change the record after it is published, so it is
-            # not published; the ring stays mapped while that view lives (_keep_mapped)
-            lib.ipcf_ring_abort(h)
-            _keep_mapped(fb, base, self)
-            raise BufferError("a view of the claimed memory (an export or a slice) is still "
-                              "alive; the message was not sent")
-        self._check(lib.ipcf_ring_commit(h, size))
+    def claim(self, size: int, block: bool = True, timeout: Optional[float] = None) -> Claim:
+        """``with ring.claim(size) as mv``: reserve *size* bytes in the ring and get a
+        writable memoryview of them. The message is published when the block exits
+        normally (with the full *size*; claim the exact size you need) and abandoned,
+        never visible, if it raises. Other producers wait while a claim is open."""
+        return Claim(self, size, block, timeout)
+
+    def claim_many(self, sizes: Iterable[int], block: bool = True,
+                   timeout: Optional[float] = None) -> ClaimMany:
+        """``with ring.claim_many(sizes) as views``: reserve one message per size, back to
+        back, and get a writable memoryview of each; all are published together when the
+        block exits normally, none if it raises. ValueError if they cannot fit the ring at
+        once."""
+        return ClaimMany(self, sizes, block, timeout)
 
     # ---- consumer ----
     def recv_bytes(self, block: bool = True, timeout: Optional[float] = None) -> bytes:
@@ -325,29 +315,18 @@ class Ring(Handle):
             o += s
         return out
 
-    @contextlib.contextmanager
-    def view(self, block: bool = True, timeout: Optional[float] = None) -> Iterator[memoryview]:
-        """Yield a read-only memoryview of the oldest message in place (no copy); the message
-        is removed when the block exits, or left for the next reader if it raises."""
-        h = self._live()
-        got = self._peek(h, block, timeout)
-        if got is None:
-            raise self._closed_error()
-        fb = ffi.buffer(got[0], got[1])
-        base = _refs(fb)
-        mv = memoryview(fb).toreadonly()
-        try:
-            yield mv
-        except BaseException:
-            _release(mv)
-            lib.ipcf_ring_unpeek(h)      # the message stays for the next reader
-            raise
-        released = _release(mv) and _refs(fb) <= base
-        lib.ipcf_ring_release(h)
-        if not released:
-            _keep_mapped(fb, base, self)
-            raise BufferError("a view of the message (an export or a slice) is still alive; "
-                              "its bytes will be overwritten by later messages")
+    def view(self, block: bool = True, timeout: Optional[float] = None) -> View:
+        """``with ring.view() as mv``: a read-only memoryview of the oldest message in place
+        (no copy); the message is removed when the block exits, or left for the next
+        reader if it raises."""
+        return View(self, block, timeout)
+
+    def view_many(self, max_messages: int = 1 << 30, block: bool = True,
+                  timeout: Optional[float] = None) -> ViewMany:
+        """``with ring.view_many(n) as views``: read-only memoryviews of up to *n* of the
+        oldest messages in place (at least one; waits like :meth:`view` for the first); all
+        are removed when the block exits, or left for the next reader if it raises."""
+        return ViewMany(self, max_messages, block, timeout)
 
     # ---- for Connection (pipe.py): the pipe rings' end tracking and readiness ----
     def _poll(self, timeout: Optional[float]) -> bool:
@@ -357,35 +336,3 @@ class Ring(Handle):
         return self._check(N.call_blocking(lambda t: lib.ipcf_ring_poll(h, t), True, timeout, 0)) == 1
 
 
-_refs = sys.getrefcount
-#: (buffer, its reference count when only ipcfast held it, the Ring) for each claim/view
-#: whose memory a caller kept past the block: the Ring (so its mapping) stays alive until
-#: no view of that memory is left, so reading a kept slice never touches unmapped memory
-_KEPT: List[Tuple[Any, int, "Ring"]] = []
-
-
-def _keep_mapped(fb, base: int, ring: "Ring") -> None:
-    _KEPT.append((fb, base, ring))
-    _prune_kept()
-
-
-def _prune_kept() -> None:
-    """Forget the kept buffers whose last outside view has gone (checked whenever another is
-    kept and whenever a Ring closes)."""
-    keep = []
-    for entry in _KEPT:
-        # held by: the entry tuple, and this loop's `entry` (not a new reference to fb),
-        # and getrefcount's argument -- against `base`, taken when only the generator's
-        # local name and getrefcount's argument held it
-        if _refs(entry[0]) > entry[1]:
-            keep.append(entry)
-    _KEPT[:] = keep
-
-
-def _release(mv: memoryview) -> bool:
-    """Release *mv*; False if a buffer export of it is still alive."""
-    try:
-        mv.release()
-        return True
-    except BufferError:
-        return False

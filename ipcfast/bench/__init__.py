@@ -4,17 +4,24 @@
 producer and consumer process (start method fork), waits until both are set up and have
 said so (a ready/go handshake, so process start-up is never timed), and times the transfer
 from the producer's first send to the consumer's last receive with ``time.perf_counter``
-(CLOCK_MONOTONIC, the same clock in every process). Every message is checked in the
+(CLOCK_MONOTONIC, the same clock in every process). Byte and array workloads first move
+a few messages untimed, before the handshake (``Channel.warm_up``: four wrap an ipcfast
+ring once, one starts a peer's threads and connection), so that the timed run does not
+measure a fresh segment's first-touch page faults. Every message is checked in the
 consumer, so that a fast wrong answer cannot win:
 
 * object workloads: each item's sequence number must be the next one expected (count and
   order) and its other fields exact; the sum of the sequence numbers received is the
   checksum, compared with the expected sum by the parent.
-* byte workloads: each message carries its sequence number in its first and its last
-  8 bytes (count, order, no torn or stale record); its length is checked; messages up to
-  4 KiB are compared byte for byte with what the producer wrote, larger ones on every
-  8th message (the first and last included); total bytes and the sequence sum are the
-  checksum.
+* byte workloads (the payload-size sweep, 64 B to 64 MiB): each message carries its
+  sequence number in its first and its last 8 bytes (count, order, no torn or stale
+  record); its length is checked; messages up to 4 KiB are compared byte for byte with
+  what the producer wrote, larger ones on every 8th message (the first and last
+  included; at most an eighth of a copy per message, so the check never dominates);
+  total bytes and the sequence sum are the checksum.
+* numpy workloads (float32 arrays, 64 KiB to 64 MiB; skipped without numpy): each array's
+  class, dtype, shape and the sequence number stamped into its first and last element
+  are checked, its whole content on every 8th (first and last included).
 * latency: the pinger checks that every reply carries the sequence number it sent.
 * N x M: each consumer checks that each producer's items reach it in increasing order;
   the parent checks per producer that count, sum and sum of squares of the sequence
@@ -43,6 +50,10 @@ The package, one concept per module:
   :class:`Ops`), and the bookkeeping that removes every segment the run made
 * ``workloads`` the loops that move and check messages; the variants (workloads and their
   implementations)
+* ``sweep``     the payload-size sweep's variants (bytes by size, numpy arrays by size);
+  ``arrays`` the numpy loops and channels
+* ``targets``   issue 9's target ratios from one run's results, printed after the sweep;
+  ``sizeplot`` the throughput-vs-size chart (``--plot PATH`` -> ``PATH-sizes.png``)
 * ``roles``     what each forked child does, and the child's main
 * ``measurement`` one measurement: a plan forked, handshaken, collected and checked
 * ``runner``    calibration, the interleaved run, :func:`main`

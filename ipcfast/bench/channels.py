@@ -120,6 +120,9 @@ class Channel:
     lets the parent put an object (the N x M workload's end-of-stream sentinels)."""
 
     names: Tuple[str, ...] = ()         # ipcfast segments this channel made
+    #: messages the byte and array workloads move untimed before the handshake: one starts
+    #: threads, connections and first allocations; four wrap an ipcfast ring once (see roles)
+    warm_up = 1
 
     def _own(self, obj: Any, name: Optional[str] = None) -> Any:
         """Record the segment of *obj* (``obj.name`` unless *name*) as this channel's; returns
@@ -218,6 +221,7 @@ class IQueueCh(_QueueChannel):
     before it returns, so the producer may reuse it at once)."""
 
     batched = True
+    warm_up = 4                         # a ring of 3-4 messages wraps once
 
     def _open(self) -> Any:
         return self._own(_IQueue())
@@ -293,6 +297,8 @@ class PipeCh(_PipeChannel):
 class IPipeCh(_PipeChannel):
     """ipcfast.Pipe(duplex=False): one lock-free ring with end tracking."""
 
+    warm_up = 4                         # a ring of 3-4 messages wraps once
+
     def _open(self, variant: "Variant") -> Tuple[Any, Any]:
         r, w = _IPipe(duplex=False, capacity=ring_capacity(variant.size))
         self._own(r, r._rx.name)       # the pipe's ring (Connection has no public name)
@@ -305,6 +311,8 @@ class IPipeCh(_PipeChannel):
 
 class RingCh(Channel):
     """One ipcfast.Ring (default flags: any number of producers and consumers)."""
+
+    warm_up = 4                         # a ring of 3-4 messages wraps once
 
     def __init__(self, variant: "Variant") -> None:
         self.ring = self._own(_IRing(ring_capacity(variant.size)))

@@ -255,9 +255,9 @@ def plan_for(v: Variant, impl: Impl, n: int) -> Plan:
         chans.append(ch)
         if v.kind == "mpmc":
             return _mpmc_plan(ch, n, chans)
-        if impl.mode not in ("obj", "batch", "send", "many", "claim"):
+        if impl.mode not in ("obj", "batch", "send", "many", "claim", "array"):
             raise ValueError(f"unknown mode {impl.mode!r}")
-        size = v.size if impl.mode in ("send", "many", "claim") else 0
+        size = v.size if impl.mode in ("send", "many", "claim", "array") else 0
         roles = [("consumer", "c", R.consumer, (ch, impl.mode, n, size)),
                  ("producer", "p", R.producer, (ch, impl.mode, n, size))]
         return Plan(chans, roles, lambda res: _throughput(res, n, size))
@@ -290,6 +290,27 @@ def memcpy_gbps(size: int, seconds: float, repeats: int = 3) -> float:
         while True:
             for _ in range(loops):
                 dst[:] = src
+            done += loops
+            el = time.perf_counter() - t0
+            if el >= seconds:
+                break
+        best.append(done * size / el / 1e9)
+    return statistics.median(best)
+
+
+def alloc_copy_gbps(size: int, seconds: float, repeats: int = 3) -> float:
+    """Single-core bandwidth (GB/s) of copying a *size*-byte buffer into a NEW bytes object
+    each time (``bytes(buf)``): the least a receiver that returns a fresh object pays.
+    From 32 MiB up glibc maps every such block afresh, so its page faults count here."""
+    src = bytearray(W.template(size))
+    loops = max(1, int(20 * MiB // size))
+    bytes(src)
+    best = []
+    for _ in range(repeats):
+        done, t0 = 0, time.perf_counter()
+        while True:
+            for _ in range(loops):
+                bytes(src)                # made and freed: its block is unmapped again
             done += loops
             el = time.perf_counter() - t0
             if el >= seconds:

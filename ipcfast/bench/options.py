@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import re
 from dataclasses import dataclass
@@ -46,13 +47,18 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Options:
     ap = argparse.ArgumentParser(
         prog="python -m ipcfast bench",
         description="Compare ipcfast with multiprocessing (and faster_fifo, posix_ipc, pyzmq "
-                    "when installed) on small objects, batches, raw bytes, ping-pong latency "
-                    "and N x M queues. Every message is checked.")
+                    "when installed) on small objects, batches, a payload-size sweep (raw "
+                    "bytes from 64 B to 64 MiB, numpy float32 arrays from 64 KiB to 64 MiB, "
+                    "against a memcpy measured in the same run, then the issue-9 target "
+                    "ratios), ping-pong latency and N x M queues. Every message is checked.")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true",
-                      help="~0.45 s per measurement, 3 repeats (default; about a minute)")
+                      help="~0.45 s per measurement, 3 repeats; the sweep's pipes and "
+                           "Ring send_many only at 64 B, 4 KiB, 64 KiB, 1 MiB (default; a few "
+                           "minutes)")
     mode.add_argument("--full", action="store_true",
-                      help="~1 s per measurement, 5 repeats, adds 16 MiB messages")
+                      help="~1 s per measurement, 5 repeats, every implementation at every "
+                           "size of the payload sweep")
     ap.add_argument("--only", metavar="PATTERN",
                     help="run only workloads or implementations matching PATTERN (regular "
                          "expression or substring, case-insensitive); the multiprocessing.Queue "
@@ -61,7 +67,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Options:
     ap.add_argument("--json", dest="json_path", metavar="PATH",
                     help="write results and a host description to PATH as JSON")
     ap.add_argument("--plot", dest="plot_path", metavar="PATH",
-                    help="draw a PNG chart to PATH (needs matplotlib)")
+                    help="draw a PNG chart of the ratios to PATH and, when the payload-size "
+                         "sweep ran, its throughput against size (log-log, one line per "
+                         "transport, memcpy of the same run) to PATH-sizes.png, e.g. "
+                         "bench.png -> bench-sizes.png (needs matplotlib)")
     ap.add_argument("--time-limit", type=float, metavar="SECONDS",
                     help="kill a measurement's processes after this long (default 60, --full 120)")
     ap.add_argument("--list", dest="list_only", action="store_true",
@@ -114,8 +123,7 @@ def select(variants: List[Variant], pattern: Optional[str]) -> List[Variant]:
         picked = [i for i in v.impls if match(i.name) or match(f"{v.key}/{i.name}")]
         if picked:
             keep = [i for i in v.impls if i.name == BASELINE or i in picked]
-            out.append(Variant(v.key, v.kind, v.title, keep, v.size, v.pilot, v.min_count,
-                               v.max_count))
+            out.append(dataclasses.replace(v, impls=keep))
     return out
 
 
@@ -128,10 +136,13 @@ def wants_remote(o: Options) -> bool:
 def list_variants(full: bool = True) -> List[str]:
     """What --list prints: each workload and its implementations (the remote ones too)."""
     lines = []
+    quick = {(v.key, i.name): i.skip for v in build_variants(False, remote=True) for i in v.impls}
     for v in build_variants(full, remote=True):
         lines.append(f"{v.key}: {v.title}")
         for i in v.impls:
             extra = f"  [needs {i.requires}]" if i.requires else ""
+            if quick.get((v.key, i.name)) and not i.skip:
+                extra += "  [--full only]"
             lines.append(f"    {i.name}{' (' + i.note + ')' if i.note else ''}{extra}")
     return lines
 

@@ -107,7 +107,7 @@ def format_variant(res: dict) -> List[str]:
     kind = res["kind"]
     lines = [f"== {res['title']} ({res['repeats']} repeats, interleaved) =="]
     latency = kind == "pingpong"
-    bytes_ = kind == "bytes"
+    bytes_ = kind in ("bytes", "arrays")
     if latency:
         head = ["implementation", "p50 us", "p99 us", "p99.9 us", "p50 spread (min..max)",
                 "vs mp.Queue", ""]
@@ -146,8 +146,14 @@ def format_variant(res: dict) -> List[str]:
     right = {1, 2, 3} if latency else ({1, 2, 4} if bytes_ else {1})
     lines += _table(rows, right)
     if bytes_ and res.get("memcpy_gbps"):
+        samples = res.get("memcpy_samples_gbps") or []
+        over = (f", median of {len(samples)} samples {min(samples):.1f}..{max(samples):.1f} "
+                f"taken between the rounds") if len(samples) > 1 else ""
         lines.append(f"  memcpy reference (1 core, {fmt_size(res['size'])} bytearray -> bytearray, "
-                     f"memoryview slice assignment): {res['memcpy_gbps']:.1f} GB/s")
+                     f"memoryview slice assignment{over}): {res['memcpy_gbps']:.1f} GB/s")
+        if res.get("alloc_copy_gbps"):
+            lines.append(f"  copy into a new bytes object (1 core, bytes(buf), the least a receiver "
+                         f"returning a fresh object pays): {res['alloc_copy_gbps']:.1f} GB/s")
         rings = [r for r in res["rows"] if r["impl"].startswith("ipcfast.Ring")
                  and r.get("memcpy_fraction") is not None]
         if rings:
@@ -252,7 +258,7 @@ def plot(results: dict, path: str) -> Optional[str]:
     h = results["host"]
     fig.suptitle(f"ipcfast {h['ipcfast_version']} - {h['cpu_model']}, {h['cores']} cores, "
                  f"Linux {h['kernel']}, Python {h['python']}", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))   # room for the suptitle
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return None

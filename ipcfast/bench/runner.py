@@ -8,17 +8,20 @@ import importlib
 import json
 import os
 import signal
+import statistics
 import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import channels as C
 from . import remote as RM
-from .measurement import MeasureError, measure, memcpy_gbps
+from .measurement import MeasureError, alloc_copy_gbps, measure, memcpy_gbps
 from .options import Options, list_variants, options_json, parse_args, select, wants_remote
 from .progress import Reporter
 from .report import cpu_busy, finish_variant, fmt_num, format_variant, host_info, plot
-from .workloads import BASELINE, MPMC, Impl, Variant, build_variants
+from .sizeplot import plot_sizes, sizes_path
+from .targets import format_targets, sweep_targets
+from .workloads import BASELINE, BATCH, MPMC, Impl, Variant, build_variants
 
 
 def _optional(module: str):
@@ -34,15 +37,22 @@ def _available(variants: Sequence[Variant]) -> Dict[str, Tuple[bool, str]]:
     avail: Dict[str, Tuple[bool, str]] = {}
     for v in variants:
         for i in v.impls:
-            if i.requires and i.requires not in avail:
-                mod, why = _optional(i.requires)
-                if mod is not None and i.requires == "posix_ipc" and not getattr(
+            for need in i.needs():
+                if need in avail:
+                    continue
+                mod, why = _optional(need)
+                if mod is not None and need == "posix_ipc" and not getattr(
                         mod, "MESSAGE_QUEUES_SUPPORTED", True):
                     mod, why = None, "posix_ipc: message queues are not supported here"
-                if mod is not None and i.requires == RM.REQUIRES and RM.missing():
+                if mod is not None and need == RM.REQUIRES and RM.missing():
                     mod, why = None, RM.missing()
-                avail[i.requires] = (mod is not None, why)
+                avail[need] = (mod is not None, why)
     return avail
+
+
+def _missing(impl: Impl, avail: Dict[str, Tuple[bool, str]]) -> List[str]:
+    """The modules *impl* needs that do not import here."""
+    return [m for m in impl.needs() if not avail[m][0]]
 
 
 def calibrate(v: Variant, impl: Impl, o: Options) -> Tuple[int, dict]:
@@ -50,7 +60,7 @@ def calibrate(v: Variant, impl: Impl, o: Options) -> Tuple[int, dict]:
     slowest pilot. Raises MeasureError when a pilot fails.
 
     Pilots grow until one lasts a few tens of milliseconds; two more of that size follow
-    and the slowest of the three sets the count, so that an implementation whose speed
+    (v.pilots - 1: one for the largest messages) and the slowest sets the count, so that an implementation whose speed
     depends on where the scheduler puts its processes is not given a count that takes
     ten times the target on its next run."""
     n = max(int(v.min_count * min(1.0, o.scale)), int(v.pilot * min(1.0, o.scale)), 1)
@@ -60,7 +70,7 @@ def calibrate(v: Variant, impl: Impl, o: Options) -> Tuple[int, dict]:
         if m["seconds"] >= short or attempt == 3:
             break
         n = int(n * min(20.0, max(2.0, 2 * short / max(m["seconds"], 1e-6))))
-    pilots = [m] + [measure(v, impl, n, o.limit, o.pin) for _ in range(2)]
+    pilots = [m] + [measure(v, impl, n, o.limit, o.pin) for _ in range(v.pilots - 1)]
     slow = max(pilots, key=lambda p: p["seconds"])
     fast = min(pilots, key=lambda p: p["seconds"])
     count = int(n * o.target / max(slow["seconds"], 1e-9))
@@ -105,15 +115,24 @@ def _run_variant(v: Variant, res: dict, o: Options, avail: Dict[str, Tuple[bool,
     for impl in v.impls:
         row = rows[impl.name] = _row(impl)
         res["rows"].append(row)
-        if impl.requires and not avail[impl.requires][0]:
-            row["status"], row["reason"] = "skipped", f"{impl.requires} not installed"
+        missing = _missing(impl, avail)
+        if missing:
+            row["status"], row["reason"] = "skipped", f"{' and '.join(missing)} not installed"
+        elif impl.skip:
+            row["status"], row["reason"] = "skipped", impl.skip
         else:
             active.append(impl)
     if not live:
         rep.line(f"running {v.key}: {len(active)} implementations x {o.repeats} repeats ...")
-    if v.kind == "bytes":
+    if v.kind in ("bytes", "arrays"):
         rep.status(f"{v.key}: memcpy reference")
-        res["memcpy_gbps"] = memcpy_gbps(v.size, max(0.005, 0.1 * min(1.0, o.scale)))
+        # three samples now and one before each interleaved round: the reference is the
+        # median, taken over the same stretch of time as the rows (a shared machine's
+        # memory bandwidth drifts)
+        mc = [memcpy_gbps(v.size, max(0.005, 0.1 * min(1.0, o.scale)), repeats=1)
+              for _ in range(3)]
+        res["memcpy_gbps"] = statistics.median(mc)      # (so far: an interrupted run has it)
+        res["alloc_copy_gbps"] = alloc_copy_gbps(v.size, max(0.005, 0.05 * min(1.0, o.scale)))
     for impl in active:
         row = rows[impl.name]
         rep.status(f"{v.key}: calibrating {impl.name}")
@@ -127,6 +146,8 @@ def _run_variant(v: Variant, res: dict, o: Options, avail: Dict[str, Tuple[bool,
             row["status"], row["reason"] = "failed", f"{e.kind}: {e}"
             rep.advance(f"{v.key} / {impl.name}: FAILED {e}")
     for r in range(o.repeats):            # interleaved: A1 B1 C1 A2 B2 C2 ...
+        if v.kind in ("bytes", "arrays"):
+            mc.append(memcpy_gbps(v.size, max(0.005, 0.05 * min(1.0, o.scale)), repeats=1))
         for impl in active:
             row = rows[impl.name]
             if row["status"] != "ok":
@@ -143,6 +164,9 @@ def _run_variant(v: Variant, res: dict, o: Options, avail: Dict[str, Tuple[bool,
             except MeasureError as e:
                 row["status"], row["reason"] = "failed", f"{e.kind}: {e}"
                 rep.advance(f"{v.key} / {impl.name} #{r + 1}: FAILED {e}")
+    if v.kind in ("bytes", "arrays"):
+        res["memcpy_samples_gbps"] = mc
+        res["memcpy_gbps"] = statistics.median(mc)
     depth = C.PosixMQCh.granted_depth
     for row in res["rows"]:
         if row["impl"].startswith("posix_ipc") and row["reps"] and depth:
@@ -155,7 +179,8 @@ def run(options: Options) -> dict:
     with ``interrupted`` set, every child killed and every segment removed."""
     o = options
     t_run = time.perf_counter()
-    variants = select(build_variants(o.full, remote=wants_remote(o)), o.only)
+    variants = select(build_variants(o.full) + (RM.variants(BATCH) if wants_remote(o) else []),
+                      o.only)
     live = o.progress if o.progress is not None else sys.stdout.isatty()
     results: Dict[str, Any] = {"host": host_info(), "options": options_json(o),
                                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -166,7 +191,9 @@ def run(options: Options) -> dict:
         if not ok:
             results["skipped"].append({"module": mod, "reason": why})
     runnable = {(v.key, i.name) for v in variants for i in v.impls
-                if not i.requires or avail[i.requires][0]}
+                if not i.skip and not _missing(i, avail)}
+    last_sweep = max((k for k, v in enumerate(variants) if v.kind in ("bytes", "arrays")),
+                     default=None)
     total = sum((o.repeats + 1) for _ in runnable)
     busy = cpu_busy()
     with contextlib.suppress(OSError, AttributeError):
@@ -176,16 +203,23 @@ def run(options: Options) -> dict:
     _header(o, results, variants, busy, rep)
     res: Optional[dict] = None
     try:
-        for v in variants:
+        for k, v in enumerate(variants):
             res = {"workload": v.key, "kind": v.kind, "title": v.title, "size": v.size,
                    "repeats": o.repeats, "baseline": BASELINE, "rows": []}
             results["workloads"].append(res)
+            t_v = time.perf_counter()
             _run_variant(v, res, o, avail, live, rep)
+            res["duration_s"] = time.perf_counter() - t_v
             finish_variant(res)
             for ln in format_variant(res) + (RM.summary(res) if v.key.startswith("remote") else []):
                 rep.line(ln)
             rep.line("")
             res = None
+            if k == last_sweep:            # the payload-size sweep is complete
+                results["targets"] = sweep_targets(results)
+                for ln in format_targets(results["targets"]):
+                    rep.line(ln)
+                rep.line("")
     except KeyboardInterrupt:
         results["interrupted"] = True
         rep.close()
@@ -222,6 +256,12 @@ def run(options: Options) -> dict:
         print(err if err else f"chart written to {o.plot_path}", file=sys.stderr if err else sys.stdout,
               flush=True)
         results["plot_error"] = err
+        if any(w["kind"] in ("bytes", "arrays") for w in results["workloads"]):
+            spath = sizes_path(o.plot_path)
+            err = plot_sizes(results, spath)
+            print(err if err else f"throughput-vs-size chart written to {spath}",
+                  file=sys.stderr if err else sys.stdout, flush=True)
+            results["plot_sizes_error"] = err
     return results
 
 

@@ -15,7 +15,7 @@ from array import array
 from dataclasses import dataclass
 from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
-from .._units import KiB, MiB, fmt_size
+from .._units import KiB
 from . import channels as C
 from .channels import Ops
 
@@ -256,6 +256,9 @@ def produce(mode: str, ops: Ops, start: int, n: int, size: int = 0) -> None:
         produce_bytes_claim(ops.claim, start, n, size)
     elif mode == "send":
         produce_bytes(ops.send, start, n, size)
+    elif mode == "array":
+        from .arrays import produce_arrays
+        produce_arrays(ops.put, start, n, size)
     else:
         raise ValueError(f"unknown mode {mode!r}")
 
@@ -272,6 +275,9 @@ def consume(mode: str, ops: Ops, start: int, n: int, size: int = 0) -> Received:
         return consume_bytes_view(ops.view, start, n, size)
     if mode == "send":
         return consume_bytes(ops.recv, start, n, size)
+    if mode == "array":
+        from .arrays import consume_arrays
+        return consume_arrays(ops.get, start, n, size)
     raise ValueError(f"unknown mode {mode!r}")
 
 
@@ -365,9 +371,14 @@ class Impl:
     """One implementation of a workload: a channel class and how it is driven."""
     name: str
     channel: Callable[["Variant"], C.Channel]
-    mode: str                            # obj, batch, send, many, claim, pp-obj, pp-bytes, mpmc
-    requires: Optional[str] = None       # module that must import
+    mode: str                            # obj, batch, send, many, claim, array, pp-obj, pp-bytes, mpmc
+    requires: Optional[str] = None       # module(s) that must import, space-separated
     note: str = ""
+    skip: str = ""                       # why this run does not measure it ("": it does)
+
+    def needs(self) -> List[str]:
+        """The modules that must import for this implementation to run."""
+        return self.requires.split() if self.requires else []
 
 
 @dataclass
@@ -381,6 +392,7 @@ class Variant:
     pilot: int = 1000
     min_count: int = 20
     max_count: Optional[int] = None      # before --scale
+    pilots: int = 3                      # pilots of the calibrated size; the slowest decides
 
 
 def _bytes_impls(size: int) -> List[Impl]:
@@ -400,8 +412,9 @@ def _bytes_impls(size: int) -> List[Impl]:
 
 
 def build_variants(full: bool, remote: bool = False) -> List[Variant]:
-    """Every workload, in report order; *full* adds 16 MiB messages and longer ping-pongs,
-    *remote* the remote-queue workloads (bench/remote.py: they need a redis-server)."""
+    """Every workload, in report order; *full* measures every implementation at every size
+    of the sweep and runs longer ping-pongs; *remote* adds the remote-queue workloads
+    (bench/remote.py: they need a redis-server)."""
     obj_impls = [
         Impl(BASELINE, C.MPQueueCh, "obj"),
         Impl("multiprocessing.SimpleQueue", C.MPSimpleQueueCh, "obj"),
@@ -443,7 +456,6 @@ def build_variants(full: bool, remote: bool = False) -> List[Variant]:
         Impl("posix_ipc.MessageQueue", C.PosixMQPrioCh, "obj", requires="posix_ipc",
              note="priority 1, pickled"),
     ]
-    sizes = [64, 4 * KiB, 64 * KiB, 1 * MiB] + ([16 * MiB] if full else [])
     out = [
         Variant("objects", "objects",
                 "Small objects, one per call: (seq, 'payload', 3.14), 1 producer -> 1 consumer",
@@ -452,11 +464,8 @@ def build_variants(full: bool, remote: bool = False) -> List[Variant]:
                 f"Small objects, batched ({BATCH} per put_many), 1 producer -> 1 consumer",
                 batch_impls, pilot=5000),
     ]
-    for s in sizes:
-        out.append(Variant(f"bytes-{fmt_size(s).replace(' ', '')}", "bytes",
-                           f"Raw bytes, {fmt_size(s)} messages, 1 producer -> 1 consumer",
-                           _bytes_impls(s), size=s,
-                           pilot=max(4, min(5000, int(20e6 // (s + 200)))), min_count=4))
+    from .sweep import size_variants     # the payload-size sweep: bytes, numpy arrays
+    out += size_variants(full)
     out.append(Variant("mailbox", "objects",
                        "Mailbox: small pickled tuples sent with a priority, one per call, 1 sender -> 1 receiver",
                        mailbox_impls, pilot=2000))

@@ -169,7 +169,7 @@ def test_header_page_is_page_aligned_for_the_double_mapping():
 
 
 def test_layout_version_of_the_library_matches_the_header_constant():
-    assert lib.ipcf_layout_version() == lib.IPCF_LAYOUT_VERSION == 2
+    assert lib.ipcf_layout_version() == lib.IPCF_LAYOUT_VERSION == 3
 
 
 def test_the_api_header_holds_no_shared_memory_layout():

@@ -463,17 +463,42 @@ def test_ipcfast_connection_has_no_file_descriptor():
         b.close()
 
 
-def test_ipcfast_message_larger_than_the_ring_raises_value_error_naming_the_limit():
-    """Difference from multiprocessing (no size limit): a message must fit the ring."""
+@pytest.mark.parametrize("size", [(1 << 16) - 8, 1 << 16, (1 << 16) + 1, 5 << 20, 3 * 4088])
+def test_message_larger_than_the_ring_arrives_whole_as_in_multiprocessing(size):
     r, w = ipcfast.Pipe(False, capacity=1 << 16)
     try:
-        with pytest.raises(ValueError) as e:
-            w.send_bytes(b"x" * (1 << 16))
-        assert str(w._tx.max_message) in str(e.value)
-        with pytest.raises(ValueError):
-            w.send(b"x" * (1 << 17))
-        w.send_bytes(b"y" * w._tx.max_message)          # the largest that fits
-        assert r.recv_bytes() == b"y" * w._tx.max_message
+        done = Bg(lambda: [w.send_bytes(blob(1, size)), w.send(["obj", blob(2, size)]),
+                           w.send_bytes(b"after")])
+        assert r.recv_bytes() == blob(1, size)
+        assert r.recv() == ["obj", blob(2, size)]
+        assert r.recv_bytes() == b"after"
+        done.outcome()
+    finally:
+        r.close()
+        w.close()
+
+
+def test_a_large_message_is_refused_by_recv_bytes_maxlength_as_in_multiprocessing():
+    r, w = ipcfast.Pipe(False, capacity=4096)
+    try:
+        done = Bg(lambda: w.send_bytes(b"z" * 50_000))
+        with pytest.raises(OSError, match="bad message length"):
+            r.recv_bytes(maxlength=40_000)
+        done.outcome()
+    finally:
+        r.close()
+        w.close()
+
+
+def test_threads_sending_large_messages_on_one_end_never_interleave_their_parts():
+    r, w = ipcfast.Pipe(False, capacity=4096)
+    try:
+        senders = [Bg(lambda k=k: [w.send_bytes(blob(k, 20_000 + k)) for _ in range(10)])
+                   for k in range(3)]
+        got = [r.recv_bytes() for _ in range(30)]
+        for s in senders:
+            s.outcome()
+        assert sorted(got) == sorted([blob(k, 20_000 + k) for k in range(3)] * 10)
     finally:
         r.close()
         w.close()

@@ -6,10 +6,16 @@ streams with back-pressure.
 """
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
 import queue
+import signal
+import threading
 import time
 
 import pytest
+
+import ipcfast
 
 from tests.pipe import workers as W
 from tests.pipe.workers import CHILD_WAIT, EOF_WAIT, blob, wait_readable
@@ -268,3 +274,44 @@ def test_stress_echo_many_round_trips_through_a_child(impl, ctx, pipe):
     finally:
         finish(p)
     assert p.exitcode == 0
+
+
+# ------------------------------------------------------------ a writer killed mid-message
+
+def _send_one_huge_message(w) -> None:
+    w.send_bytes(b"h" * (64 << 20))      # parts of ~16 KiB through a 64 KiB ring: blocks
+
+
+def _wait_for_full_ring(r, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while r._rx.used < r._rx.capacity // 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("another_writer", [False, True])
+def test_a_writer_killed_mid_message_leaves_no_torn_message(another_writer):
+    r, w = ipcfast.Pipe(False, capacity=1 << 16)
+    p = mp.get_context("fork").Process(target=_send_one_huge_message, args=(w,))
+    p.start()
+    try:
+        try:
+            if not another_writer:
+                w.close()
+            _wait_for_full_ring(r)
+            assert r._rx.used >= r._rx.capacity // 2, "the writer never filled the ring"
+        finally:
+            os.kill(p.pid, signal.SIGKILL)
+            p.join(10)
+        if another_writer:               # the reader drops the half message for the next
+            t = threading.Thread(target=lambda: (w.send_bytes(b"whole"), w.close()))
+            t.start()
+            assert r.recv_bytes() == b"whole"
+            t.join(30)
+        t0 = time.monotonic()
+        with pytest.raises(EOFError):
+            r.recv_bytes()
+        assert time.monotonic() - t0 < EOF_WAIT
+    finally:
+        w.close()
+        r.close()

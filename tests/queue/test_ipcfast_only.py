@@ -422,7 +422,7 @@ def test_put_many_filling_several_small_rings_in_one_call_keeps_order(make):
     q = make(capacity=SMALL, dumps=raw_dumps, loads=raw_loads)
     items = [pattern(n) for n in (10, 3000, 1, 4000, 2000, 3, 0, FITS)] * 3
     q.put_many(items)
-    assert len(ring_segments(q.name)) > 5
+    assert len(ring_segments(q.name)) >= 3       # the one call crossed from ring to ring
     got = []
     while len(got) < len(items):
         got += q.get_many(block=False, max_messages_to_get=3)

@@ -12,9 +12,7 @@ import multiprocessing as mp
 import os
 import queue
 import random
-import shutil
 import signal
-import subprocess
 import sys
 import textwrap
 import time
@@ -25,7 +23,7 @@ import pytest
 from ipcfast import Ring
 from tests.support.procs import kill_all, wait_until
 from tests.support.shm import path as shm_path
-from tests.support.shm import rec, sleepers
+from tests.support.shm import rec, run_with_small_shm, sleepers
 
 INTERRUPTED = 42          # exit code of a child that caught KeyboardInterrupt
 
@@ -565,26 +563,13 @@ FILL_A_RING_BIGGER_THAN_SHM = textwrap.dedent("""
 """)
 
 
-def _private_small_shm(script: str):
-    """Run `script` in a mount namespace whose /dev/shm is a 1 MiB tmpfs, or None."""
-    if sys.platform != "linux" or shutil.which("unshare") is None:
-        return None
-    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /dev/shm"],
-                           capture_output=True, timeout=30)
-    if probe.returncode != 0:
-        return None
-    return subprocess.run(["unshare", "-m", "sh", "-c",
-                           'mount -t tmpfs -o size=1m tmpfs /dev/shm && exec "$0" -c "$1"',
-                           sys.executable, script], capture_output=True, text=True, timeout=50)
-
-
 @pytest.mark.timeout(60)
 def test_ring_larger_than_free_shared_memory_fails_at_creation_not_with_sigbus_later():
     """/dev/shm is a tmpfs with a size limit (64 MB in a default Docker container). A ring
     file created sparse let creation succeed and the process later die of SIGBUS when a
     write first touched a page the tmpfs could not supply. Reserving the pages at creation
     (posix_fallocate) turns that into an OSError(ENOSPC) from Ring()."""
-    res = _private_small_shm(FILL_A_RING_BIGGER_THAN_SHM)
+    res = run_with_small_shm(FILL_A_RING_BIGGER_THAN_SHM)
     if res is None:
         pytest.skip("needs unshare -m and permission to mount a tmpfs")
     assert res.returncode == 0, (f"died with {res.returncode} "
