@@ -66,7 +66,11 @@ class RedisServer:
         self.extra = list(extra)
         self.persist = persist
         self.proc: Optional[subprocess.Popen] = None
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
 
     @property
     def url(self) -> str:
