@@ -1,4 +1,4 @@
-"""`ipcfast` / `python -m ipcfast`: bench | ls | stat | rm | gc.
+"""`ipcfast` / `python -m ipcfast`: bench | bridge | ls | stat | rm | gc.
 
 Exit codes: 0 success, 1 a named segment is missing, not ipcfast's, or could not be
 removed, 2 usage error.
@@ -163,6 +163,15 @@ def cmd_bench(args) -> int:
     return bench.main(args.rest)
 
 
+def cmd_bridge(args) -> int:
+    try:
+        from .remote import bridge
+    except ImportError as exc:       # redis-py is an optional extra
+        print(f"ipcfast bridge: {exc}", file=sys.stderr)
+        return 2
+    return bridge.main(args.rest)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(prog="ipcfast", description=__doc__.splitlines()[0])
@@ -171,6 +180,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                        add_help=False)
     b.add_argument("rest", nargs=argparse.REMAINDER)
     b.set_defaults(fn=cmd_bench)
+    br = sub.add_parser("bridge", add_help=False,
+                        help="move items between a local ipcfast.Queue and a Redis stream")
+    br.add_argument("rest", nargs=argparse.REMAINDER)
+    br.set_defaults(fn=cmd_bridge)
     sub.add_parser("ls", help="list ipcfast segments on this host").set_defaults(fn=cmd_ls)
     s = sub.add_parser("stat", help="counters of one segment")
     s.add_argument("name")
@@ -186,6 +199,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     g.set_defaults(fn=cmd_gc)
     if argv and argv[0] == "bench":          # everything after `bench` belongs to the runner
         return cmd_bench(argparse.Namespace(rest=argv[1:]))
+    if argv and argv[0] == "bridge":         # and after `bridge` to the bridge
+        return cmd_bridge(argparse.Namespace(rest=argv[1:]))
     args = p.parse_args(argv)
     return args.fn(args)
 

@@ -98,13 +98,17 @@ class Ops:
     Objects: ``put(obj)``, ``get() -> obj``, ``put_many(list)``, ``get_many() -> list``.
     Bytes: ``send(buf)`` (buf is copied before it returns), ``recv() -> bytes``,
     ``send_many(list)``, ``recv_many() -> list``, ``claim(n)`` / ``view()`` and
-    ``claim_many(sizes)`` / ``view_many(n)`` (zero-copy context managers). ``finish()`` runs once the side is done (flush, close sockets).
+    ``claim_many(sizes)`` / ``view_many(n)`` (zero-copy context managers). ``finish()``
+    runs once the side is done (flush, close sockets). ``batch``: messages per
+    ``send_many`` call, when the channel wants other batches than
+    :func:`~ipcfast.bench.workloads.many_batch` (a network round trip per call).
     """
 
     def __init__(self, **kw: Any) -> None:
         self.put = self.get = self.put_many = self.get_many = None
         self.send = self.recv = self.send_many = self.recv_many = None
         self.claim = self.view = self.claim_many = self.view_many = None
+        self.batch = None
         self.finish: Callable[[], None] = lambda: None
         self.__dict__.update(kw)
 

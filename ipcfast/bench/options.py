@@ -24,6 +24,7 @@ class Options:
     verbose: bool = False
     list_only: bool = False
     pin: bool = False
+    remote: bool = False
     progress: Optional[bool] = None          # None: a live indicator when stdout is a TTY
 
     @property
@@ -77,6 +78,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Options:
     ap.add_argument("--pin", action="store_true",
                     help="pin each process of a measurement to its own CPU (consumer on the "
                          "first, producer on the second, ...); default: the scheduler decides")
+    ap.add_argument("--remote", action="store_true",
+                    help="add the remote-queue workloads (ipcfast.remote over a private "
+                         "redis-server on loopback, and the bridge; needs redis-server and "
+                         "redis-py); also on when the --only pattern says 'remote'")
     ap.add_argument("-v", "--verbose", action="store_true", help="a line per measurement")
     ap.add_argument("--scale", type=float, default=1.0, help=argparse.SUPPRESS)
     ap.add_argument("--no-progress", dest="progress", action="store_false", default=None,
@@ -93,7 +98,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Options:
         ap.error("--plot needs matplotlib, which is not installed (pip install matplotlib)")
     return Options(full=a.full, only=a.only, repeat=a.repeat, json_path=a.json_path,
                    plot_path=a.plot_path, time_limit=a.time_limit, scale=a.scale,
-                   verbose=a.verbose, list_only=a.list_only, pin=a.pin, progress=a.progress)
+                   verbose=a.verbose, list_only=a.list_only, pin=a.pin, progress=a.progress,
+                   remote=a.remote)
 
 
 def _matcher(pattern: Optional[str]) -> Callable[[str], bool]:
@@ -121,11 +127,17 @@ def select(variants: List[Variant], pattern: Optional[str]) -> List[Variant]:
     return out
 
 
+def wants_remote(o: Options) -> bool:
+    """Whether the run includes the remote workloads: --remote, or an --only pattern that
+    says "remote" (so that ``--only objects`` keeps meaning the local workload)."""
+    return o.remote or bool(o.only and "remote" in o.only.lower())
+
+
 def list_variants(full: bool = True) -> List[str]:
-    """What --list prints: each workload and its implementations."""
+    """What --list prints: each workload and its implementations (the remote ones too)."""
     lines = []
-    quick = {(v.key, i.name): i.skip for v in build_variants(False) for i in v.impls}
-    for v in build_variants(full):
+    quick = {(v.key, i.name): i.skip for v in build_variants(False, remote=True) for i in v.impls}
+    for v in build_variants(full, remote=True):
         lines.append(f"{v.key}: {v.title}")
         for i in v.impls:
             extra = f"  [needs {i.requires}]" if i.requires else ""
@@ -138,6 +150,6 @@ def list_variants(full: bool = True) -> List[str]:
 def options_json(o: Options) -> dict:
     """The options as the results JSON records them."""
     return {"mode": "full" if o.full else "quick", "only": o.only, "repeat": o.repeats,
-            "pin": o.pin,
+            "pin": o.pin, "remote": wants_remote(o),
             "time_limit": o.limit, "target_seconds": o.target, "scale": o.scale}
 

@@ -14,13 +14,14 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import channels as C
+from . import remote as RM
 from .measurement import MeasureError, alloc_copy_gbps, measure, memcpy_gbps
-from .options import Options, list_variants, options_json, parse_args, select
+from .options import Options, list_variants, options_json, parse_args, select, wants_remote
 from .progress import Reporter
 from .report import cpu_busy, finish_variant, fmt_num, format_variant, host_info, plot
 from .sizeplot import plot_sizes, sizes_path
 from .targets import format_targets, sweep_targets
-from .workloads import BASELINE, MPMC, Impl, Variant, build_variants
+from .workloads import BASELINE, BATCH, MPMC, Impl, Variant, build_variants
 
 
 def _optional(module: str):
@@ -43,6 +44,8 @@ def _available(variants: Sequence[Variant]) -> Dict[str, Tuple[bool, str]]:
                 if mod is not None and need == "posix_ipc" and not getattr(
                         mod, "MESSAGE_QUEUES_SUPPORTED", True):
                     mod, why = None, "posix_ipc: message queues are not supported here"
+                if mod is not None and need == RM.REQUIRES and RM.missing():
+                    mod, why = None, RM.missing()
                 avail[need] = (mod is not None, why)
     return avail
 
@@ -176,7 +179,8 @@ def run(options: Options) -> dict:
     with ``interrupted`` set, every child killed and every segment removed."""
     o = options
     t_run = time.perf_counter()
-    variants = select(build_variants(o.full), o.only)
+    variants = select(build_variants(o.full) + (RM.variants(BATCH) if wants_remote(o) else []),
+                      o.only)
     live = o.progress if o.progress is not None else sys.stdout.isatty()
     results: Dict[str, Any] = {"host": host_info(), "options": options_json(o),
                                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -207,7 +211,7 @@ def run(options: Options) -> dict:
             _run_variant(v, res, o, avail, live, rep)
             res["duration_s"] = time.perf_counter() - t_v
             finish_variant(res)
-            for ln in format_variant(res):
+            for ln in format_variant(res) + (RM.summary(res) if v.key.startswith("remote") else []):
                 rep.line(ln)
             rep.line("")
             res = None
@@ -229,6 +233,7 @@ def run(options: Options) -> dict:
         print("interrupted: stopped all benchmark processes", flush=True)
     finally:
         rep.close()
+        RM.stop_server()
         leftovers = C.remove_leftovers()
         if leftovers:
             results["removed_leftover_segments"] = leftovers

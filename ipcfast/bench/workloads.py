@@ -287,7 +287,7 @@ def produce(mode: str, ops: Ops, start: int, n: int, size: int = 0) -> None:
     elif mode == "batch":
         produce_batches(ops.put_many, start, n, BATCH)
     elif mode == "many":
-        produce_bytes_many(ops.send_many, start, n, size, many_batch(size))
+        produce_bytes_many(ops.send_many, start, n, size, ops.batch or many_batch(size))
     elif mode == "claim":
         produce_bytes_claim(ops.claim, start, n, size)
     elif mode == "claim-many":
@@ -454,9 +454,10 @@ def _bytes_impls(size: int) -> List[Impl]:
     return out
 
 
-def build_variants(full: bool) -> List[Variant]:
+def build_variants(full: bool, remote: bool = False) -> List[Variant]:
     """Every workload, in report order; *full* measures every implementation at every size
-    of the sweep and runs longer ping-pongs."""
+    of the sweep and runs longer ping-pongs; *remote* adds the remote-queue workloads
+    (bench/remote.py: they need a redis-server)."""
     obj_impls = [
         Impl(BASELINE, C.MPQueueCh, "obj"),
         Impl("multiprocessing.SimpleQueue", C.MPSimpleQueueCh, "obj"),
@@ -518,7 +519,10 @@ def build_variants(full: bool) -> List[Variant]:
     out.append(Variant(f"mpmc-{MPMC[0]}x{MPMC[1]}", "mpmc",
                        f"{MPMC[0]} producers x {MPMC[1]} consumers, small objects",
                        mpmc_impls, pilot=2000))
+    if remote:
+        from . import remote as _remote
+        out += _remote.variants(BATCH)
     return out
 
 
-VARIANT_KEYS = [v.key for v in build_variants(True)]
+VARIANT_KEYS = [v.key for v in build_variants(True, remote=True)]

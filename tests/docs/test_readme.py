@@ -1,9 +1,12 @@
 """Every Python example in README.md runs as written (in a fresh interpreter, as a script
-a user would paste into a file), and finishes within a timeout."""
+a user would paste into a file), and finishes within a timeout. An example that uses
+ipcfast.remote reads its server's URL from REDIS_URL: it runs against a private
+redis-server started for it (tests/support/redis_server.py)."""
 from __future__ import annotations
 
 import pathlib
 import re
+import os
 import subprocess
 import sys
 
@@ -22,7 +25,18 @@ def test_the_readme_has_examples():
 def test_readme_example_runs_as_written(code, tmp_path):
     script = tmp_path / "example.py"
     script.write_text(code)
-    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                         timeout=90, cwd=tmp_path)
+    env = dict(os.environ)
+    server = None
+    if "ipcfast.remote" in code:
+        from tests.support.redis_server import RedisServer, require_redis
+        require_redis()
+        server = RedisServer()
+        env["REDIS_URL"] = server.url
+    try:
+        res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                             timeout=90, cwd=tmp_path, env=env)
+    finally:
+        if server is not None:
+            server.close()
     assert res.returncode == 0, f"{res.stdout}\n{res.stderr}"
     assert "Traceback" not in res.stderr, res.stderr
