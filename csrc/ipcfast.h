@@ -201,11 +201,14 @@ int ipcf_queue_putv(ipcf_queue *q, const char *const *bufs, const uint64_t *lens
                     int64_t timeout_ns);
 /* get: returns the length copied into buf, or IPCF_EBUFSMALL with *need set (nothing taken) */
 int64_t ipcf_queue_get(ipcf_queue *q, char *buf, uint64_t cap, int64_t timeout_ns, uint64_t *need);
-/* peek: the next item in place - returns its length with *body pointing into the ring and
- * the consumer side held; the caller reads it and then calls ipcf_queue_release exactly
- * once, from the same thread (a consumer killed in between leaves the item to the next). */
-int64_t ipcf_queue_peek(ipcf_queue *q, int64_t timeout_ns, const char **body);
-void ipcf_queue_release(ipcf_queue *q);
+/* peek: up to max of the next items in place (of one ring) - returns how many, *first
+ * pointing at the first record's header (8-byte headers, records padded to 8 bytes) and
+ * lens filled, with the consumer side held; the caller reads them and then calls
+ * ipcf_queue_release exactly once, from the same thread: consume=1 removes them, 0 leaves
+ * them for the next reader (as does a consumer killed in between). */
+int64_t ipcf_queue_peek(ipcf_queue *q, uint64_t max, int64_t timeout_ns, const char **first,
+                        uint64_t *lens);
+void ipcf_queue_release(ipcf_queue *q, int consume);
 int64_t ipcf_queue_get_many(ipcf_queue *q, char *buf, uint64_t cap, uint64_t *lens,
                             uint64_t max, int64_t timeout_ns, uint64_t *need);
 int ipcf_queue_task_done(ipcf_queue *q);

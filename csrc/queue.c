@@ -33,13 +33,6 @@
 #include "peers.h"
 #include "queue.h"
 
-/* Set by close on any thread, read by calls on others: relaxed, it only needs atomicity
- * (close also wakes every sleeper, and the wait predicates re-read it). */
-static int is_closing(struct ipcf_queue *q)
-{
-    return ipcf_load_relaxed(&q->closing);
-}
-
 void ipcf_queue_counters(const void *ctl, uint64_t out[IPCF_COUNTERS])
 {
     const struct ipcf_queue_ctl *c = ctl;
@@ -459,58 +452,41 @@ int64_t ipcf_queue_get(ipcf_queue *q, char *buf, uint64_t cap, int64_t timeout_n
     return n == 1 ? (int64_t)len : n;
 }
 
-int64_t ipcf_queue_peek(ipcf_queue *q, int64_t timeout_ns, const char **body)
+int64_t ipcf_queue_peek(ipcf_queue *q, uint64_t max, int64_t timeout_ns, const char **first,
+                        uint64_t *lens)
 {
     if (is_closing(q))
         return IPCF_ECLOSED;
+    if (max == 0)
+        return IPCF_EBADARG;
     struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
     int rc = lock_readable(q, &to);
     if (rc < 0)
         return rc;
-    uint8_t *p;
-    uint32_t len;
-    ipcf_rb_next(&q->r.rb, ipcf_rb_head(&q->r.rb), &p, &len);   /* checked by readable_ring */
-    q->peek_len = len;
-    *body = (const char *)p;
-    return len;
-}
-
-void ipcf_queue_release(ipcf_queue *q)
-{
     struct ipcf_rb *b = &q->r.rb;
-    uint64_t len = q->peek_len;
-    consume_locked(q, ipcf_rb_head(b) + ipcf_rec_size(len), 1, len);
-    ipcf_unlock(q->ctl->clock);
-    if (q->maxsize)
-        ipcf_event_wake(&q->ctl->space);
-}
-
-/* ---- JoinableQueue ---- */
-
-int ipcf_queue_task_done(ipcf_queue *q)
-{
-    uint64_t done = ipcf_load_acquire(&q->ctl->tasks_done);
-    for (;;) {
-        /* as multiprocessing: at most one task_done per item put */
-        if (done >= ipcf_load_acquire(&q->ctl->items_put))
-            return IPCF_EJOIN;
-        if (ipcf_cas(&q->ctl->tasks_done, &done, done + 1))
-            break;
+    uint64_t head = ipcf_rb_head(b), n = 0, bytes = 0;
+    uint8_t *body;
+    uint32_t len;
+    /* the records of the current ring only (readable_ring found the first): each checked
+     * against what the producers published */
+    while (n < max && ipcf_rb_next(b, head, &body, &len) > 0) {
+        if (n == 0)
+            *first = (const char *)body - IPCF_REC_HDR;
+        lens[n++] = len;
+        bytes += len;
+        head += ipcf_rec_size(len);
     }
-    if (done + 1 >= ipcf_load_acquire(&q->ctl->items_put))
-        ipcf_event_wake(&q->ctl->join);
-    return 0;
+    q->peek_next = head;
+    q->peek_n = n;
+    q->peek_len = bytes;
+    return (int64_t)n;
 }
 
-static int join_ready(void *p)
+void ipcf_queue_release(ipcf_queue *q, int consume)
 {
-    if (is_closing(p))
-        return IPCF_ECLOSED;
-    return ipcf_queue_unfinished(p) == 0;
-}
-
-int ipcf_queue_join(ipcf_queue *q, int64_t timeout_ns)
-{
-    int rc = ipcf_wait(&q->ctl->join, join_ready, q, timeout_ns, NULL);
-    return rc > 0 ? 0 : rc;
+    if (consume)
+        consume_locked(q, q->peek_next, q->peek_n, q->peek_len);
+    ipcf_unlock(q->ctl->clock);
+    if (consume && q->maxsize)
+        ipcf_event_wake(&q->ctl->space);
 }

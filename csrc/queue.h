@@ -25,10 +25,19 @@ struct ipcf_queue {
     uint64_t ring_cap;
     uint64_t small_bytes;      /* producer side: bytes put since the last item that needed a
                                 * grown ring (ipcf_qring_writable gives a grown ring back) */
-    uint64_t peek_len;         /* consumer side: the record ipcf_queue_peek handed out */
+    uint64_t peek_next;        /* consumer side: what ipcf_queue_peek handed out - the head */
+    uint64_t peek_n;           /* after it, its records and their bytes */
+    uint64_t peek_len;
     int closing;               /* closed by some thread: calls return IPCF_ECLOSED (atomic) */
     char name[IPCF_NAME_MAX + 1];
 };
+
+/* Set by close on any thread, read by calls on others: relaxed, it only needs atomicity
+ * (close also wakes every sleeper, and the wait predicates re-read it). */
+static inline int is_closing(struct ipcf_queue *q)
+{
+    return ipcf_load_relaxed(&q->closing);
+}
 
 #define PART_FOREIGN (-2000)   /* internal: "<name>.<gen>" is not a ring of this queue */
 #define PART_SKIPS 16          /* squatted names a producer steps over before giving up */

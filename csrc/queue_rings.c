@@ -156,7 +156,7 @@ static int room_soon(struct ipcf_queue *q, struct ipcf_rb *b, uint64_t tail, uin
     for (unsigned i = 1;; i++) {
         if (ipcf_rb_room(b, tail, need))
             return 1;
-        if (ipcf_load_relaxed(&q->closing))
+        if (is_closing(q))
             return 0;
         if (i < 256) {
             ipcf_cpu_relax();

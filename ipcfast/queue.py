@@ -7,10 +7,11 @@ a process exits and nothing can deadlock at exit.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import time
-from typing import Any, Callable, Iterable, List, Optional
+from typing import Any, Callable, Iterable, Iterator, List, Optional
 
 from . import _native as N
 from . import _pickle
@@ -23,6 +24,12 @@ _putv = lib.ipcf_queue_putv
 _get = lib.ipcf_queue_get
 _peek = lib.ipcf_queue_peek
 _release = lib.ipcf_queue_release
+_REC_HDR = lib.IPCF_REC_HDR
+
+
+def _records_span(sizes) -> int:
+    """Bytes of a run of ring records with these body sizes."""
+    return sum((_REC_HDR + s + 7) & ~7 for s in sizes)
 _from_buffer = ffi.from_buffer
 _view = ffi.buffer
 _unpack = ffi.unpack
@@ -220,13 +227,37 @@ class Queue(Handle):
                       start: Optional[float]) -> Any:
         """Take the next item, unpickling it straight from shared memory (one copy: into
         the objects it builds), with the consumer side held until it is done."""
-        body = ffi.new("char **")
-        n = N.call_blocking(lambda t: _peek(h, t, body), block, timeout, N.EEMPTY, start)
+        first, lens = ffi.new("char **"), ffi.new("uint64_t[1]")
+        n = N.call_blocking(lambda t: _peek(h, 1, t, first, lens), block, timeout, N.EEMPTY, start)
         self._check(n)
+        body, size = first[0] + _REC_HDR, lens[0]
         try:
-            return self._loads(_view(body[0], n) if self._loads_view else _unpack(body[0], n))
+            return self._loads(_view(body, size) if self._loads_view else _unpack(body, size))
         finally:
-            _release(h)
+            _release(h, 1)          # consumed, even when unpickling raised (as multiprocessing)
+
+    @contextlib.contextmanager
+    def _held(self, max_items: int, timeout: Optional[float]) -> Iterator[List[bytes]]:
+        """For forwarding without loss (the bridge): ``with q._held(n, t) as datas`` gives
+        the serialized bytes of up to *n* of the next items (queue.Empty after *timeout*)
+        while keeping them in the queue, with the consumer side held; they are removed when
+        the block exits normally, and stay for the next consumer if it raises or this
+        process is killed inside it (so an item may be forwarded twice, never lost)."""
+        h = self._live()
+        first, lens = ffi.new("char **"), ffi.new("uint64_t[]", max_items)
+        n = N.call_blocking(lambda t: _peek(h, max_items, t, first, lens), True, timeout, N.EEMPTY)
+        self._check(n)
+        consumed = 0
+        try:
+            sizes = ffi.unpack(lens, n)
+            raw, datas, pos = ffi.buffer(first[0], _records_span(sizes))[:], [], 0
+            for size in sizes:
+                datas.append(raw[pos + _REC_HDR:pos + _REC_HDR + size])
+                pos += (_REC_HDR + size + 7) & ~7
+            yield datas
+            consumed = 1
+        finally:
+            _release(h, consumed)
 
     def get_nowait(self) -> Any:
         return self.get(False)

@@ -12,16 +12,16 @@ What a kill costs:
   only then acknowledged. A bridge killed before the acknowledgement reaches the server
   has that batch redelivered after ``visibility_timeout`` to the next reader: the items
   that were already put locally then arrive twice. Nothing is lost.
-* local -> remote: a local ``get_many`` is destructive (the local queue has no
-  acknowledgement), so the batch lives only in the bridge's memory from the moment the
-  local get returns until the server has run the XADDs: one round trip. A SIGKILL inside
-  that window loses that batch (at most ``batch`` items); once the XADD script ran,
-  nothing is lost. SIGTERM and SIGINT never cut a batch: they stop the bridge after the
-  batch in flight has been added.
+* local -> remote: a batch is read in place from the local queue (``Queue._held``: the
+  items stay in shared memory, with the queue's consumer side held), added to the stream,
+  and only then removed from the local queue. A bridge killed before the removal leaves
+  the batch to the next local consumer (the restarted bridge): the items that had already
+  been added then arrive twice. Nothing is lost. SIGTERM and SIGINT stop the bridge after
+  the batch in flight.
 
 A lost server does not stop a bridge: it retries (a warning each ``--reconnect-timeout``)
 until the server is back. A local -> remote bridge told to stop while its batch cannot
-be added puts the batch back into the local queue (at its end) before it exits.
+be added leaves the batch where it was, at the front of the local queue.
 """
 from __future__ import annotations
 
@@ -48,26 +48,25 @@ def _warn(exc: BaseException) -> None:
 
 def local_to_remote(local: LocalQueue, remote: RemoteQueue, batch: int = 256,
                     stop: Callable[[], bool] = lambda: False) -> int:
-    """Move items from *local* (attached with loads=_same) to *remote* until *stop()*;
-    returns how many were moved. A batch taken from the local queue is added to the
-    stream however long the server stays away (the bridge keeps retrying); if it is
-    stopped meanwhile, the batch goes back into the local queue (at its end)."""
+    """Move items from *local* to *remote* until *stop()*; returns how many were moved. A
+    batch is removed from the local queue only once it is in the stream, however long the
+    server stays away (the bridge keeps retrying); if it is stopped meanwhile, the batch
+    stays at the front of the local queue."""
     moved = 0
     n = max(1, min(batch, local.maxsize or batch, remote.maxsize or batch))
     while not stop():
         try:
-            datas = local.get_many(timeout=POLL, max_messages_to_get=n)
+            with local._held(n, POLL) as datas:
+                while True:
+                    try:
+                        remote._put_raw(datas)  # blocks while the remote queue is at maxsize
+                        break
+                    except ConnectionError as exc:    # after the queue's reconnect_timeout
+                        if stop():
+                            raise               # the batch stays in the local queue
+                        _warn(exc)
         except Empty:
             continue
-        while True:
-            try:
-                remote._put_raw(datas)  # blocks while the remote queue is at its maxsize
-                break
-            except ConnectionError as exc:    # after the queue's own reconnect_timeout
-                if stop():
-                    local.put_many(datas)
-                    raise
-                _warn(exc)
         moved += len(datas)
     return moved
 

@@ -284,3 +284,27 @@ def test_pickle_protocol_5_out_of_band_objects_travel_in_band(make):
     q.put(pb)
     got = q.get(timeout=10)
     assert bytes(got) == pattern(300_000)
+
+
+# ---------------------------------------------------------------- held batches (the bridge's)
+
+def test_held_items_leave_the_queue_only_when_the_block_ends_normally(make):
+    q = make(dumps=bytes, loads=bytes)
+    q.put_many([b"a", b"bb", pattern(100_000), b"c"])
+    with pytest.raises(KeyError):
+        with q._held(3, timeout=5) as datas:
+            assert datas == [b"a", b"bb", pattern(100_000)]
+            raise KeyError("not forwarded")
+    assert q.qsize() == 4
+    with q._held(2, timeout=5) as datas:
+        assert datas == [b"a", b"bb"]
+    assert q.get(timeout=5) == pattern(100_000)
+    with q._held(2, timeout=5) as datas:
+        assert datas == [b"c"]
+        seen = []                             # the consumer side is held meanwhile
+        t = threading.Thread(target=lambda: seen.append(
+            pytest.raises(queue.Empty, q.get, timeout=0.2)))
+        t.start()
+        t.join(10)
+        assert seen
+    assert q.empty()
