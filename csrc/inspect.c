@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "atomics.h"
+#include "futex.h"
 #include "inspect.h"
 #include "peers.h"
 #include "shm.h"
@@ -19,6 +20,27 @@ static const struct {
     {IPCF_KIND_QUEUE, ipcf_queue_counters},
     {IPCF_KIND_MAILBOX, ipcf_mbox_counters},
 };
+
+/* Sleepers killed asleep leave their event's slot taken until a wake that wakes nobody
+ * reclaims it: look (and reclaim) first, so what we report is who really sleeps. */
+static void reap_events(uint32_t kind, void *ctl)
+{
+    if (kind == IPCF_KIND_RING || kind == IPCF_KIND_QPART) {
+        struct ipcf_ring_ctl *c = ctl;
+        ipcf_event_reap(&c->data);
+        ipcf_event_reap(&c->space);
+    } else if (kind == IPCF_KIND_QUEUE) {
+        struct ipcf_queue_ctl *c = ctl;
+        ipcf_event_reap(&c->data);
+        ipcf_event_reap(&c->space);
+        ipcf_event_reap(&c->join);
+    } else if (kind == IPCF_KIND_MAILBOX) {
+        struct ipcf_mbox_ctl *c = ctl;
+        ipcf_event_reap(&c->data);
+        ipcf_event_reap(&c->space);
+        ipcf_event_reap(&c->receipt);
+    }
+}
 
 int ipcf_seg_inspect(const char *name, struct ipcf_seg_info *out)
 {
@@ -44,6 +66,7 @@ int ipcf_seg_inspect(const char *name, struct ipcf_seg_info *out)
         out->live_peers += (uint32_t)ipcf_transit_live(pc->pend_writers, IPCF_PIPE_ENDS) +
                            (uint32_t)ipcf_transit_live(pc->pend_readers, IPCF_PIPE_ENDS);
     }
+    reap_events(h->kind, s.ctl);
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
         if (kinds[i].kind == h->kind)
             kinds[i].counters(s.ctl, out->counters);
