@@ -66,7 +66,12 @@ int ipcf_seg_inspect(const char *name, struct ipcf_seg_info *out)
         out->live_peers += (uint32_t)ipcf_transit_live(pc->pend_writers, IPCF_PIPE_ENDS) +
                            (uint32_t)ipcf_transit_live(pc->pend_readers, IPCF_PIPE_ENDS);
     }
-    reap_events(h->kind, s.ctl);
+    const char *why = ipcf_seg_check(&s);
+    if (why) {
+        strncpy(out->corrupt, why, sizeof out->corrupt - 1);
+    } else {
+        reap_events(h->kind, s.ctl);   /* (not in a segment we cannot trust to hold events) */
+    }
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
         if (kinds[i].kind == h->kind)
             kinds[i].counters(s.ctl, out->counters);

@@ -132,6 +132,31 @@ static int check_attached(struct ipcf_mbox *m)
     return rc;
 }
 
+/* Inspection (no lock, not joined): the fixed parameters as attach checks them, and each
+ * link and count on its own within nslots (true at every instant of a live mailbox). */
+const char *ipcf_mbox_check_seg(const struct ipcf_seg *s)
+{
+    struct ipcf_mbox m;
+    memset(&m, 0, sizeof m);
+    m.seg = *s;                              /* a view: never closed or unmapped */
+    m.ctl = s->ctl;
+    if (load_params(&m) != 0)
+        return "mailbox parameters disagree with each other or with the file";
+    const struct ipcf_mbox_ctl *c = m.ctl;
+    uint32_t n = m.nslots;
+    if (!ipcf_lock_sane((const pthread_mutex_t *)c->lock))
+        return "mailbox lock is not a mutex ipcfast made";
+    if (ipcf_load_relaxed(&c->high_water) > n || ipcf_load_relaxed(&c->free_head) > n ||
+        ipcf_load_relaxed(&c->ready_head) > n || ipcf_load_relaxed(&c->ready_tail) > n)
+        return "mailbox list head past its slots";
+    for (int k = 0; k < IPCF_MB_TAILS; k++)
+        if (ipcf_load_relaxed(&c->tail_slot[k]) > n)
+            return "mailbox priority tail cache past its slots";
+    if (ipcf_load_relaxed(&c->count) > n || ipcf_load_relaxed(&c->inflight) > n)
+        return "mailbox counts more messages than slots";
+    return NULL;
+}
+
 int ipcf_mbox_attach(const char *name, ipcf_mbox **out)
 {
     struct ipcf_mbox *m = calloc(1, sizeof *m);
