@@ -59,12 +59,15 @@ int ipcf_seg_inspect(const char *name, struct ipcf_seg_info *out)
     out->param0 = h->param[0];
     out->param1 = h->param[1];
     out->live_peers = (uint32_t)ipcf_table_live(h->peers, IPCF_MAX_PEERS, &out->dead_peers) +
-                      (uint32_t)ipcf_transit_live(h->transit, IPCF_TRANSIT_WORDS);   /* in transit: alive */
+                      (uint32_t)ipcf_transit_live_unattached(h->transit, IPCF_TRANSIT_WORDS, h->peers,
+                                                           IPCF_MAX_PEERS);   /* in transit: alive */
     if ((h->kind == IPCF_KIND_RING) && (out->flags & IPCF_F_PIPE)) {
         /* a pipe end in transit (pickled for a child, not yet unpickled) keeps the ring too */
         struct ipcf_pipe_ctl *pc = (struct ipcf_pipe_ctl *)((uint8_t *)s.base + IPCF_PIPE_OFFSET);
-        out->live_peers += (uint32_t)ipcf_transit_live(pc->pend_writers, IPCF_PIPE_ENDS) +
-                           (uint32_t)ipcf_transit_live(pc->pend_readers, IPCF_PIPE_ENDS);
+        out->live_peers += (uint32_t)ipcf_transit_live_unattached(pc->pend_writers, IPCF_PIPE_ENDS,
+                                                                  h->peers, IPCF_MAX_PEERS) +
+                           (uint32_t)ipcf_transit_live_unattached(pc->pend_readers, IPCF_PIPE_ENDS,
+                                                                  h->peers, IPCF_MAX_PEERS);
     }
     const char *why = ipcf_seg_check(&s);
     if (why) {
