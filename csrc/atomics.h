@@ -29,6 +29,7 @@
 /* seq_cst read-modify-writes: the old value is returned */
 #define ipcf_exchange(p, v)       __atomic_exchange_n((p), (v), __ATOMIC_SEQ_CST)
 #define ipcf_fetch_and(p, v)      __atomic_fetch_and((p), (v), __ATOMIC_SEQ_CST)
+#define ipcf_fetch_or(p, v)       __atomic_fetch_or((p), (v), __ATOMIC_SEQ_CST)
 /* A counter with ONE writer at a time (the holder of a lock, or the side that owns it) and
  * lock-free readers (statistics, inspection): the writer's own read may be relaxed, the
  * store is atomic so a reader never sees a torn value. Not an atomic increment: two

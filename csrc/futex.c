@@ -10,6 +10,7 @@
 
 #include "atomics.h"
 #include "futex.h"
+#include "peers.h"
 
 /* How long a waiter spins before it sleeps. A peer that answers within this window costs
  * no syscall on either side; one that does not lets us sleep instead of burning a core. */
@@ -57,15 +58,135 @@ static int futex_wait_abs(uint32_t *word, uint32_t expected, uint64_t deadline)
     return r == 0 ? 0 : errno;
 }
 
+/* ---- who sleeps on an event: named slots, reclaimable when their process dies ----
+ *
+ * The problem: a sleeper announces itself with an atomic increment before its last check of
+ * ready() (Dekker, below). A process SIGKILLed asleep never takes the increment back, so the
+ * count stays high forever: every later wake pays a FUTEX_WAKE syscall for nobody, and
+ * statistics report a sleeper that does not exist. A bare count cannot tell whose it is.
+ *
+ * The scheme: `sleeping` holds one bit per named slot (owner[i] says whose), plus, in bits
+ * 16..31, a count of sleepers that found every slot taken (unnamed: never reclaimed; only
+ * more than IPCF_EVENT_SLOTS simultaneous sleepers on one event ever use it).
+ *
+ *   sleeper:  CAS owner[i] 0 -> self           (take slot i; nobody else can now set bit i)
+ *             fetch_or(sleeping, bit i)        (THE announcement: one seq_cst RMW)
+ *             ... loop { v = seq; fence; ready()?; FUTEX_WAIT(seq, v) } ...
+ *             fetch_and(sleeping, ~bit i)      (withdrawn)
+ *             store owner[i] = 0               (slot free again, release)
+ *   waker:    publish; fence; if sleeping == 0: return   (hot path: one fence + one load)
+ *             seq++; FUTEX_WAKE all; if it woke nobody: maybe reap (rate limited)
+ *   reaper:   for each slot: w = owner[i]; if w is a dead process (pid + start time) or a dead
+ *             reaper's mark: CAS owner[i] w -> self|REAPING; fetch_and(sleeping, ~bit i);
+ *             store owner[i] = 0.   (If owner[i] == 0 but bit i is set - corruption - the
+ *             reaper takes the free slot with the same CAS and clears the bit.)
+ *
+ * Why no live sleeper is ever missed (the lost-wakeup argument):
+ *  1. Bit i is set only by the process holding owner[i] (it took the slot by CAS first, and
+ *     clears the bit before it frees the slot). So while a live sleeper's bit is set,
+ *     owner[i] is that live sleeper's word, never a dead word and never 0.
+ *  2. A reaper clears bit i only while it holds owner[i] with its own REAPING mark, won by a
+ *     CAS from a word it found dead (or from 0). Holding the slot, nobody else can set bit i
+ *     meanwhile (1), so the bit it clears was set by the dead owner, or is stale: never a
+ *     live sleeper's. A live sleeper between its fetch_or and FUTEX_WAIT is alive, so it is
+ *     never reaped however long it takes to reach the futex. Two reapers cannot both win the
+ *     CAS; a reaper killed half-way leaves its mark, which a later reaper finds dead and
+ *     takes over (clearing the bit again is idempotent).
+ *  3. So `sleeping` is nonzero whenever a live sleeper has announced itself and not yet
+ *     withdrawn, exactly as the old count was: the waker's fence + load and the sleeper's
+ *     RMW + fence pair up as before (either the waker sees the bit, or the sleeper's re-check
+ *     of ready() sees what the waker published; a wake between reading seq and sleeping
+ *     moves seq, so FUTEX_WAIT returns at once).
+ *  4. A process word is (start_ticks_low32 << 32) | pid; pids are < 2^22 (pid_max), so bit
+ *     31 is free for IPCF_WORD_REAPING. A recycled pid has another start time: still dead.
+ *     Our own process's entries (other threads) are alive by definition and never reaped.
+ * `waiters` is a statistic only, recomputed from `sleeping` after each change by a CAS loop
+ * (the last successful CAS read `sleeping` after every earlier change, so it settles on the
+ * truth once sleepers stop changing); nothing decides anything on it.
+ */
+#define IPCF_WORD_REAPING   0x80000000u
+#define IPCF_SLEEP_SLOTS    ((1u << IPCF_EVENT_SLOTS) - 1u)
+#define IPCF_SLEEP_UNNAMED  (1u << 16)
+#define IPCF_REAP_EVERY_MS  5u
+
+static void refresh_waiters(struct ipcf_event *ev)
+{
+    uint32_t old = ipcf_load_relaxed(&ev->waiters), now;
+    do {
+        uint32_t s = ipcf_load_relaxed(&ev->sleeping);
+        now = (uint32_t)__builtin_popcount(s & IPCF_SLEEP_SLOTS) + (s >> 16);
+    } while (old != now && !ipcf_cas(&ev->waiters, &old, now));
+}
+
+/* Reclaim slot i from w (a dead process's word, a dead reaper's mark, or 0 with a stale
+ * bit): only the CAS winner clears the bit. */
+static int reclaim_slot(struct ipcf_event *ev, int i, uint64_t w)
+{
+    uint64_t mark = ipcf_self_word() | IPCF_WORD_REAPING;
+    if (!ipcf_cas(&ev->owner[i], &w, mark))
+        return 0;                                   /* it changed: someone else's now */
+    ipcf_fetch_and(&ev->sleeping, ~(1u << i));
+    ipcf_store_release(&ev->owner[i], 0);
+    return 1;
+}
+
+int ipcf_event_reap(struct ipcf_event *ev)
+{
+    uint64_t self = ipcf_self_word();
+    int n = 0;
+    for (int i = 0; i < IPCF_EVENT_SLOTS; i++) {
+        uint64_t w = ipcf_load_acquire(&ev->owner[i]);
+        if (!w) {
+            if (ipcf_load_relaxed(&ev->sleeping) & (1u << i))
+                n += reclaim_slot(ev, i, 0);        /* a bit nobody holds (corruption) */
+            continue;
+        }
+        uint64_t who = w & ~(uint64_t)IPCF_WORD_REAPING;
+        if (who == self || ipcf_word_alive(who))
+            continue;                               /* a live sleeper, or a live reaper */
+        n += reclaim_slot(ev, i, w);
+    }
+    if (n)
+        refresh_waiters(ev);
+    return n;
+}
+
+/* A wake woke nobody although `sleeping` named someone: maybe a sleeper died asleep (or a
+ * live one is on its way in or out, which the reap leaves alone). Rate limited per event:
+ * a reap reads /proc once per named slot. */
+static void maybe_reap(struct ipcf_event *ev)
+{
+    uint32_t now = (uint32_t)(ipcf_now_ns() / 1000000u);
+    uint32_t last = ipcf_load_relaxed(&ev->reap_ms);
+    if (now - last < IPCF_REAP_EVERY_MS || !ipcf_cas(&ev->reap_ms, &last, now))
+        return;
+    ipcf_event_reap(ev);
+}
+
 void ipcf_event_wake(struct ipcf_event *ev)
 {
     /* Pairs with the fence in ipcf_wait: our caller's release store (a new tail, head, ...)
-     * is ordered before this load of waiters. */
+     * is ordered before this load of sleeping. */
     ipcf_fence_seq_cst();
-    if (ipcf_load_relaxed(&ev->waiters) == 0)
+    uint32_t s = ipcf_load_relaxed(&ev->sleeping);
+    if (s == 0)
         return;
     ipcf_fetch_add(&ev->seq, 1);
-    syscall(SYS_futex, &ev->seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    long woke = syscall(SYS_futex, &ev->seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    if (woke == 0 && (s & IPCF_SLEEP_SLOTS))
+        maybe_reap(ev);
+}
+
+/* Take a free named slot (CAS 0 -> our word), or -1 when all are taken. */
+static int take_slot(struct ipcf_event *ev)
+{
+    uint64_t self = ipcf_self_word();
+    for (int i = 0; i < IPCF_EVENT_SLOTS; i++) {
+        uint64_t zero = 0;
+        if (ipcf_load_relaxed(&ev->owner[i]) == 0 && ipcf_cas(&ev->owner[i], &zero, self))
+            return i;
+    }
+    return -1;
 }
 
 int ipcf_wait(struct ipcf_event *ev, ipcf_ready_fn ready, void *arg, int64_t timeout_ns,
@@ -99,14 +220,22 @@ int ipcf_wait(struct ipcf_event *ev, ipcf_ready_fn ready, void *arg, int64_t tim
     if (deadline && ipcf_now_ns() >= deadline)
         return IPCF_ETIMEOUT;
 
-    /* 2. sleep on the futex word */
+    /* 2. sleep on the futex word, announced in a named slot (see the protocol above) */
     if (sleeps)
         ipcf_fetch_add(sleeps, 1);    /* several sleepers may count at once */
-    ipcf_fetch_add(&ev->waiters, 1);
+    int slot = take_slot(ev);
+    if (slot < 0 && ipcf_event_reap(ev))
+        slot = take_slot(ev);         /* every slot taken: maybe by the dead */
+    if (slot >= 0)
+        ipcf_fetch_or(&ev->sleeping, 1u << slot);
+    else
+        ipcf_fetch_add(&ev->sleeping, IPCF_SLEEP_UNNAMED);
+    refresh_waiters(ev);
     for (;;) {
         uint32_t seen = ipcf_load_acquire(&ev->seq);
-        /* Pairs with the fence in ipcf_event_wake: waiters++ is visible to the waker before
-         * we re-check, or our re-check sees what the waker published. */
+        /* Pairs with the fence in ipcf_event_wake: our announcement (a seq_cst RMW of
+         * sleeping) is visible to the waker before we re-check, or our re-check sees what
+         * the waker published. */
         ipcf_fence_seq_cst();
         if ((r = ready(arg)) != 0)
             break;
@@ -123,6 +252,12 @@ int ipcf_wait(struct ipcf_event *ev, ipcf_ready_fn ready, void *arg, int64_t tim
         }
         /* 0 (woken, maybe spuriously) or EAGAIN (seq moved): re-check */
     }
-    ipcf_fetch_sub(&ev->waiters, 1);
+    if (slot >= 0) {
+        ipcf_fetch_and(&ev->sleeping, ~(1u << slot));   /* withdrawn before the slot is free */
+        ipcf_store_release(&ev->owner[slot], 0);
+    } else {
+        ipcf_fetch_sub(&ev->sleeping, IPCF_SLEEP_UNNAMED);
+    }
+    refresh_waiters(ev);
     return r;
 }

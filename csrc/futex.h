@@ -2,14 +2,17 @@
  *
  * Protocol (the waker's side costs one fence and one load when nobody sleeps):
  *   waker:  publish state (release store);  ipcf_event_wake(ev)
- *             -> seq_cst fence; if waiters: seq++, FUTEX_WAKE all
+ *             -> seq_cst fence; if sleeping: seq++, FUTEX_WAKE all
  *   waiter: ipcf_wait(ev, ready, ...)
  *             -> spin on ready() for a bounded time (no syscall while the peer is awake)
- *             -> waiters++; loop { v = seq; seq_cst fence; if ready() break; FUTEX_WAIT(seq, v) }
- * The fences pair up Dekker-style: either the waker sees waiters != 0, or the waiter's
+ *             -> take a named slot, set its bit in sleeping;
+ *                loop { v = seq; seq_cst fence; if ready() break; FUTEX_WAIT(seq, v) }
+ * The fences pair up Dekker-style: either the waker sees sleeping != 0, or the waiter's
  * re-check of ready() sees the published state. A wake between reading v and sleeping
  * changes seq, so FUTEX_WAIT returns at once. Never FUTEX_PRIVATE_FLAG: the word is shared
- * between processes.
+ * between processes. A sleeper SIGKILLed asleep leaves its slot's bit set; a wake that
+ * wakes nobody (or ipcf_event_reap) clears the bits of dead processes, so no phantom
+ * sleeper makes every later wake a syscall. The full argument is in futex.c.
  */
 #ifndef IPCF_FUTEX_H
 #define IPCF_FUTEX_H
@@ -27,6 +30,9 @@ typedef int (*ipcf_ready_fn)(void *arg);
 int ipcf_wait(struct ipcf_event *ev, ipcf_ready_fn ready, void *arg, int64_t timeout_ns,
               uint64_t *sleeps);
 void ipcf_event_wake(struct ipcf_event *ev);
+/* Reclaim the slots of sleepers whose process is dead (reads /proc once per named slot);
+ * returns how many. Safe at any time, from any process: a live sleeper is never touched. */
+int ipcf_event_reap(struct ipcf_event *ev);
 
 /* A caller's timeout, turned into an absolute deadline only when something has to wait:
  * the fast path never reads the clock. */

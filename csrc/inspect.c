@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "atomics.h"
+#include "futex.h"
 #include "inspect.h"
 #include "peers.h"
 #include "shm.h"
@@ -19,6 +20,27 @@ static const struct {
     {IPCF_KIND_QUEUE, ipcf_queue_counters},
     {IPCF_KIND_MAILBOX, ipcf_mbox_counters},
 };
+
+/* Sleepers killed asleep leave their event's slot taken until a wake that wakes nobody
+ * reclaims it: look (and reclaim) first, so what we report is who really sleeps. */
+static void reap_events(uint32_t kind, void *ctl)
+{
+    if (kind == IPCF_KIND_RING || kind == IPCF_KIND_QPART) {
+        struct ipcf_ring_ctl *c = ctl;
+        ipcf_event_reap(&c->data);
+        ipcf_event_reap(&c->space);
+    } else if (kind == IPCF_KIND_QUEUE) {
+        struct ipcf_queue_ctl *c = ctl;
+        ipcf_event_reap(&c->data);
+        ipcf_event_reap(&c->space);
+        ipcf_event_reap(&c->join);
+    } else if (kind == IPCF_KIND_MAILBOX) {
+        struct ipcf_mbox_ctl *c = ctl;
+        ipcf_event_reap(&c->data);
+        ipcf_event_reap(&c->space);
+        ipcf_event_reap(&c->receipt);
+    }
+}
 
 int ipcf_seg_inspect(const char *name, struct ipcf_seg_info *out)
 {
@@ -37,12 +59,21 @@ int ipcf_seg_inspect(const char *name, struct ipcf_seg_info *out)
     out->param0 = h->param[0];
     out->param1 = h->param[1];
     out->live_peers = (uint32_t)ipcf_table_live(h->peers, IPCF_MAX_PEERS, &out->dead_peers) +
-                      (uint32_t)ipcf_transit_live(h->transit, IPCF_TRANSIT_WORDS);   /* in transit: alive */
+                      (uint32_t)ipcf_transit_live_unattached(h->transit, IPCF_TRANSIT_WORDS, h->peers,
+                                                           IPCF_MAX_PEERS);   /* in transit: alive */
     if ((h->kind == IPCF_KIND_RING) && (out->flags & IPCF_F_PIPE)) {
         /* a pipe end in transit (pickled for a child, not yet unpickled) keeps the ring too */
         struct ipcf_pipe_ctl *pc = (struct ipcf_pipe_ctl *)((uint8_t *)s.base + IPCF_PIPE_OFFSET);
-        out->live_peers += (uint32_t)ipcf_transit_live(pc->pend_writers, IPCF_PIPE_ENDS) +
-                           (uint32_t)ipcf_transit_live(pc->pend_readers, IPCF_PIPE_ENDS);
+        out->live_peers += (uint32_t)ipcf_transit_live_unattached(pc->pend_writers, IPCF_PIPE_ENDS,
+                                                                  h->peers, IPCF_MAX_PEERS) +
+                           (uint32_t)ipcf_transit_live_unattached(pc->pend_readers, IPCF_PIPE_ENDS,
+                                                                  h->peers, IPCF_MAX_PEERS);
+    }
+    const char *why = ipcf_seg_check(&s);
+    if (why) {
+        strncpy(out->corrupt, why, sizeof out->corrupt - 1);
+    } else {
+        reap_events(h->kind, s.ctl);   /* (not in a segment we cannot trust to hold events) */
     }
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
         if (kinds[i].kind == h->kind)

@@ -10,6 +10,8 @@
 
 #include <stdint.h>
 
+#include "shm.h"
+
 #define IPCF_COUNTERS 8
 
 typedef void (*ipcf_counters_fn)(const void *ctl, uint64_t out[IPCF_COUNTERS]);
@@ -17,5 +19,11 @@ typedef void (*ipcf_counters_fn)(const void *ctl, uint64_t out[IPCF_COUNTERS]);
 void ipcf_ring_counters(const void *ctl, uint64_t out[IPCF_COUNTERS]);    /* RING, QPART */
 void ipcf_queue_counters(const void *ctl, uint64_t out[IPCF_COUNTERS]);   /* QUEUE */
 void ipcf_mbox_counters(const void *ctl, uint64_t out[IPCF_COUNTERS]);    /* MAILBOX */
+
+/* NULL, or why the segment's control block is one its kind could never have written
+ * (inspect_check.c; mailboxes: mailbox.c). Lock-free, a snapshot: never a false alarm on
+ * a live segment. */
+const char *ipcf_seg_check(const struct ipcf_seg *s);
+const char *ipcf_mbox_check_seg(const struct ipcf_seg *s);
 
 #endif

@@ -110,6 +110,7 @@ struct ipcf_seg_info {
                                  empty_waits, write_gen, read_gen;
                                  mailbox: messages held, bytes held, published, taken, freed,
                                  repairs, waiting receivers, pid holding the exclusive right */
+    char     corrupt[96];     /* "" or why its state is impossible: the segment is corrupt */
 };
 int ipcf_seg_inspect(const char *name, struct ipcf_seg_info *out);
 int ipcf_pid_alive(int32_t pid, uint64_t start_ticks);

@@ -31,7 +31,8 @@
 #define IPCF_PARAMS         7    /* kind-specific creation parameters in the header */
 #define IPCF_MAX_PEERS      64
 #define IPCF_TRANSIT_WORDS  48   /* 24 (sender, expiry) pairs */
-#define IPCF_EVENT_SIZE     8    /* sizeof(struct ipcf_event), for padding expressions */
+#define IPCF_EVENT_SIZE     112  /* sizeof(struct ipcf_event), for padding expressions */
+#define IPCF_EVENT_SLOTS    12   /* sleepers an event names (more sleep unnamed: futex.c) */
 #define IPCF_PIPE_ENDS      16   /* words per pipe-end table (transit tables: 8 pairs) */
 #define IPCF_MB_TAILS       32   /* priorities the mailbox's tail cache holds */
 #define IPCF_MB_SCAN_MS     50   /* speculative repairs (full, or empty with copies in flight) */
@@ -44,9 +45,16 @@
 #define IPCF_SLOT_TAKEN   4      /* received; the receipt awaits its sender */
 #define IPCF_SLOT_LOST    5      /* its receiver died while reading; the sender learns it */
 
-struct ipcf_event {           /* a futex word plus a count of sleepers on it */
-    uint32_t seq;             /* bumped by a waker, only when waiters != 0 */
-    uint32_t waiters;         /* processes/threads inside futex_wait on seq */
+struct ipcf_event {           /* a futex word plus who sleeps on it (protocol: futex.c) */
+    uint32_t seq;             /* bumped by a waker, only when sleeping != 0 */
+    uint32_t waiters;         /* sleepers right now, for statistics only (never trusted):
+                                 popcount of sleeping's slot bits + its unnamed count */
+    uint32_t sleeping;        /* bit i (i < IPCF_EVENT_SLOTS): owner[i] is asleep here;
+                                 bits 16..31: sleepers that found no free slot */
+    uint32_t reap_ms;         /* CLOCK_MONOTONIC ms (mod 2^32) of the last scan for dead
+                                 sleepers: at most one per event every few ms */
+    uint64_t owner[IPCF_EVENT_SLOTS];   /* process word of slot i's sleeper, 0 = free;
+                                 with IPCF_WORD_REAPING: being reclaimed by that process */
 };
 
 /* At offset 0 of every segment. Written by its creator before it stores the magic
@@ -193,7 +201,9 @@ struct ipcf_mbox_slot {
 
 /* ---- every size and offset the layout promises (tests/test_ring_layout.py checks the
  * == ones against the cffi view too) ---- */
-_Static_assert(sizeof(struct ipcf_event) == 8, "event: futex word + waiter count");
+_Static_assert(sizeof(struct ipcf_event) == 112, "event: futex word, counts, 12 sleeper slots");
+_Static_assert(IPCF_EVENT_SLOTS <= 16, "slot bits below the unnamed count in sleeping");
+_Static_assert(IPCF_EVENT_SIZE + 8 <= IPCF_CACHELINE, "queue join line: event + tasks_done");
 _Static_assert(sizeof(struct ipcf_event) == IPCF_EVENT_SIZE, "IPCF_EVENT_SIZE");
 _Static_assert(IPCF_HDR_SIZE % 4096 == 0, "data area must be page aligned for the double map");
 _Static_assert(sizeof(pthread_mutex_t) <= IPCF_CACHELINE, "a lock slot holds a pthread mutex");

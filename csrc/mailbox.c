@@ -62,8 +62,7 @@ int ipcf_mbox_create(const char *name, uint64_t capacity, uint32_t max_message,
 
 /* Attach: copy the fixed parameters into the handle, once, after checking that they are
  * what ipcf_mbox_create writes and that the slots fit the mapping; everything afterwards
- * reads the copies. IPCF_ETRUNCATED when the slots do not fit, IPCF_ECORRUPT for any other
- * disagreement. */
+ * reads the copies. IPCF_ECORRUPT for any disagreement. */
 static int load_params(struct ipcf_mbox *m)
 {
     const struct ipcf_mbox_ctl *c = m->ctl;
@@ -72,8 +71,10 @@ static int load_params(struct ipcf_mbox *m)
     uint32_t policy = c->policy;
     if (max_message == 0 || max_message > (1u << 30) || stride != ipcf_mbox_stride(max_message))
         return IPCF_ECORRUPT;                 /* (bounds first: the stride is computed) */
+    /* (the file's size was checked against the header's capacity by ipcf_seg_open: slots
+     * that disagree with that capacity are the control block's fault, not a short file) */
     if (nslots == 0 || (uint64_t)stride * nslots != m->seg.capacity)
-        return (uint64_t)stride * nslots > m->seg.capacity ? IPCF_ETRUNCATED : IPCF_ECORRUPT;
+        return IPCF_ECORRUPT;
     if (policy > IPCF_POLICY_EXCLUSIVE ||
         (capacity != IPCF_MB_UNBOUNDED && capacity && capacity < max_message) ||
         m->seg.hdr->param[0] != capacity || m->seg.hdr->param[1] != max_message)
@@ -84,6 +85,76 @@ static int load_params(struct ipcf_mbox *m)
     m->max_message = max_message;
     m->policy = policy;
     return 0;
+}
+
+/* How long attach waits for the lock to look at the derived state: hold times are
+ * microseconds, so a lock held longer belongs to a stopped process; attach then skips the
+ * look (every operation checks what it reads anyway) rather than wait without a bound. */
+#define ATTACH_LOCK_NS 200000000
+
+/* Attach, lock held: every list head, the tail cache and the counts lie where
+ * ipcf_mbox_create and the operations can put them. (A lock whose owner died was repaired
+ * by ipcf_mbox_lock first: what a dead process left half-done is mended, not reported.)
+ * 0 or IPCF_ECORRUPT. */
+static int check_state(struct ipcf_mbox *m)
+{
+    const struct ipcf_mbox_ctl *c = m->ctl;
+    uint32_t hw = ipcf_load_relaxed(&c->high_water), n = m->nslots;
+    if (hw > n)
+        return IPCF_ECORRUPT;
+#define LINK_OK(l) ((l) <= hw)               /* index + 1 of a used slot, or 0 = none */
+    if (!LINK_OK(c->free_head) || !LINK_OK(c->ready_head) || !LINK_OK(c->ready_tail) ||
+        (c->ready_head == 0) != (c->ready_tail == 0))
+        return IPCF_ECORRUPT;
+    for (int k = 0; k < IPCF_MB_TAILS; k++)
+        if (!LINK_OK(c->tail_slot[k]) || (c->tail_slot[k] && c->ready_head == 0))
+            return IPCF_ECORRUPT;
+#undef LINK_OK
+    uint32_t count = ipcf_load_relaxed(&c->count), inflight = ipcf_load_relaxed(&c->inflight);
+    if (count > hw || (count == 0) != (c->ready_head == 0) || inflight > hw ||
+        count + inflight > hw || c->tails_partial > 1 || c->next_seq == 0)
+        return IPCF_ECORRUPT;
+    if (m->policy != IPCF_POLICY_EXCLUSIVE && ipcf_load_relaxed(&c->holder) != 0)
+        return IPCF_ECORRUPT;                /* only an exclusive mailbox has a holder */
+    return 0;
+}
+
+static int check_attached(struct ipcf_mbox *m)
+{
+    struct ipcf_timeout t = ipcf_timeout_of(ATTACH_LOCK_NS);
+    int rc = ipcf_mbox_lock(m, &t);
+    if (rc == IPCF_ETIMEOUT)
+        return 0;                            /* held by a stopped process: see above */
+    if (rc < 0)
+        return rc;                           /* not a mutex any more: IPCF_ECORRUPT */
+    rc = check_state(m);
+    ipcf_mbox_unlock(m);
+    return rc;
+}
+
+/* Inspection (no lock, not joined): the fixed parameters as attach checks them, and each
+ * link and count on its own within nslots (true at every instant of a live mailbox). */
+const char *ipcf_mbox_check_seg(const struct ipcf_seg *s)
+{
+    struct ipcf_mbox m;
+    memset(&m, 0, sizeof m);
+    m.seg = *s;                              /* a view: never closed or unmapped */
+    m.ctl = s->ctl;
+    if (load_params(&m) != 0)
+        return "mailbox parameters disagree with each other or with the file";
+    const struct ipcf_mbox_ctl *c = m.ctl;
+    uint32_t n = m.nslots;
+    if (!ipcf_lock_sane((const pthread_mutex_t *)c->lock))
+        return "mailbox lock is not a mutex ipcfast made";
+    if (ipcf_load_relaxed(&c->high_water) > n || ipcf_load_relaxed(&c->free_head) > n ||
+        ipcf_load_relaxed(&c->ready_head) > n || ipcf_load_relaxed(&c->ready_tail) > n)
+        return "mailbox list head past its slots";
+    for (int k = 0; k < IPCF_MB_TAILS; k++)
+        if (ipcf_load_relaxed(&c->tail_slot[k]) > n)
+            return "mailbox priority tail cache past its slots";
+    if (ipcf_load_relaxed(&c->count) > n || ipcf_load_relaxed(&c->inflight) > n)
+        return "mailbox counts more messages than slots";
+    return NULL;
 }
 
 int ipcf_mbox_attach(const char *name, ipcf_mbox **out)
@@ -97,7 +168,7 @@ int ipcf_mbox_attach(const char *name, ipcf_mbox **out)
         return rc;
     }
     m->ctl = m->seg.ctl;
-    if ((rc = load_params(m)) != 0) {
+    if ((rc = load_params(m)) != 0 || (rc = check_attached(m)) != 0) {
         ipcf_seg_unmap(&m->seg);
         free(m);
         return rc;

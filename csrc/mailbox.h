@@ -111,6 +111,25 @@ static inline void ipcf_mbox_bump(uint64_t *counter)
     ipcf_store_release(counter, ipcf_load_relaxed(counter) + 1);
 }
 
+/* How long a call re-takes the lock after a copy outside it at least, even past its own
+ * deadline: hold times are microseconds, so only a stopped (or wedged) holder keeps it this
+ * long, and a copy handed back is re-delivered later, perhaps after newer messages. Also
+ * keeps Python's 100 ms slices of a long wait from handing copies back under contention. */
+#define IPCF_MB_RELOCK_NS 200000000
+
+/* The timeout for re-taking the lock after a copy: the caller's deadline, but at least
+ * IPCF_MB_RELOCK_NS from now; forever stays forever. */
+static inline struct ipcf_timeout ipcf_mbox_relock_timeout(struct ipcf_timeout *t)
+{
+    uint64_t deadline = ipcf_deadline(t), now = ipcf_now_ns();
+    struct ipcf_timeout r = ipcf_timeout_of(-1);
+    if (deadline) {
+        r.ns = 1;
+        r.deadline = deadline > now + IPCF_MB_RELOCK_NS ? deadline : now + IPCF_MB_RELOCK_NS;
+    }
+    return r;
+}
+
 /* ---- locking and repair (mailbox_repair.c): a lock whose owner died is repaired first ---- */
 int ipcf_mbox_lock(struct ipcf_mbox *m, struct ipcf_timeout *to);  /* 0, or < 0 as ipcf_lock */
 void ipcf_mbox_unlock(struct ipcf_mbox *m);

@@ -74,25 +74,33 @@ static void finish_take(struct ipcf_mbox *m, uint32_t i, uint64_t len, uint64_t 
 /* Lock held (and released): copy the body of slot i, READY and already unlinked, of len
  * bytes (<= max_message and the caller's buffer: checked), into buf and take it. */
 static int64_t take(struct ipcf_mbox *m, uint32_t i, uint64_t len, char *buf, uint64_t me,
-                    struct ipcf_msg_info *out)
+                    struct ipcf_msg_info *out, struct ipcf_timeout *tmo)
 {
     struct ipcf_mbox_ctl *c = m->ctl;
     struct ipcf_mbox_slot *s = ipcf_mbox_slot_at(m, i);
     if (len <= IPCF_MB_SMALL) {
         memcpy(buf, ipcf_mbox_body(s), len);
     } else {
-        s->owner = ipcf_self_word();
+        ipcf_store_relaxed(&s->owner, ipcf_self_word());
         ipcf_store_release(&s->state, IPCF_SLOT_READING);
         ipcf_add_relaxed(&c->inflight, 1);
         ipcf_mbox_unlock(m);
         memcpy(buf, ipcf_mbox_body(s), len);  /* outside the lock; the slot is ours */
-        int rc = ipcf_mbox_lock(m, NULL);
+        /* bounded (the caller's timeout, at least IPCF_MB_RELOCK_NS): a lock held past it
+         * (a stopped process) makes the receive time out; the message is handed back
+         * (owner 0: the next repair makes it READY again, receipt or not), not taken */
+        struct ipcf_timeout relock = ipcf_mbox_relock_timeout(tmo);
+        int rc = ipcf_mbox_lock(m, &relock);
+        if (rc == IPCF_ETIMEOUT) {
+            ipcf_store_release(&s->owner, 0);
+            return IPCF_EEMPTY;
+        }
         if (rc < 0)         /* unrecoverable lock: the slot stays READING under our name */
             return rc;
         /* a repair keeps a live reader's slot READING: anything else means the slot was
          * rewritten while we copied it (the copy may be torn, and freeing it again would
          * link it twice) */
-        if (s->state != IPCF_SLOT_READING || s->owner != ipcf_self_word()) {
+        if (s->state != IPCF_SLOT_READING || ipcf_load_relaxed(&s->owner) != ipcf_self_word()) {
             ipcf_mbox_unlock(m);
             return IPCF_ECORRUPT;
         }
@@ -137,7 +145,7 @@ int64_t ipcf_mbox_recv(ipcf_mbox *m, char *buf, uint64_t cap, uint64_t me, int h
                     return IPCF_EBUFSMALL;
                 }
                 if (ipcf_mbox_ready_remove(m, (uint32_t)i) == 0)
-                    return take(m, (uint32_t)i, len, buf, me, out);
+                    return take(m, (uint32_t)i, len, buf, me, out, &tmo);
             }
             /* the READY list contradicts itself: rebuilt from the slots, then looked at
              * again (a second time in this call is reported) */
@@ -157,8 +165,9 @@ int64_t ipcf_mbox_recv(ipcf_mbox *m, char *buf, uint64_t cap, uint64_t me, int h
         rc = ipcf_mbox_wait_moved(m, &c->data, &c->published, seen, rc == IPCF_EBUSY, &tmo,
                                   IPCF_EEMPTY);
         ipcf_fetch_sub(&c->receivers_waiting, 1);
-        if (rc == IPCF_EEMPTY && ipcf_load_relaxed(&c->inflight) && ipcf_mbox_lock(m, NULL) >= 0) {
-            /* nothing came: a reader that died mid-copy may be sitting on a message */
+        if (rc == IPCF_EEMPTY && ipcf_load_relaxed(&c->inflight) && ipcf_mbox_lock(m, &tmo) >= 0) {
+            /* nothing came: a reader that died mid-copy may be sitting on a message (the
+             * deadline has passed: one try, as the lock's brief spin allows, never a wait) */
             if (c->inflight)
                 ipcf_mbox_repair_if_due(m);
             ipcf_mbox_unlock(m);

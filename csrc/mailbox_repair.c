@@ -31,18 +31,20 @@ static int keep_slot(struct ipcf_mbox *m, struct ipcf_mbox_slot *s, uint64_t *he
     case IPCF_SLOT_FREE:
         return 0;
     case IPCF_SLOT_WRITING:
-        if (!ipcf_word_alive(s->owner))
+        if (!ipcf_word_alive(ipcf_load_relaxed(&s->owner)))   /* (0: handed back) */
             return 0;                               /* never published: drop */
         *held += s->length;
         (*inflight)++;
         return 1;
     case IPCF_SLOT_READING:
-        if (ipcf_word_alive(s->owner)) {
+        if (ipcf_word_alive(ipcf_load_relaxed(&s->owner))) {
             *held += s->length;
             (*inflight)++;
             return 1;
         }
-        if (s->flags & IPCF_MSG_RECEIPT) {          /* tell the waiting sender */
+        /* owner 0: handed back by a receiver that timed out after its copy (not dead): the
+         * message is simply READY again */
+        if ((s->flags & IPCF_MSG_RECEIPT) && ipcf_load_relaxed(&s->owner)) {   /* tell the sender */
             ipcf_store_release(&s->state, IPCF_SLOT_LOST);
             return 1;
         }

@@ -98,7 +98,7 @@ int ipcf_mbox_post(ipcf_mbox *m, const char *buf, uint64_t len, int32_t type, in
     s->sender = sender;
     s->to = to;
     s->sent_at = ipcf_now_ns();
-    s->owner = me;
+    ipcf_store_relaxed(&s->owner, me);   /* (atomic: a copier hands its slot back by it) */
     s->waiter = (flags & IPCF_MSG_RECEIPT) ? me : 0;
     s->receiver = 0;
     s->receiver_pid = 0;
@@ -110,13 +110,21 @@ int ipcf_mbox_post(ipcf_mbox *m, const char *buf, uint64_t len, int32_t type, in
         ipcf_add_relaxed(&c->inflight, 1);
         ipcf_mbox_unlock(m);
         memcpy(ipcf_mbox_body(s), buf, len);     /* outside the lock; the slot is ours */
-        int rc = ipcf_mbox_lock(m, NULL);
+        /* bounded (the caller's timeout, at least IPCF_MB_RELOCK_NS): a lock held past it
+         * (a stopped process) makes the send time out unsent; the slot is handed back
+         * (owner 0: the next repair frees it, as a dead writer's) */
+        struct ipcf_timeout relock = ipcf_mbox_relock_timeout(&tmo);
+        int rc = ipcf_mbox_lock(m, &relock);
+        if (rc == IPCF_ETIMEOUT) {
+            ipcf_store_release(&s->owner, 0);
+            return IPCF_EFULL;
+        }
         if (rc < 0)         /* unrecoverable lock: the slot stays WRITING, never visible */
             return rc;
         /* a repair keeps a live writer's slot WRITING: anything else means the slot was
          * rewritten under us, and may be in a list already; publishing it would link it
          * twice */
-        if (s->state != IPCF_SLOT_WRITING || s->owner != me) {
+        if (s->state != IPCF_SLOT_WRITING || ipcf_load_relaxed(&s->owner) != me) {
             ipcf_mbox_unlock(m);
             return IPCF_ECORRUPT;
         }
@@ -137,7 +145,9 @@ static int collect(struct ipcf_mbox *m, uint32_t i, uint64_t seq, struct ipcf_ms
     struct ipcf_mbox_slot *s = ipcf_mbox_slot_at(m, i);
     if (s->seq != seq)
         return IPCF_ESTATE;
-    if (s->state == IPCF_SLOT_READING && !ipcf_word_alive(s->owner)) {
+    uint64_t owner = ipcf_load_relaxed(&s->owner);
+    /* (owner 0: a receiver that timed out handed it back; the next repair re-delivers it) */
+    if (s->state == IPCF_SLOT_READING && owner && !ipcf_word_alive(owner)) {
         ipcf_mbox_held_sub(m->ctl, s->length);
         ipcf_store_release(&s->state, IPCF_SLOT_LOST);
     }
@@ -169,11 +179,14 @@ int ipcf_mbox_await(ipcf_mbox *m, uint32_t slot, uint64_t seq, int64_t timeout_n
     if (slot >= m->nslots)
         return IPCF_EBADARG;
     struct receipt_arg a = {ipcf_mbox_slot_at(m, slot), seq};
+    struct ipcf_timeout tmo = ipcf_timeout_of(timeout_ns);
+    ipcf_deadline(&tmo);                  /* fixed now: the lock below shares the deadline */
     int rc = ipcf_wait(&m->ctl->receipt, receipt_ready, &a, timeout_ns, NULL);
     if (rc < 0 && rc != IPCF_ETIMEOUT)
         return rc;
-    if (ipcf_mbox_lock(m, NULL) < 0)
-        return IPCF_ESTATE;
+    struct ipcf_timeout relock = ipcf_mbox_relock_timeout(&tmo);
+    if ((rc = ipcf_mbox_lock(m, &relock)) < 0)   /* bounded, never forever unless asked */
+        return rc == IPCF_ETIMEOUT ? IPCF_ETIMEOUT : IPCF_ESTATE;
     /* after a timed-out slice, also notice a reader that died holding our message */
     rc = collect(m, slot, seq, out);
     ipcf_mbox_unlock(m);
@@ -203,6 +216,11 @@ int ipcf_mbox_withdraw(ipcf_mbox *m, uint32_t slot, uint64_t seq, struct ipcf_ms
                 ipcf_mbox_unlock(m);                      /* lists rebuilt: look again */
                 continue;
             }
+        } else if (rc == 0 && s->state == IPCF_SLOT_READING && ipcf_load_relaxed(&s->owner) == 0) {
+            /* handed back by a receiver that timed out after its copy: nobody has it */
+            ipcf_mbox_held_sub(m->ctl, s->length);
+            ipcf_mbox_inflight_done(m->ctl);
+            ipcf_mbox_slot_release(m, slot);
         } else if (rc == 0 && s->state == IPCF_SLOT_READING) {
             ipcf_mbox_unlock(m);      /* being read right now: wait for the outcome */
             struct receipt_arg a = {s, seq};

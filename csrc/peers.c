@@ -137,20 +137,23 @@ static int in_table(const uint64_t *table, int n, uint64_t w)
 }
 
 /* ... and, with `attached`, one whose process word is not in that peer table (a child that
- * has not attached yet: a fork child does so first thing, before it ends its transit). */
-static int live_descendant_not_in(const uint64_t *attached, int nattached)
+ * has not attached yet: a fork child does so first thing, before it ends its transit).
+ * `me` may be any process: the sender of a fork transit is asked about by its peers too.
+ * The asking process itself never counts: it holds its handles already (and at its last
+ * close it has just left the peer table, but is not on its way to attach). */
+static int live_descendant_of_not_in(int32_t me, const uint64_t *attached, int nattached)
 {
     DIR *d = opendir("/proc");
     if (!d)
         return 1;                           /* cannot tell: assume one may still arrive */
-    int32_t me = (int32_t)getpid();
+    int32_t self = (int32_t)getpid();
     int found = 0;
     struct dirent *e;
     while (!found && (e = readdir(d))) {
         char *end;
         long p = strtol(e->d_name, &end, 10);
         struct proc_stat st;
-        if (*end || p <= 1 || p == me || !proc_stat((int32_t)p, &st) ||
+        if (*end || p <= 1 || p == me || p == self || !proc_stat((int32_t)p, &st) ||
             st.state == 'Z' || st.state == 'X')
             continue;
         int32_t up = st.ppid;
@@ -168,6 +171,11 @@ static int live_descendant_not_in(const uint64_t *attached, int nattached)
     }
     closedir(d);
     return found;
+}
+
+static int live_descendant_not_in(const uint64_t *attached, int nattached)
+{
+    return live_descendant_of_not_in((int32_t)getpid(), attached, nattached);
 }
 
 static int live_descendant(void)
@@ -301,14 +309,52 @@ static int transit_count(uint64_t *pairs, int n, int *mine)
     return transit_count2(pairs, n, mine, &forks);
 }
 
-int ipcf_transit_live_unattached(uint64_t *pairs, int n, const uint64_t *peers, int npeers)
+/* A fork transit of another process `w`: the handle was inherited by a fork child of w, so
+ * only a live descendant of w that has not attached yet can still take it (a fork child
+ * attaches first thing). Without this, a fork child SIGKILLed before its after-fork hook
+ * left its parent's entry behind, and while that parent lived every peer counted it as an
+ * end on its way: a reader never saw EOF (or a writer broken pipe) for the whole transit
+ * time, and the last close kept the ring. Reads /proc. */
+static int fork_transit_may_arrive(uint64_t w, const uint64_t *peers, int npeers)
 {
-    int mine, forks, live = transit_count2(pairs, n, &mine, &forks);
-    if (mine - forks > 0 && live_descendant())
+    return live_descendant_of_not_in((int32_t)(w & 0xffffffffu), peers, npeers);
+}
+
+/* Entries alive and unexpired, each fork transit only while it may still arrive (ours and
+ * others' alike); our own pickle transits count if `own_pickles` says so (-1: only while we
+ * have a live descendant; 1: always, as this process may unpickle them itself). */
+static int transit_count_forks(uint64_t *pairs, int n, const uint64_t *peers, int npeers,
+                               int own_pickles)
+{
+    uint64_t now = ipcf_now_ns(), me = ipcf_self_word();
+    int live = 0, mine = 0, forks = 0;
+    for (int i = 0; i + 1 < n; i += 2) {
+        uint64_t w = ipcf_load_acquire(&pairs[i]);
+        if (!w || expiry(&pairs[i + 1]) <= now || !ipcf_word_alive(w))
+            continue;
+        int fork = (ipcf_load_relaxed(&pairs[i + 1]) & FORK_BIT) != 0;
+        if (w == me) {
+            mine++;
+            forks += fork;
+        } else if (!fork || fork_transit_may_arrive(w, peers, npeers)) {
+            live++;
+        }
+    }
+    if (mine - forks > 0 && (own_pickles > 0 || live_descendant()))
         live += mine - forks;
     if (forks && live_descendant_not_in(peers, npeers))
         live += forks;
     return live;
+}
+
+int ipcf_transit_live_unattached(uint64_t *pairs, int n, const uint64_t *peers, int npeers)
+{
+    return transit_count_forks(pairs, n, peers, npeers, -1);
+}
+
+int ipcf_transit_held_unattached(uint64_t *pairs, int n, const uint64_t *peers, int npeers)
+{
+    return transit_count_forks(pairs, n, peers, npeers, 1);
 }
 
 int ipcf_transit_live(uint64_t *pairs, int n)
@@ -419,8 +465,9 @@ int ipcf_seg_leave(struct ipcf_seg *s)
         /* acquire: pairs with the seq_cst fetch_and of a process that could not register */
         if ((ipcf_load_acquire(&s->hdr->flags) & IPCF_F_AUTO_UNLINK) &&
             ipcf_table_live(s->hdr->peers, IPCF_MAX_PEERS, NULL) == 0 &&
-            ipcf_transit_live(s->hdr->transit, IPCF_TRANSIT_WORDS) == 0)
-            last = 1;
+            ipcf_transit_live_unattached(s->hdr->transit, IPCF_TRANSIT_WORDS, s->hdr->peers,
+                                         IPCF_MAX_PEERS) == 0)
+            last = 1;   /* (a fork transit whose child died before attaching: not live) */
     }
     pthread_mutex_unlock(&local_lock);
     return last;
@@ -447,7 +494,9 @@ void ipcf_seg_arrive(struct ipcf_seg *s, uint64_t from)
  * that it may close its own at once without the segment going away under the child. */
 void ipcf_seg_before_fork(struct ipcf_seg *s)
 {
-    s->fork_from = ipcf_seg_depart(s, IPCF_TRANSIT_NS) == 0 ? ipcf_self_word() : 0;
+    /* a fork transit: only a not yet attached descendant of ours can end it */
+    s->fork_from = ipcf_transit_add_fork(s->hdr->transit, IPCF_TRANSIT_WORDS, IPCF_TRANSIT_NS) == 0
+                   ? ipcf_self_word() : 0;
 }
 
 void ipcf_seg_after_fork(struct ipcf_seg *s)

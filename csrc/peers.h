@@ -42,6 +42,10 @@ int ipcf_transit_live(uint64_t *pairs, int n);
  * end off for the whole transit time. */
 int ipcf_transit_add_fork(uint64_t *pairs, int n, int64_t ttl_ns);
 int ipcf_transit_live_unattached(uint64_t *pairs, int n, const uint64_t *peers, int npeers);
+/* Others' fork transits likewise count only while their sender has a live descendant that
+ * is not in `peers`. ipcf_transit_held_unattached: the same, but our own pickle transits
+ * always count (this process may unpickle them): for the last close. */
+int ipcf_transit_held_unattached(uint64_t *pairs, int n, const uint64_t *peers, int npeers);
 /* Entries alive and unexpired, our own counted whether or not a child could take them. */
 int ipcf_transit_held(uint64_t *pairs, int n);
 int ipcf_transit_any(uint64_t *pairs, int n);      /* any entry at all: cheap, no /proc */

@@ -108,15 +108,18 @@ int ipcf_pipe_readers_gone(struct ipcf_pipe *p, int thorough)
     return end_gone(p, p->ctl->readers, p->ctl->pend_readers, thorough);
 }
 
-/* At the ring's last close: an end held, or in transit and not given up (our own ones
- * included, child or not: this very process may unpickle an end it pickled), keeps it. */
+/* At the ring's last close: an end held, or in transit and not given up (our own pickled
+ * ones included, child or not: this very process may unpickle an end it pickled), keeps
+ * it. A fork transit -- ours or another process's -- only while its sender has a live
+ * descendant that has not attached: a fork child killed before it attached never takes
+ * its end, and must not keep the ring after everyone else closed. */
 int ipcf_pipe_in_use(struct ipcf_pipe *p)
 {
     struct ipcf_pipe_ctl *c = p->ctl;
     return ipcf_table_live(c->writers, IPCF_PIPE_ENDS, NULL) ||
            ipcf_table_live(c->readers, IPCF_PIPE_ENDS, NULL) ||
-           ipcf_transit_held(c->pend_writers, IPCF_PIPE_ENDS) ||
-           ipcf_transit_held(c->pend_readers, IPCF_PIPE_ENDS);
+           ipcf_transit_held_unattached(c->pend_writers, IPCF_PIPE_ENDS, ring_peers(p), IPCF_MAX_PEERS) ||
+           ipcf_transit_held_unattached(c->pend_readers, IPCF_PIPE_ENDS, ring_peers(p), IPCF_MAX_PEERS);
 }
 
 /* ---- the public API: on the ipcf_ring of one pipe direction ---- */

@@ -93,16 +93,55 @@ class Segment:
     param0: int
     param1: int
     flags: int = 0
+    #: "" or why the segment's state is impossible (its kind's checks, csrc/inspect_check.c)
+    corrupt: str = ""
 
     @property
     def orphaned(self) -> bool:
         return self.live == 0
 
 
+@dataclass
+class Unreadable:
+    """An ipcfast segment (it starts with our magic) that cannot even be inspected: a header
+    that disagrees with itself or the file, another layout version, or one still being
+    created. `ipcfast ls` lists it, `ipcfast stat` says why."""
+    name: str
+    state: str       #: "corrupt", "other-layout" or "creating"
+    reason: str
+
+
+_STATE_OF = {lib.IPCF_EVERSION: "other-layout", lib.IPCF_ENOTREADY: "creating"}
+
+
+def _has_magic(name: str) -> bool:
+    try:
+        with open(path(name), "rb") as f:
+            return int.from_bytes(f.read(8), "little") == lib.IPCF_MAGIC
+    except OSError:
+        return False
+
+
+def unreadable(name: str, exc: BaseException) -> Optional[Unreadable]:
+    """*exc* (raised by :func:`inspect`) as an :class:`Unreadable`, or None when *name* is
+    not an ipcfast segment at all (or the error is not about its contents)."""
+    rc = getattr(exc, "rc", None)
+    if not isinstance(exc, N.IncompatibleSegmentError) or rc is None or not _has_magic(name):
+        return None
+    reason = str(exc)
+    prefix = f"segment {name!r} "
+    return Unreadable(name, _STATE_OF.get(rc, "corrupt"),
+                      reason[len(prefix):] if reason.startswith(prefix) else reason)
+
+
 def inspect(name: str) -> Segment:
     """Describe one segment; raises FileNotFoundError, IncompatibleSegmentError, OSError."""
     info = ffi.new("struct ipcf_seg_info *")
-    N.check(lib.ipcf_seg_inspect(name.encode(), info), "segment", name)
+    rc = lib.ipcf_seg_inspect(name.encode(), info)
+    if rc:
+        exc = N.error(rc, "segment", name)
+        exc.rc = rc
+        raise exc
     st = os.stat(path(name))
     try:
         import pwd
@@ -113,20 +152,29 @@ def inspect(name: str) -> Segment:
                    size=st.st_size, live=info.live_peers, dead=info.dead_peers,
                    creator=info.creator_pid, age=max(0.0, time.time() - info.created_ns / 1e9),
                    owner=owner, counters=list(info.counters), param0=info.param0,
-                   param1=info.param1, flags=info.flags)
+                   param1=info.param1, flags=info.flags,
+                   corrupt=ffi.string(info.corrupt).decode("utf-8", "replace"))
 
 
 def scan() -> Dict[str, Segment]:
     """Every ipcfast segment in /dev/shm that we may read (others are skipped silently)."""
+    return scan_all()[0]
+
+
+def scan_all() -> "tuple[Dict[str, Segment], Dict[str, Unreadable]]":
+    """(the segments :func:`scan` gives, the ipcfast segments too broken to inspect)."""
     found: Dict[str, Segment] = {}
+    broken: Dict[str, Unreadable] = {}
     for name in names():
         if lib.ipcf_name_check(name.encode()) != 0:
             continue
         try:
             found[name] = inspect(name)
-        except (OSError, N.IpcfastError, ValueError):
-            continue
-    return found
+        except (OSError, N.IpcfastError, ValueError) as exc:
+            u = unreadable(name, exc)
+            if u is not None:
+                broken[name] = u
+    return found, broken
 
 
 ENOENT = -errno.ENOENT

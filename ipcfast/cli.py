@@ -41,23 +41,29 @@ def _held(seg: Segment) -> Tuple[int, Optional[int]]:
     return max(0, c[0] - c[1]), max(0, c[2] - c[3])
 
 
-LS_COLUMNS = ("NAME", "KIND", "CAPACITY", "HELD", "BYTES", "ALIVE", "DEAD", "OWNER", "AGE")
+LS_COLUMNS = ("NAME", "KIND", "CAPACITY", "HELD", "BYTES", "ALIVE", "DEAD", "OWNER", "AGE", "STATE")
 _LS_LEFT = {"NAME", "KIND", "OWNER"}
 
 
 def cmd_ls(args) -> int:
-    segs = scan()
-    if not segs:
+    segs, broken = S.scan_all()
+    if not segs and not broken:
         print("no ipcfast segments")
         return 0
     rows = [list(LS_COLUMNS)]
     for s in segs.values():
+        if s.corrupt:     # its counters are not to be believed
+            rows.append([s.name, s.kind, "?", "?", "?", str(s.live), str(s.dead), s.owner,
+                         _age(s.age), "corrupt"])
+            continue
         cap = ("-" if s.kind == "queue" else
                ("unbounded" if s.param0 == lib.IPCF_MB_UNBOUNDED else _size(s.param0))
                if s.kind == "mailbox" else _size(s.capacity))
         held, nbytes = _held(s)
         rows.append([s.name, s.kind, cap, str(held), "-" if nbytes is None else _size(nbytes),
-                     str(s.live), str(s.dead), s.owner, _age(s.age)])
+                     str(s.live), str(s.dead), s.owner, _age(s.age), "ok"])
+    for u in broken.values():
+        rows.append([u.name, "?", "?", "?", "?", "?", "?", "?", "?", u.state])
     widths = [max(len(r[i]) for r in rows) for i in range(len(LS_COLUMNS))]
     for r in rows:        # one space-free cell per column, aligned: `split()` gives the columns
         print("  ".join(cell.ljust(w) if col in _LS_LEFT else cell.rjust(w)
@@ -85,7 +91,12 @@ def _stat_lines(s: Segment) -> List[str]:
     return [f"  {k:18} {v}" for k, v in rows]
 
 
-def _named(name: str) -> Optional[Segment]:
+#: `ipcfast stat` of a corrupt segment (or one too broken to inspect) exits with this
+CORRUPT_EXIT = 2
+
+
+def _named(name: str) -> "Segment | int":
+    """The segment, or the exit status after saying why not."""
     try:
         return inspect(name)
     except FileNotFoundError:
@@ -93,15 +104,24 @@ def _named(name: str) -> Optional[Segment]:
     except PermissionError:
         print(f"ipcfast: permission denied reading {name!r}", file=sys.stderr)
     except (N.IpcfastError, ValueError, OSError) as exc:
+        u = S.unreadable(name, exc)
+        if u is not None:
+            print(f"{name} ({u.state}): {u.reason}")
+            return CORRUPT_EXIT
         print(f"ipcfast: {name!r} is not an ipcfast segment ({exc})", file=sys.stderr)
-    return None
+    return 1
 
 
 def cmd_stat(args) -> int:
     seg = _named(args.name)
-    if seg is None:
-        return 1
+    if isinstance(seg, int):
+        return seg
     while True:
+        if seg.corrupt:
+            print(f"{seg.name} ({seg.kind}, CORRUPT): {seg.corrupt}")
+            print("  (its counters are not to be believed)")
+            print("\n".join(_stat_lines(seg)))
+            return CORRUPT_EXIT
         print(f"{seg.name} ({seg.kind})")
         print("\n".join(_stat_lines(seg)))
         if not args.watch:
@@ -111,8 +131,8 @@ def cmd_stat(args) -> int:
         except KeyboardInterrupt:
             return 0
         prev, seg = seg, _named(args.name)
-        if seg is None:
-            return 1
+        if isinstance(seg, int):
+            return seg
         rate = (seg.counters[1] - prev.counters[1]) / args.interval
         print(f"  {'rate out':18} {rate:,.0f}/s\n")
 
@@ -137,7 +157,7 @@ def cmd_rm(args) -> int:
     rc = 0
     for name in args.names:
         seg = _named(name)
-        if seg is None:
+        if isinstance(seg, int):
             rc = 1
             continue
         if seg.kind == "queue-ring":

@@ -30,7 +30,7 @@ def test_ls_lists_rings_queues_and_mailboxes_with_their_kind():
             header, *body = out.stdout.splitlines()
             cols = header.split()
             assert cols == ["NAME", "KIND", "CAPACITY", "HELD", "BYTES", "ALIVE", "DEAD",
-                            "OWNER", "AGE"]
+                            "OWNER", "AGE", "STATE"]
             rows = {line.split()[0]: dict(zip(cols, line.split())) for line in body}
             assert all(len(line.split()) == len(cols) for line in body), out.stdout
             # aligned: cells are padded to their column's width, so every line is as wide as
@@ -43,6 +43,7 @@ def test_ls_lists_rings_queues_and_mailboxes_with_their_kind():
             assert rows["ipcf-cli-mb"]["KIND"] == "mailbox" and rows["ipcf-cli-mb"]["HELD"] == "1"
             assert rows["ipcf-cli-mb"]["BYTES"] == "4"
             assert rows["ipcf-cli-ring"]["ALIVE"] == "1" and rows["ipcf-cli-ring"]["DEAD"] == "0"
+            assert {rows[n]["STATE"] for n in ("ipcf-cli-ring", "ipcf-cli-q", "ipcf-cli-mb")} == {"ok"}
         finally:
             q.close()
 

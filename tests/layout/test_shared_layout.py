@@ -99,10 +99,13 @@ def test_mailbox_control_field_offsets(field, offset):
     assert ffi.offsetof("struct ipcf_mbox_ctl", field) == offset
 
 
-def test_event_is_a_futex_word_plus_waiter_count():
-    assert ffi.sizeof("struct ipcf_event") == 8
+def test_event_is_a_futex_word_counts_and_named_sleeper_slots():
+    assert ffi.sizeof("struct ipcf_event") == lib.IPCF_EVENT_SIZE == 112
     assert ffi.offsetof("struct ipcf_event", "seq") == 0
     assert ffi.offsetof("struct ipcf_event", "waiters") == 4
+    assert ffi.offsetof("struct ipcf_event", "sleeping") == 8
+    assert ffi.offsetof("struct ipcf_event", "owner") == 16
+    assert lib.IPCF_EVENT_SLOTS == 12
 
 
 @pytest.mark.parametrize("field, offset", [

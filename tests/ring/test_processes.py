@@ -520,8 +520,6 @@ def test_consumer_killed_while_holding_a_view_leaves_the_message_for_the_next_re
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason="bug: ipcf_wait's waiters++ is never undone when the "
-                   "sleeper is SIGKILLed (futex.c); every later wake pays a syscall")
 def test_consumer_sigkilled_while_asleep_leaves_no_phantom_sleeper(ipc):
     """A process killed inside the futex wait never decrements the event's sleeper count:
     `ipcfast stat` then reports a waiter that does not exist and every later send pays a

@@ -51,6 +51,9 @@ SPECIAL: Dict[Tuple[str, str], Tuple[str, ...]] = {
     ("ctl", "bytes_out"): ("bytes_in+1",),
     ("ctl", "data.waiters"): ("1",),
     ("ctl", "space.waiters"): ("1",),
+    ("ctl", "data.sleeping"): ("1", "1<<16", "0xffff"),     # named slot nobody holds, unnamed
+    ("ctl", "space.sleeping"): ("1", "1<<16"),
+    ("ctl", "data.owner[]"): ("1", "0x80000001"),           # a dead (or reaping) owner
     # queue control
     ("ctl", "write_gen"): ("read_gen-1", "write_gen+1", "write_gen+1000", "1<<40"),
     ("ctl", "read_gen"): ("write_gen", "write_gen+1", "write_gen+1000", "read_gen+1",

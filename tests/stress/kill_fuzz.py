@@ -114,7 +114,8 @@ def pipe_ends(name: str) -> str:
                                    ffi.offsetof("struct ipcf_pipe_ctl", table))
         if table.startswith("pend"):
             desc = [f"from pid {w & 0xFFFFFFFF}{' (the parent)' if w & 0xFFFFFFFF == os.getpid() else ''}, "
-                    f"expires in {(words[i + 1] - now) / 1e9:.0f} s"
+                    f"{'fork transit, ' if words[i + 1] >> 63 else ''}"
+                    f"expires in {((words[i + 1] & ~(1 << 63)) - now) / 1e9:.0f} s"
                     for i, w in enumerate(words) if i % 2 == 0 and w]
         else:
             desc = [f"pid {w & 0xFFFFFFFF} "

@@ -108,3 +108,14 @@ def held_only_in_transit(name: str) -> bool:
     me, now = lib.ipcf_self_word(), time.monotonic_ns()
     return any(hdr.transit[i] == me and hdr.transit[i + 1] > now
                for i in range(0, lib.IPCF_TRANSIT_WORDS, 2))
+
+
+def event_state(name: str, event: str = "data") -> Tuple[int, List[int]]:
+    """(sleeping, owner words) of ring *name*'s *event* ("data" or "space"), read from the
+    file without joining or inspecting (ipcf_seg_inspect reclaims dead sleepers' slots)."""
+    off = lib.IPCF_CTL_OFFSET + ffi.offsetof("struct ipcf_ring_ctl", event)
+    with open(path(name), "rb") as f:
+        f.seek(off)
+        raw = bytearray(f.read(ffi.sizeof("struct ipcf_event")))
+    ev = ffi.cast("struct ipcf_event *", ffi.from_buffer(raw))
+    return ev.sleeping, [ev.owner[i] for i in range(lib.IPCF_EVENT_SLOTS)]
