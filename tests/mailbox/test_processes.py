@@ -426,6 +426,12 @@ def test_sender_killed_holding_the_lock_does_not_wedge_the_mailbox(mailboxes):
         for _ in range(20):
             p = FORK.Process(target=W.child_send_sealed_forever, args=(mb.name, 1, 100, 4000))
             with running(p):
+                # some messages first, so the checker has something to check whatever the
+                # moment of the kill (STOP, priority -1, would otherwise be all it sees)
+                sent = W.ctl(mb).published
+                deadline = time.monotonic() + 10
+                while W.ctl(mb).published < sent + 3 and time.monotonic() < deadline:
+                    time.sleep(0.001)
                 caught = W.stop_while(p.pid, lambda: W.lock_owner(mb) == p.pid, timeout=2)
                 reap(p)
             if caught:
