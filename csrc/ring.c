@@ -147,7 +147,8 @@ uint64_t ipcf_ring_count(const ipcf_ring *r)
 {
     uint64_t out = ipcf_load_acquire(&r->ctl->msgs_out);
     uint64_t in = ipcf_load_acquire(&r->ctl->msgs_in);
-    return in > out ? in - out : 0;
+    uint64_t most = r->rb.cap / IPCF_REC_HDR;  /* statistics are untrusted: never past what fits */
+    return in > out ? (in - out < most ? in - out : most) : 0;
 }
 
 uint64_t ipcf_ring_used(const ipcf_ring *r)
