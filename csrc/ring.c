@@ -130,9 +130,12 @@ void ipcf_ring_before_fork(ipcf_ring *r)
 
 void ipcf_ring_after_fork(ipcf_ring *r)
 {
-    ipcf_seg_after_fork(&r->seg);
+    /* the child holds its pipe ends before it counts as attached to the segment: once it
+     * is attached, its parent's fork transits stop counting for it (pipe.c), so the other
+     * order left a window in which neither counted and a peer could see EOF */
     if (is_pipe(r))
         ipcf_pipe_after_fork(&r->pipe);
+    ipcf_seg_after_fork(&r->seg);
 }
 
 int ipcf_ring_depart(ipcf_ring *r, int64_t ttl_ns) { return ipcf_seg_depart(&r->seg, ttl_ns); }
