@@ -25,16 +25,16 @@ _get = lib.ipcf_queue_get
 _peek = lib.ipcf_queue_peek
 _release = lib.ipcf_queue_release
 _REC_HDR = lib.IPCF_REC_HDR
-
-
-def _records_span(sizes) -> int:
-    """Bytes of a run of ring records with these body sizes."""
-    return sum((_REC_HDR + s + 7) & ~7 for s in sizes)
 _from_buffer = ffi.from_buffer
 _view = ffi.buffer
 _unpack = ffi.unpack
 _SLICE = N.SLICE_NS
 _timeout = N.timeout_arg
+
+
+def _records_span(sizes) -> int:
+    """Bytes of a run of ring records with these body sizes."""
+    return sum((_REC_HDR + s + 7) & ~7 for s in sizes)
 
 
 class Queue(Handle):
@@ -228,13 +228,17 @@ class Queue(Handle):
         """Take the next item, unpickling it straight from shared memory (one copy: into
         the objects it builds), with the consumer side held until it is done."""
         first, lens = ffi.new("char **"), ffi.new("uint64_t[1]")
-        n = N.call_blocking(lambda t: _peek(h, 1, t, first, lens), block, timeout, N.EEMPTY, start)
-        self._check(n)
-        body, size = first[0] + _REC_HDR, lens[0]
+        n = 0
+        # the try is entered before the peek, so a Ctrl-C right after it still releases
         try:
+            n = N.call_blocking(lambda t: _peek(h, 1, t, first, lens), block, timeout,
+                                N.EEMPTY, start)
+            self._check(n)
+            body, size = first[0] + _REC_HDR, lens[0]
             return self._loads(_view(body, size) if self._loads_view else _unpack(body, size))
         finally:
-            _release(h, 1)          # consumed, even when unpickling raised (as multiprocessing)
+            if n > 0:
+                _release(h, 1)      # consumed, even when unpickling raised (as multiprocessing)
 
     @contextlib.contextmanager
     def _held(self, max_items: int, timeout: Optional[float]) -> Iterator[List[bytes]]:
@@ -245,10 +249,11 @@ class Queue(Handle):
         process is killed inside it (so an item may be forwarded twice, never lost)."""
         h = self._live()
         first, lens = ffi.new("char **"), ffi.new("uint64_t[]", max_items)
-        n = N.call_blocking(lambda t: _peek(h, max_items, t, first, lens), True, timeout, N.EEMPTY)
-        self._check(n)
-        consumed = 0
+        n = consumed = 0
         try:
+            n = N.call_blocking(lambda t: _peek(h, max_items, t, first, lens), True, timeout,
+                                N.EEMPTY)
+            self._check(n)
             sizes = ffi.unpack(lens, n)
             raw, datas, pos = ffi.buffer(first[0], _records_span(sizes))[:], [], 0
             for size in sizes:
@@ -257,7 +262,8 @@ class Queue(Handle):
             yield datas
             consumed = 1
         finally:
-            _release(h, consumed)
+            if n > 0:
+                _release(h, consumed)
 
     def get_nowait(self) -> Any:
         return self.get(False)
