@@ -57,6 +57,41 @@ def _let_go(mv: memoryview) -> bool:
         return False
 
 
+def _end_claim(c, ok: bool, failed: bool, commit) -> None:
+    """End claim *c* (Claim or ClaimMany) whose views were let go (*ok*: no export was
+    alive): abandoned if the block raised or a view of its memory outlived it, else
+    published with *commit()*."""
+    h, fb = c._h, c._fb
+    c._fb = None
+    if failed:
+        _abort(h)
+        return
+    if not ok or _refs(fb) > c._base:          # (`fb` here stands for the cleared slot)
+        _abort(h)
+        keep_mapped(fb, c._base, c._ring)
+        raise BufferError("a view of the claimed memory (an export or a slice) is still "
+                          "alive; the message was not sent")
+    rc = commit()
+    if rc:
+        c._ring._check(rc)
+
+
+def _end_view(v, ok: bool, failed: bool) -> None:
+    """End view *v* (View or ViewMany): its messages stay if the block raised, else they
+    are removed (BufferError after, if a view of their memory outlived the block)."""
+    h, fb = v._h, v._fb
+    v._fb = None
+    if failed:
+        _unpeek(h)                   # the messages stay for the next reader
+        return
+    released = ok and _refs(fb) <= v._base     # (`fb` here stands for the cleared slot)
+    _release_rec(h)
+    if not released:
+        keep_mapped(fb, v._base, v._ring)
+        raise BufferError("a view of the message (an export or a slice) is still alive; "
+                          "its bytes will be overwritten by later messages")
+
+
 class Claim:
     """``with ring.claim(size) as mv``: *size* writable bytes in the ring, published when
     the block exits normally and abandoned (never visible) if it raises."""
@@ -93,23 +128,9 @@ class Claim:
         return mv
 
     def __exit__(self, et, ev, tb) -> None:
-        h, ring = self._h, self._ring
         ok = _let_go(self._mv)
         self._mv = None
-        if et is not None:
-            self._fb = None
-            _abort(h)
-            return
-        if not ok or _refs(self._fb) > self._base:
-            _abort(h)
-            keep_mapped(self._fb, self._base, ring)
-            self._fb = None
-            raise BufferError("a view of the claimed memory (an export or a slice) is still "
-                              "alive; the message was not sent")
-        self._fb = None
-        rc = _commit(h, self._size)
-        if rc:
-            ring._check(rc)
+        _end_claim(self, ok, et is not None, lambda: _commit(self._h, self._size))
 
 
 class View:
@@ -146,21 +167,9 @@ class View:
         return mv
 
     def __exit__(self, et, ev, tb) -> None:
-        h = self._h
         ok = _let_go(self._mv)
         self._mv = None
-        if et is not None:
-            self._fb = None
-            _unpeek(h)                   # the message stays for the next reader
-            return
-        released = ok and _refs(self._fb) <= self._base
-        _release_rec(h)
-        if not released:
-            keep_mapped(self._fb, self._base, self._ring)
-            self._fb = None
-            raise BufferError("a view of the message (an export or a slice) is still alive; "
-                              "its bytes will be overwritten by later messages")
-        self._fb = None
+        _end_view(self, ok, et is not None)
 
 
 def _let_go_all(mvs: List[memoryview]) -> bool:
@@ -239,23 +248,9 @@ class ClaimMany:
         return views
 
     def __exit__(self, et, ev, tb) -> None:
-        h = self._h
         ok = _let_go_all(self._mvs)
         self._mvs = None
-        if et is not None:
-            self._fb = None
-            _abort(h)
-            return
-        if not ok or _refs(self._fb) > self._base:
-            _abort(h)
-            keep_mapped(self._fb, self._base, self._ring)
-            self._fb = None
-            raise BufferError("a view of the claimed memory (an export or a slice) is still "
-                              "alive; the messages were not sent")
-        self._fb = None
-        rc = _commit_many(h)
-        if rc:
-            self._ring._check(rc)
+        _end_claim(self, ok, et is not None, lambda: _commit_many(self._h))
 
 
 class ViewMany:
@@ -297,18 +292,6 @@ class ViewMany:
         return views
 
     def __exit__(self, et, ev, tb) -> None:
-        h = self._h
         ok = _let_go_all(self._mvs)
         self._mvs = None
-        if et is not None:
-            self._fb = None
-            _unpeek(h)
-            return
-        released = ok and _refs(self._fb) <= self._base
-        _release_rec(h)
-        if not released:
-            keep_mapped(self._fb, self._base, self._ring)
-            self._fb = None
-            raise BufferError("a view of the messages (an export or a slice) is still alive; "
-                              "their bytes will be overwritten by later messages")
-        self._fb = None
+        _end_view(self, ok, et is not None)
