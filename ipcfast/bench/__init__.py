@@ -48,8 +48,9 @@ The package, one concept per module:
 
 * ``channels``  one adapter per transport (a :class:`Channel` gives each side its
   :class:`Ops`), and the bookkeeping that removes every segment the run made
-* ``workloads`` the loops that move and check messages; the variants (workloads and their
-  implementations)
+* ``workloads`` the object, batch, N x M and ping-pong loops, and the variants (workloads
+  and their implementations); ``byteloops`` the byte-message loops; ``messages`` what a
+  consumer loop returns, the payload templates and :class:`CheckError`
 * ``sweep``     the payload-size sweep's variants (bytes by size, numpy arrays by size);
   ``arrays`` the numpy loops and channels
 * ``targets``   issue 9's target ratios from one run's results, printed after the sweep;
@@ -67,11 +68,12 @@ from .channels import Channel, Ops, close_channels
 from .measurement import MeasureError, measure
 from .options import Options, list_variants, parse_args, select
 from .runner import main, run
-from .workloads import (BASELINE, BATCH, MPMC, PAYLOAD, PI, PING_SIZE, VARIANT_KEYS, CheckError, Impl,
-                        Received, Variant, build_variants, consume, consume_batches, consume_bytes,
-                        consume_bytes_many, consume_bytes_view, consume_objects, many_batch, ping,
-                        ping_ends, pong, produce, produce_batches, produce_bytes, produce_bytes_claim,
-                        produce_bytes_many, produce_objects)
+from .byteloops import (consume_bytes, consume_bytes_many, consume_bytes_view, produce_bytes,
+                        produce_bytes_claim, produce_bytes_many)
+from .messages import CheckError, Received
+from .workloads import (BASELINE, BATCH, MPMC, PAYLOAD, PI, PING_SIZE, VARIANT_KEYS, Impl, Variant,
+                        build_variants, consume, consume_batches, consume_objects, many_batch, ping,
+                        ping_ends, pong, produce, produce_batches, produce_objects)
 
 __all__ = [
     "main", "run", "parse_args", "Options", "list_variants", "select",

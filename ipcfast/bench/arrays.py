@@ -2,7 +2,7 @@
 channels that carry them as their users would write it. numpy is optional: it is imported
 by the loops, never by this module, so the variants are skipped (with a reason) without it.
 
-Each array is the *size*-byte template (:func:`.workloads.template`) seen as float32, with
+Each array is the *size*-byte template (:func:`.messages.template`) seen as float32, with
 the sequence number (modulo 2**24, which float32 holds exactly) stamped into its first and
 last element. The consumer checks every array's class, dtype, shape and both stamps (count,
 order, no torn or stale array), and compares the whole content byte for byte on the first,
@@ -16,7 +16,7 @@ from typing import Any
 
 from . import channels as C
 from .channels import Ops
-from .workloads import CheckError, Received, template
+from .messages import CheckError, Received, template
 
 STAMP_MOD = 1 << 24          # float32 holds every integer below this exactly
 EVERY = 8                    # full compare of every 8th array (first and last too)

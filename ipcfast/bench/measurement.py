@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .._units import MiB
 from . import roles as R
+from . import messages as M
 from . import workloads as W
 from .channels import CTX, READY_TIMEOUT, Channel, close_channels
 from .workloads import Impl, Variant
@@ -280,7 +281,7 @@ def measure(v: Variant, impl: Impl, n: int, time_limit: float, pin: bool = False
 
 def memcpy_gbps(size: int, seconds: float, repeats: int = 3) -> float:
     """Single-core copy bandwidth (GB/s) of *size*-byte buffers, memoryview slice assignment."""
-    src = memoryview(bytearray(W.template(size)))
+    src = memoryview(bytearray(M.template(size)))
     dst = memoryview(bytearray(size))
     loops = max(1, int(200 * MiB // size))
     dst[:] = src
@@ -302,7 +303,7 @@ def alloc_copy_gbps(size: int, seconds: float, repeats: int = 3) -> float:
     """Single-core bandwidth (GB/s) of copying a *size*-byte buffer into a NEW bytes object
     each time (``bytes(buf)``): the least a receiver that returns a fresh object pays.
     From 32 MiB up glibc maps every such block afresh, so its page faults count here."""
-    src = bytearray(W.template(size))
+    src = bytearray(M.template(size))
     loops = max(1, int(20 * MiB // size))
     bytes(src)
     best = []

@@ -19,6 +19,7 @@ import traceback
 from typing import Callable, Optional
 
 from . import channels as C
+from . import messages as M
 from . import workloads as W
 from .channels import Channel, Ops
 
@@ -54,7 +55,7 @@ def child_main(conn, fn: Callable[..., dict], args: tuple, cpu: Optional[int] = 
     try:
         result = fn(gate, *args)
     except BaseException as exc:  # noqa: BLE001 - report anything to the parent
-        kind = "check" if isinstance(exc, W.CheckError) else "error"
+        kind = "check" if isinstance(exc, M.CheckError) else "error"
         with contextlib.suppress(Exception):
             conn.send(("error", kind, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
         conn.close()
@@ -96,7 +97,7 @@ def producer(gate: Gate, ch: Channel, mode: str, n: int, size: int = 0) -> dict:
     the way *mode* does. Returns when sending started and ended."""
     ops = ch.sender()
     if size:
-        W.template(size)
+        M.template(size)
         W.produce(mode, ops, n, ch.warm_up, size)
     return _timed_send(gate, ops, lambda: W.produce(mode, ops, 0, n, size))
 
@@ -107,7 +108,7 @@ def consumer(gate: Gate, ch: Channel, mode: str, n: int, size: int = 0) -> dict:
     received and checked, their sequence-number sum and total bytes."""
     ops = ch.receiver()
     if size:
-        W.template(size)
+        M.template(size)
         W.consume(mode, ops, n, ch.warm_up, size)
     gate()
     got = W.consume(mode, ops, 0, n, size)

@@ -1,4 +1,5 @@
-"""Workloads: the loops that move and check messages, and the variants the runner measures.
+"""Workloads: the object, batch, N x M and ping-pong loops, and the variants the runner
+measures (the byte-message loops are in :mod:`.byteloops`).
 
 The loops are shared by the runner's processes and benchmarks/test_bench_*.py. Every
 consumer loop checks every message (see the package docstring for what is checked) and
@@ -8,55 +9,24 @@ written out inside each loop on purpose: a helper call per message would be meas
 """
 from __future__ import annotations
 
-import random
-import struct
 import time
 from array import array
 from dataclasses import dataclass
-from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from .._units import KiB
+from . import byteloops as B
 from . import channels as C
 from .channels import Ops
+from .messages import QF, Received, _bad
 
 BASELINE = "multiprocessing.Queue"
 
 PAYLOAD = "payload"
 PI = 3.14
-QF = struct.Struct("<Q")
 BATCH = 256                # items per put_many in the batched workload
 MPMC = (2, 2)              # producers x consumers
 PING_SIZE = 64             # bytes of a ping-pong message in the byte form
-
-
-class CheckError(Exception):
-    """A message arrived wrong (missing, duplicated, reordered, torn or altered)."""
-
-
-def _bad(what: str) -> None:
-    raise CheckError(what)
-
-
-class Received(NamedTuple):
-    """What a consumer loop saw: its first and last receive (perf_counter), the number of
-    messages it received and checked, the sum of their sequence numbers and (bytes) their
-    total length."""
-    t_first: float
-    t_last: float
-    count: int
-    seq_sum: int
-    nbytes: int = 0
-
-
-_TEMPLATES: Dict[int, bytes] = {}
-
-
-def template(size: int) -> bytes:
-    """Deterministic pseudo-random payload of *size* bytes (made once, inherited by fork)."""
-    t = _TEMPLATES.get(size)
-    if t is None:
-        t = _TEMPLATES[size] = random.Random(size).randbytes(size)
-    return t
 
 
 def many_batch(size: int) -> int:
@@ -118,165 +88,6 @@ def consume_batches(get_many, start: int, n: int) -> Received:
 
 
 # --------------------------------------------------------------------------------------------
-# raw bytes: the sequence number in the first and last 8 bytes of a template
-
-
-def _verify_every(size: int) -> int:
-    return 1 if size <= 4 * KiB else 8
-
-
-def produce_bytes(send, start: int, n: int, size: int) -> None:
-    """send(buf) messages start..start+n-1; send must have copied buf when it returns
-    (the next message reuses it)."""
-    buf = bytearray(template(size))
-    pack, last = QF.pack_into, size - 8
-    for i in range(start, start + n):
-        pack(buf, 0, i)
-        pack(buf, last, i)
-        send(buf)
-
-
-def produce_bytes_many(send_many, start: int, n: int, size: int, batch: int) -> None:
-    """send_many() messages start..start+n-1 in lists of *batch*."""
-    mid = template(size)[8:size - 8]
-    p, end = QF.pack, start + n
-    for b in range(start, end, batch):
-        send_many([p(i) + mid + p(i) for i in range(b, min(end, b + batch))])
-
-
-def produce_bytes_claim(claim, start: int, n: int, size: int) -> None:
-    """Write messages start..start+n-1 in place, ``with claim(size) as mv``."""
-    tmpl = template(size)
-    pack, last = QF.pack_into, size - 8
-    for i in range(start, start + n):
-        with claim(size) as mv:
-            mv[:] = tmpl
-            pack(mv, 0, i)
-            pack(mv, last, i)
-
-
-def produce_bytes_claim_many(claim_many, start: int, n: int, size: int, batch: int) -> None:
-    """Write messages start..start+n-1 in place, *batch* at a time, ``with
-    claim_many(sizes) as views``."""
-    tmpl = template(size)
-    pack, last, end = QF.pack_into, size - 8, start + n
-    for b in range(start, end, batch):
-        k = min(end, b + batch) - b
-        with claim_many([size] * k) as views:
-            for i, mv in enumerate(views, b):
-                mv[:] = tmpl
-                pack(mv, 0, i)
-                pack(mv, last, i)
-
-
-class _ByteChecker:
-    """Checks byte messages: length, seq stamps, and (sampled) the whole content."""
-
-    def __init__(self, size: int, n: int, start: int) -> None:
-        self.size, self.start, self.n = size, start, n
-        self.exp = bytearray(template(size))
-        self.every = _verify_every(size)
-        self.lastseq = start + n - 1
-
-    def full(self, m, i: int) -> None:
-        QF.pack_into(self.exp, 0, i)
-        QF.pack_into(self.exp, self.size - 8, i)
-        if self.exp != m:
-            _bad(f"message {i}: content differs from what was sent")
-
-    def fail(self, m, i: int) -> None:
-        if len(m) != self.size:
-            _bad(f"message {i}: {len(m)} bytes, expected {self.size}")
-        _bad(f"message {i}: carries sequence numbers {QF.unpack_from(m, 0)[0]} / "
-             f"{QF.unpack_from(m, self.size - 8)[0]}")
-
-
-def consume_bytes(recv, start: int, n: int, size: int) -> Received:
-    """recv() messages start..start+n-1, checking each."""
-    ck = _ByteChecker(size, n, start)
-    unpack, last, every, full, fail = QF.unpack_from, size - 8, ck.every, ck.full, ck.fail
-    t_first = None
-    s = nbytes = 0
-    i = start - 1
-    for i in range(start, start + n):
-        m = recv()
-        if len(m) != size or unpack(m, 0)[0] != i or unpack(m, last)[0] != i:
-            fail(m, i)
-        if not (i - start) % every or i == ck.lastseq:
-            full(m, i)
-        s += i
-        nbytes += len(m)
-        if t_first is None:
-            t_first = time.perf_counter()
-    return Received(t_first or time.perf_counter(), time.perf_counter(), i - start + 1, s, nbytes)
-
-
-def consume_bytes_many(recv_many, start: int, n: int, size: int) -> Received:
-    """recv_many() lists until messages start..start+n-1 came, checking each."""
-    ck = _ByteChecker(size, n, start)
-    unpack, last, every, full, fail = QF.unpack_from, size - 8, ck.every, ck.full, ck.fail
-    t_first = None
-    i, end, s, nbytes = start, start + n, 0, 0
-    while i < end:
-        batch = recv_many()
-        if t_first is None:
-            t_first = time.perf_counter()
-        for m in batch:
-            if len(m) != size or unpack(m, 0)[0] != i or unpack(m, last)[0] != i:
-                fail(m, i)
-            if not (i - start) % every or i == ck.lastseq:
-                full(m, i)
-            s += i
-            nbytes += len(m)
-            i += 1
-    if i != end:
-        _bad(f"received {i - start} messages, expected {n}")
-    return Received(t_first or time.perf_counter(), time.perf_counter(), i - start, s, nbytes)
-
-
-def consume_bytes_view(view, start: int, n: int, size: int) -> Received:
-    """Read messages start..start+n-1 in place, ``with view() as m``, checking each."""
-    ck = _ByteChecker(size, n, start)
-    unpack, last, every, full, fail = QF.unpack_from, size - 8, ck.every, ck.full, ck.fail
-    t_first = None
-    s = nbytes = 0
-    i = start - 1
-    for i in range(start, start + n):
-        with view() as m:
-            if len(m) != size or unpack(m, 0)[0] != i or unpack(m, last)[0] != i:
-                fail(m, i)
-            if not (i - start) % every or i == ck.lastseq:
-                full(m, i)
-            nbytes += len(m)
-        s += i
-        if t_first is None:
-            t_first = time.perf_counter()
-    return Received(t_first or time.perf_counter(), time.perf_counter(), i - start + 1, s, nbytes)
-
-
-def consume_bytes_view_many(view_many, start: int, n: int, size: int) -> Received:
-    """Read messages start..start+n-1 in place, batches at a time, ``with view_many() as
-    views``, checking each."""
-    ck = _ByteChecker(size, n, start)
-    unpack, last, every, full, fail = QF.unpack_from, size - 8, ck.every, ck.full, ck.fail
-    t_first = None
-    i, end, s, nbytes = start, start + n, 0, 0
-    while i < end:
-        with view_many(end - i) as views:
-            if t_first is None:
-                t_first = time.perf_counter()
-            for m in views:
-                if len(m) != size or unpack(m, 0)[0] != i or unpack(m, last)[0] != i:
-                    fail(m, i)
-                if not (i - start) % every or i == ck.lastseq:
-                    full(m, i)
-                s += i
-                nbytes += len(m)
-                i += 1
-    return Received(t_first or time.perf_counter(), time.perf_counter(), i - start, s, nbytes)
-
-
-# --------------------------------------------------------------------------------------------
 # one entry per implementation mode
 
 
@@ -287,13 +98,13 @@ def produce(mode: str, ops: Ops, start: int, n: int, size: int = 0) -> None:
     elif mode == "batch":
         produce_batches(ops.put_many, start, n, BATCH)
     elif mode == "many":
-        produce_bytes_many(ops.send_many, start, n, size, ops.batch or many_batch(size))
+        B.produce_bytes_many(ops.send_many, start, n, size, ops.batch or many_batch(size))
     elif mode == "claim":
-        produce_bytes_claim(ops.claim, start, n, size)
+        B.produce_bytes_claim(ops.claim, start, n, size)
     elif mode == "claim-many":
-        produce_bytes_claim_many(ops.claim_many, start, n, size, many_batch(size))
+        B.produce_bytes_claim_many(ops.claim_many, start, n, size, many_batch(size))
     elif mode == "send":
-        produce_bytes(ops.send, start, n, size)
+        B.produce_bytes(ops.send, start, n, size)
     elif mode == "array":
         from .arrays import produce_arrays
         produce_arrays(ops.put, start, n, size)
@@ -308,13 +119,13 @@ def consume(mode: str, ops: Ops, start: int, n: int, size: int = 0) -> Received:
     if mode == "batch":
         return consume_batches(ops.get_many, start, n)
     if mode == "many":
-        return consume_bytes_many(ops.recv_many, start, n, size)
+        return B.consume_bytes_many(ops.recv_many, start, n, size)
     if mode == "claim":
-        return consume_bytes_view(ops.view, start, n, size)
+        return B.consume_bytes_view(ops.view, start, n, size)
     if mode == "claim-many":
-        return consume_bytes_view_many(ops.view_many, start, n, size)
+        return B.consume_bytes_view_many(ops.view_many, start, n, size)
     if mode == "send":
-        return consume_bytes(ops.recv, start, n, size)
+        return B.consume_bytes(ops.recv, start, n, size)
     if mode == "array":
         from .arrays import consume_arrays
         return consume_arrays(ops.get, start, n, size)

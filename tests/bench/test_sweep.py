@@ -10,7 +10,7 @@ import pytest
 
 from ipcfast import bench
 from ipcfast._units import KiB, MiB
-from ipcfast.bench import sweep, workloads
+from ipcfast.bench import byteloops, sweep
 from ipcfast.bench.sizeplot import plot_sizes, series, sizes_path
 from ipcfast.bench.targets import format_targets, sweep_targets
 
@@ -116,7 +116,7 @@ def test_a_wrong_array_fails_the_measurement(monkeypatch):
 
 
 def test_the_untimed_warm_up_messages_are_checked_too(monkeypatch):
-    real = workloads.produce_bytes
+    real = byteloops.produce_bytes
 
     def bad_warm_up(send, start, n, size):  # the warm-up (sequence numbers from n) is short
         if start:
@@ -124,7 +124,7 @@ def test_the_untimed_warm_up_messages_are_checked_too(monkeypatch):
                 send(bytes(size - 1))
         else:
             real(send, start, n, size)
-    monkeypatch.setattr(workloads, "produce_bytes", bad_warm_up)
+    monkeypatch.setattr(byteloops, "produce_bytes", bad_warm_up)
     v = variants(False)["bytes-4KiB"]
     ring = next(i for i in v.impls if i.name == sweep.RING_SEND)
     with pytest.raises(bench.MeasureError, match=r"message 50: 4095 bytes, expected 4096") as e:
