@@ -29,6 +29,7 @@ from .pipe import Pipe as _Pipe
 _PARENT_CHECK_S = 0.5
 # tasks a Pool queues ahead of its workers at most (a stock pool's pipe holds ~64 KiB)
 _TASKS_QUEUED = 1024
+_TRANSIT_PAIRS = 24   # entries of a segment's transit table (layout.h IPCF_TRANSIT_WORDS / 2)
 
 
 class SimpleQueue(_q.SimpleQueue):
@@ -191,8 +192,21 @@ class Pool(multiprocessing.pool.Pool):
         try:
             super()._terminate_pool(taskqueue, inqueue, outqueue, *rest)
         finally:
-            inqueue.close()
-            outqueue.close()
+            for q in (inqueue, outqueue):
+                _end_transits(q)
+                q.close()
+
+
+def _end_transits(sq: SimpleQueue) -> None:
+    """Every worker is joined: the queue's pickled copies in transit from here (to workers
+    that were terminated before they unpickled them) will never arrive, so they must not
+    keep its segment after our close (a queue only the pool ever pickles)."""
+    h = sq._q._h
+    if h is None:
+        return
+    me = _q.lib.ipcf_self_word()
+    for _ in range(_TRANSIT_PAIRS):
+        _q.lib.ipcf_queue_arrive(h, me)       # ends one entry of ours, if any is left
 
 
 def _stock(ctx: Any) -> Any:
