@@ -68,9 +68,12 @@ static void reclaim_stuck(void)
     for (struct stuck **e = &stuck_list; *e;) {
         struct stuck *x = *e;
         int rc = pthread_mutex_unlock(x->m);          /* EPERM: another thread's */
-        if (rc && pthread_mutex_trylock(x->m) == EOWNERDEAD) {
-            pthread_mutex_consistent(x->m);           /* its owner exited: ours now */
-            rc = pthread_mutex_unlock(x->m);
+        if (rc) {
+            int got = pthread_mutex_trylock(x->m);    /* EBUSY: its owner lives */
+            if (got == EOWNERDEAD)                    /* its owner exited: ours now */
+                got = pthread_mutex_consistent(x->m);
+            if (got == 0)
+                rc = pthread_mutex_unlock(x->m);
         }
         if (rc) {
             e = &x->next;
