@@ -232,7 +232,8 @@ class Context:
         return f"<ipcfast.Context over {self._ctx!r}>"
 
     def __reduce__(self):
-        return (get_context, (self._ctx.get_start_method(),))
+        # a concrete context by its method; the default one as the default (unfixed)
+        return (get_context, (getattr(self._ctx, "_name", None),))
 
     def Queue(self, maxsize: int = 0, **kwargs: Any) -> _q.Queue:
         return _q.Queue(maxsize, **kwargs)
