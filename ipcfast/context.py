@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.pool
+import os
 import queue as _queue
 import threading
 from typing import Any, Optional
@@ -37,7 +38,7 @@ class SimpleQueue(_q.SimpleQueue):
     ProcessPoolExecutor use (``_reader``, ``_writer``, ``_rlock``): both ends are the same
     shared queue, seen as a pipe's two Connections."""
 
-    _parent_eof = False   # get() raises EOFError once our parent process is gone (Pool tasks)
+    _eof_owner = 0   # a Pool's task queue: pid of the pool's process (get() in its workers)
 
     # one view of each side per handle (connection.wait() hands back the objects it was
     # given, and a caller compares them by identity)
@@ -62,20 +63,22 @@ class SimpleQueue(_q.SimpleQueue):
         return lock
 
     def __reduce__(self):
-        return (_rebuild_simple, (self._q, self._parent_eof))
+        return (_rebuild_simple, (self._q, self._eof_owner))
 
     def get(self) -> Any:
-        """Remove and return an item, blocking while empty. For a Pool's task queue, in a
-        worker: EOFError once the parent process is gone (a stock Pool worker sees EOF on its
-        pipe then), so that workers of a SIGKILLed parent exit instead of waiting forever."""
-        if not self._parent_eof:
+        """Remove and return an item, blocking while empty. For a Pool's task queue, in one
+        of its workers: EOFError once the pool's process is gone (a stock Pool worker sees EOF
+        on its pipe then), so that workers of a SIGKILLed pool exit instead of waiting
+        forever. (Its liveness is asked only while the queue stays empty.)"""
+        owner = self._eof_owner
+        parent = multiprocessing.parent_process() if owner else None
+        if parent is None or parent.pid != owner:       # not a worker of that pool
             return self._q.get()
-        parent = multiprocessing.parent_process()
         while True:
             try:
                 return self._q.get(timeout=_PARENT_CHECK_S)
             except _queue.Empty:
-                if parent is not None and not parent.is_alive():
+                if not parent.is_alive():
                     raise EOFError("the pool's parent process is gone") from None
 
     def poll(self, timeout: Optional[float] = 0.0) -> bool:
@@ -94,11 +97,11 @@ class SimpleQueue(_q.SimpleQueue):
         return False
 
 
-def _rebuild_simple(q: _q.Queue, parent_eof: bool) -> SimpleQueue:
+def _rebuild_simple(q: _q.Queue, eof_owner: int) -> SimpleQueue:
     self = SimpleQueue.__new__(SimpleQueue)
     self._q = q
-    if parent_eof:
-        self._parent_eof = True
+    if eof_owner:
+        self._eof_owner = eof_owner
     return self
 
 
@@ -177,7 +180,7 @@ class Pool(multiprocessing.pool.Pool):
         # tasks: bounded, as a stock pool's pipe is, so imap() over a long iterable does not
         # move all of it into shared memory ahead of the workers; results: unbounded
         self._inqueue = SimpleQueue(maxsize=_TASKS_QUEUED)
-        self._inqueue._parent_eof = True
+        self._inqueue._eof_owner = os.getpid()
         self._outqueue = SimpleQueue()
         self._quick_put = self._inqueue._writer.send
         self._quick_get = self._outqueue._reader.recv

@@ -96,7 +96,8 @@ def test_pool_terminate_with_tasks_running_and_queued_does_not_hang(ctx):
     assert not any(segment_exists(n) for n in names)
 
 
-def test_pool_workers_exit_when_their_parent_is_sigkilled(tmp_path):
+@pytest.mark.parametrize("method", START_METHODS)
+def test_pool_workers_exit_when_their_parent_is_sigkilled(method):
     """A stock pool's workers see EOF on their task pipe then; ipcfast's, EOFError from the
     task queue once the parent is gone, instead of waiting forever as orphans."""
     script = textwrap.dedent("""
@@ -108,7 +109,7 @@ def test_pool_workers_exit_when_their_parent_is_sigkilled(tmp_path):
         time.sleep(60)
     """)
     env = dict(os.environ, PYTHONPATH=REPO_ROOT)
-    p = subprocess.Popen([sys.executable, "-c", script, "fork"], stdout=subprocess.PIPE,
+    p = subprocess.Popen([sys.executable, "-c", script, method], stdout=subprocess.PIPE,
                          env=env, cwd=REPO_ROOT, text=True)
     try:
         pids = [int(x) for x in p.stdout.readline().split()]
@@ -116,7 +117,7 @@ def test_pool_workers_exit_when_their_parent_is_sigkilled(tmp_path):
     finally:
         p.kill()
         p.wait()
-    # the workers were children of the killed process: reparented, not ours to reap
+    # the workers were the killed process's (or its forkserver's) children: not ours to reap
     wait_until(lambda: all(gone(pid) for pid in pids), 10.0, "orphaned pool workers exit")
     # (their queues: the last worker's close, or ipcfast gc, removes them; leaks fixture)
 
