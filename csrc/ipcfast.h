@@ -170,7 +170,8 @@ uint64_t ipcf_self_word(void);
 /* ---- Pipe ends: each direction of a Pipe is an IPCF_F_PIPE ring ---- */
 /* Hold this ring's sending (writer) and/or receiving (reader) end; kept across fork by
  * ipcf_ring_after_fork, dropped by ipcf_ring_close. On an IPCF_F_PIPE ring, recv on an empty
- * ring with no writer and send on a full ring with no reader return IPCF_ECLOSED. An end is
+ * ring with no writer and any send with no reader (closed or dead: pipe.h) return
+ * IPCF_ECLOSED. An end is
  * there while a live process holds it or while it is in transit. IPCF_EBADARG on a ring that
  * is not a pipe. */
 int ipcf_pipe_hold(ipcf_ring *r, int writer, int reader);

@@ -23,7 +23,7 @@
 #include "ipcfast.h"
 
 #define IPCF_MAGIC          0x0054534146435049   /* "IPCFAST\0" little-endian */
-#define IPCF_LAYOUT_VERSION 3
+#define IPCF_LAYOUT_VERSION 4
 #define IPCF_CACHELINE      128  /* two 64-byte lines: defeats the adjacent-line prefetcher */
 #define IPCF_HDR_SIZE       4096 /* header page; the data area starts here */
 #define IPCF_CTL_OFFSET     1024 /* kind-specific control block inside the header page */
@@ -34,6 +34,7 @@
 #define IPCF_EVENT_SIZE     112  /* sizeof(struct ipcf_event), for padding expressions */
 #define IPCF_EVENT_SLOTS    12   /* sleepers an event names (more sleep unnamed: futex.c) */
 #define IPCF_PIPE_ENDS      16   /* words per pipe-end table (transit tables: 8 pairs) */
+#define IPCF_PIPE_LOCK      64   /* bytes per reader-end lock (a pthread mutex) in the pipe block */
 #define IPCF_MB_TAILS       32   /* priorities the mailbox's tail cache holds */
 #define IPCF_MB_SCAN_MS     50   /* speculative repairs (full, or empty with copies in flight) */
 
@@ -104,12 +105,19 @@ struct ipcf_ring_ctl {
 };
 
 /* At IPCF_PIPE_OFFSET in a RING segment made with IPCF_F_PIPE (one direction of a Pipe):
- * which processes hold its ends, and which ends are in transit. All atomic (peers.c). */
+ * which processes hold its ends, and which ends are in transit. All atomic (peers.c,
+ * transit.c); the locks through pthread, their futex word read atomically (pipe.c). */
 struct ipcf_pipe_ctl {
     uint64_t writers[IPCF_PIPE_ENDS];      /* process words holding the sending end open */
     uint64_t readers[IPCF_PIPE_ENDS];      /* ... the receiving end */
     uint64_t pend_writers[IPCF_PIPE_ENDS]; /* ends in transit (pickled or forked, not yet */
     uint64_t pend_readers[IPCF_PIPE_ENDS]; /*   attached): pairs (sender word, expiry ns) */
+    uint8_t  rlock[IPCF_PIPE_ENDS][IPCF_PIPE_LOCK]; /* robust mutex of readers[i], held by the
+                                 thread that took that end: the kernel marks it owner-died when
+                                 that thread (or its process) dies, for senders to see */
+    uint32_t rseen_ms[IPCF_PIPE_ENDS];     /* CLOCK_MONOTONIC ms (mod 2^32, 0 never) when
+                                 readers[i]'s process was last found alive with rlock[i]
+                                 owner-died (its thread exited, the process lives) */
 };
 
 /* At IPCF_CTL_OFFSET in a QUEUE segment. Everything but the locks is atomic (queue.c). */
@@ -221,7 +229,9 @@ _Static_assert(offsetof(struct ipcf_ring_ctl, plock) == 512, "producer lock line
 _Static_assert(offsetof(struct ipcf_ring_ctl, clock) == 640, "consumer lock line");
 _Static_assert(IPCF_CTL_OFFSET + sizeof(struct ipcf_ring_ctl) <= IPCF_HDR_SIZE, "control too big");
 
-_Static_assert(sizeof(struct ipcf_pipe_ctl) == 512, "pipe block: 4 tables of 16 words");
+_Static_assert(sizeof(struct ipcf_pipe_ctl) == 1600, "pipe block: 4 tables, 16 locks, 16 times");
+_Static_assert(offsetof(struct ipcf_pipe_ctl, rlock) == 512, "reader locks after the tables");
+_Static_assert(sizeof(pthread_mutex_t) <= IPCF_PIPE_LOCK, "a reader-end lock holds a pthread mutex");
 _Static_assert(IPCF_PIPE_OFFSET == IPCF_CTL_OFFSET + sizeof(struct ipcf_ring_ctl),
                "pipe block right after the ring control block");
 _Static_assert(IPCF_PIPE_OFFSET % IPCF_CACHELINE == 0, "pipe block on its own lines");

@@ -11,12 +11,24 @@
 #ifndef IPCF_PEERS_H
 #define IPCF_PEERS_H
 
+#include <sys/types.h>
+
 #include "shm.h"
 
 /* ---- process identity ---- */
 uint64_t ipcf_self_word(void);           /* ours; cached, recomputed in a fork child */
 int ipcf_pid_alive(int32_t pid, uint64_t start_ticks);
 uint64_t ipcf_proc_start(int32_t pid);   /* clock ticks since boot; 0 when unknown */
+/* Fields of /proc/<pid>/stat: state (field 3), parent (4), start time (22, clock ticks
+ * since boot). ipcf_proc_stat returns 0 when the process cannot be read (gone, no /proc). */
+struct ipcf_proc_stat {
+    char state;
+    int32_t ppid;
+    uint64_t start;
+};
+int ipcf_proc_stat(int32_t pid, struct ipcf_proc_stat *out);
+/* Read /proc/<pid>/<what> into buf (NUL-terminated); its length, or <= 0. */
+ssize_t ipcf_read_proc(long pid, const char *what, char *buf, size_t size);
 
 static inline int ipcf_word_alive(uint64_t w)
 {
@@ -29,7 +41,7 @@ void ipcf_table_del(uint64_t *table, int slot);    /* our slot (-1: nothing) */
 int ipcf_table_live(uint64_t *table, int n, uint32_t *dead);   /* reads /proc */
 int ipcf_table_any(uint64_t *table, int n);        /* any entry at all: cheap, no /proc */
 
-/* ---- transit tables (n words = n / 2 pairs) ---- */
+/* ---- transit tables (n words = n / 2 pairs): transit.c ---- */
 int ipcf_transit_add(uint64_t *pairs, int n, int64_t ttl_ns);   /* 0 or IPCF_EFULL */
 void ipcf_transit_del(uint64_t *pairs, int n, uint64_t from);   /* one entry of `from` */
 /* Entries alive and unexpired. Our own entries count only while this process has a live
@@ -49,6 +61,7 @@ int ipcf_transit_held_unattached(uint64_t *pairs, int n, const uint64_t *peers, 
 /* Entries alive and unexpired, our own counted whether or not a child could take them. */
 int ipcf_transit_held(uint64_t *pairs, int n);
 int ipcf_transit_any(uint64_t *pairs, int n);      /* any entry at all: cheap, no /proc */
+int ipcf_transit_unexpired(uint64_t *pairs, int n); /* any unexpired entry: no /proc */
 void ipcf_transit_forget(uint64_t *pairs, int n);  /* drop all of our own entries */
 
 /* ---- this process's membership of a segment ---- */

@@ -11,6 +11,19 @@
  * transit time. Whether the ring may be removed at its last close is ipcf_pipe_in_use: it
  * keeps our own unexpired transits until a peer was told EOF or broken pipe because of
  * them (this process may still unpickle what it pickled).
+ *
+ * A send raises broken pipe at once (as multiprocessing's) when no reader end is left,
+ * with no syscall on the way (ipcf_pipe_readers_lost): a closed end has left the readers
+ * table; a dead one is told by its lock. Each held reader end locks rlock[slot], a robust
+ * process-shared mutex, from the thread that takes the end; when that thread dies (with its
+ * process or alone) the kernel sets FUTEX_OWNER_DIED in the mutex's word, which a sender
+ * reads with one atomic load. Only then does it ask /proc whether the holder's process
+ * lives, and a living one (its thread exited) is believed for IPCF_PIPE_RECHECK_MS before
+ * the next look. An end whose lock could not be taken (held elsewhere) gives no death
+ * sign: a dead holder of it is found as before, when the ring is full. An end closed from
+ * another thread than the one that locked it cannot unlock it: that thread keeps it (and
+ * this process the segment's header page mapped, so the kernel's robust list stays valid)
+ * until it unlocks it on its next pipe hold or close, or exits.
  */
 #ifndef IPCF_PIPE_H
 #define IPCF_PIPE_H
@@ -23,6 +36,8 @@ struct ipcf_pipe {
     int holds_writer, holds_reader; /* this handle holds that end */
     int writer_slot, reader_slot;   /* our entries in ctl->writers / readers, -1 none */
     uint64_t fork_from;             /* our process word before a fork, for the child's arrive */
+    int reader_locked;              /* this handle's thread holds ctl->rlock[reader_slot] */
+    int reader_stuck;               /* ... and another thread dropped the end (unlock: EPERM) */
 };
 
 void ipcf_pipe_init(struct ipcf_pipe *p, struct ipcf_pipe_ctl *ctl);
@@ -34,6 +49,13 @@ void ipcf_pipe_after_fork(struct ipcf_pipe *p);    /* child: hold them, end the 
  * transits (reads /proc: after a wait timed out). */
 int ipcf_pipe_writers_gone(struct ipcf_pipe *p, int thorough);
 int ipcf_pipe_readers_gone(struct ipcf_pipe *p, int thorough);
+/* The sender's check before each send: 1 when no reader end is held by a live thread or in
+ * transit (then broken pipe). No syscall unless a holder's lock says it died. */
+int ipcf_pipe_readers_lost(struct ipcf_pipe *p);
+/* ipcf_ring_free: takes over the mapping when a reader lock is stuck (see above): the
+ * data area is unmapped, the header page stays until the lock is let go. 1 if it did. */
+int ipcf_pipe_keep_mapping(struct ipcf_pipe *p, void *base, size_t len);
+void ipcf_pipe_init_locks(struct ipcf_pipe_ctl *ctl);   /* the creator, before publishing */
 /* At the ring's last close: does some end still keep the ring (held, or in transit)? */
 int ipcf_pipe_in_use(struct ipcf_pipe *p);
 

@@ -58,6 +58,8 @@ int ipcf_ring_create(const char *name, uint64_t capacity, uint32_t flags, ipcf_r
         rc = ipcf_lock_init(c->plock);
         if (!rc)
             rc = ipcf_lock_init(c->clock);
+        if (!rc && (flags & IPCF_F_PIPE))
+            ipcf_pipe_init_locks((struct ipcf_pipe_ctl *)((uint8_t *)r->seg.base + IPCF_PIPE_OFFSET));
         if (rc) {
             ipcf_seg_unmap(&r->seg);
             ipcf_seg_unlink(name);
@@ -117,6 +119,8 @@ void ipcf_ring_free(ipcf_ring *r)
         ipcf_ring_abort(r);
     if (ipcf_load_relaxed(&r->peeked))
         ipcf_ring_unpeek(r);          /* an open view is dropped unconsumed */
+    if (is_pipe(r) && ipcf_pipe_keep_mapping(&r->pipe, r->seg.base, r->seg.map_len))
+        r->seg.base = NULL;           /* a reader lock another thread holds: pipe.c */
     ipcf_seg_unmap(&r->seg);
     free(r);
 }
@@ -237,6 +241,9 @@ int ipcf_ring_acquire_room(struct ipcf_ring *r, uint64_t need, struct ipcf_timeo
         return IPCF_ECLOSED;
     if (need > r->rb.cap)
         return IPCF_ETOOBIG;
+    /* a pipe with no reader left: broken pipe on the first send, as multiprocessing's */
+    if (is_pipe(r) && ipcf_pipe_readers_lost(&r->pipe))
+        return IPCF_ECLOSED;
     if (!(r->flags & IPCF_F_MULTI_PRODUCER) && ipcf_load_relaxed(&r->claimed))
         return IPCF_ESTATE;   /* a shared side's lock reports re-entry itself (EDEADLK) */
     for (;;) {

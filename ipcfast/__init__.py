@@ -3,6 +3,7 @@ from queue import Empty, Full
 
 from ._version import __version__
 from ._native import IncompatibleSegmentError, IpcfastError, ReceiverBusyError, ReceiverDiedError
+from .context import get_context, get_start_method, set_start_method
 from .mailbox import Mailbox, Message, Receipt, receiver_id
 from .pipe import Connection, Pipe
 from .queue import JoinableQueue, Queue, SimpleQueue
@@ -10,4 +11,5 @@ from .ring import Ring
 
 __all__ = ["__version__", "Ring", "Queue", "SimpleQueue", "JoinableQueue", "Pipe", "Connection",
            "Mailbox", "Message", "Receipt", "receiver_id", "Empty", "Full", "IpcfastError",
-           "IncompatibleSegmentError", "ReceiverBusyError", "ReceiverDiedError"]
+           "IncompatibleSegmentError", "ReceiverBusyError", "ReceiverDiedError",
+           "get_context", "get_start_method", "set_start_method"]

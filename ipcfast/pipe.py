@@ -2,10 +2,12 @@
 
 Each direction is one lock-free ring (ipcfast.Ring) that also records which processes hold
 its sending and receiving ends, so ``recv`` raises EOFError once every sender has closed
-(or died) and the ring is drained, and ``send`` raises BrokenPipeError once every receiver
-is gone and the ring is full. An end that is pickled (handed to a spawned child) or
-inherited by fork counts as open while in transit, so the parent may close its copy at
-once, as with multiprocessing.
+(or died) and the ring is drained, and ``send`` raises BrokenPipeError on the first send
+once every receiver has closed or died, as multiprocessing's (told in C from shared memory
+with no syscall per send: a robust lock per reader end shows its holder's death, see
+csrc/pipe.h). An end that is pickled (handed to a spawned child) or inherited by fork
+counts as open while in transit, so the parent may close its copy at once, as with
+multiprocessing.
 
 A message larger than one record of the ring (as multiprocessing, there is no size limit)
 goes as parts, each a record tagged IPCF_TAG_MORE (more follow) and/or IPCF_TAG_CONT (it

@@ -53,6 +53,8 @@ The package, one concept per module:
   consumer loop returns, the payload templates and :class:`CheckError`
 * ``sweep``     the payload-size sweep's variants (bytes by size, numpy arrays by size);
   ``arrays`` the numpy loops and channels
+* ``pools``     Pool.map / ProcessPoolExecutor.map of many small tasks, multiprocessing's
+  context against ipcfast's (its own measurement: the pools' workers, not forked roles)
 * ``targets``   issue 9's target ratios from one run's results, printed after the sweep;
   ``sizeplot`` the throughput-vs-size chart (``--plot PATH`` -> ``PATH-sizes.png``)
 * ``roles``     what each forked child does, and the child's main

@@ -272,6 +272,9 @@ def measure(v: Variant, impl: Impl, n: int, time_limit: float, pin: bool = False
     ping-pong): forks its processes, blocks until they finish (killed after *time_limit*
     seconds) and returns rate, seconds and (ping-pong) latency percentiles. Raises
     MeasureError (kind timeout, check or error)."""
+    if v.kind == "pools":                 # a pool's own workers, not forked roles
+        from .pools import measure_pool
+        return measure_pool(v, impl, n, time_limit)
     plan = plan_for(v, impl, n)
     try:
         return plan.evaluate(run_plan(plan, time_limit, pin))

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence
 
-from .workloads import BASELINE, Variant, build_variants
+from .workloads import Variant, build_variants
 
 
 @dataclass
@@ -122,7 +122,7 @@ def select(variants: List[Variant], pattern: Optional[str]) -> List[Variant]:
             continue
         picked = [i for i in v.impls if match(i.name) or match(f"{v.key}/{i.name}")]
         if picked:
-            keep = [i for i in v.impls if i.name == BASELINE or i in picked]
+            keep = [i for i in v.impls if i.name == v.baseline or i in picked]
             out.append(dataclasses.replace(v, impls=keep))
     return out
 

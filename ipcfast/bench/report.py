@@ -77,7 +77,8 @@ def finish_variant(res: dict) -> None:
             for k in ("p50_us", "p99_us", "p999_us"):
                 row[k] = _summarise([r[k] for r in reps])
         row["noisy"] = (row["p50_us"] if latency else row["rate"])["noisy"]
-    base = next((r for r in res["rows"] if r["impl"] == BASELINE and r["status"] == "ok"
+    baseline = res.get("baseline", BASELINE)
+    base = next((r for r in res["rows"] if r["impl"] == baseline and r["status"] == "ok"
                  and r["reps"]), None)
     for row in res["rows"]:
         if row["status"] != "ok" or not row["reps"] or base is None:
@@ -116,6 +117,9 @@ def format_variant(res: dict) -> List[str]:
                 "vs mp.Queue", ""]
     else:
         head = ["implementation", "msgs/s", "spread (min..max)", "vs mp.Queue", ""]
+    baseline = res.get("baseline", BASELINE)
+    if baseline != BASELINE:
+        head[head.index("vs mp.Queue")] = "vs stock"
     rows = [head]
     for row in res["rows"]:
         name = row["impl"] + (f" ({row['note']})" if row.get("note") else "")
@@ -127,7 +131,7 @@ def format_variant(res: dict) -> List[str]:
         noisy = " ".join(f for f, on in (("(noisy)", row["noisy"]),
                                           ("(unstable pilots)", (row.get("pilot") or {}).get("unstable")))
                          if on)
-        ratio = fmt_ratio(row["ratio"]) + (" (baseline)" if row["impl"] == BASELINE else "")
+        ratio = fmt_ratio(row["ratio"]) + (" (baseline)" if row["impl"] == baseline else "")
         if latency:
             p50 = row["p50_us"]
             rows.append([name, fmt_us(p50["median"]), fmt_us(row["p99_us"]["median"]),

@@ -21,7 +21,7 @@ from .progress import Reporter
 from .report import cpu_busy, finish_variant, fmt_num, format_variant, host_info, plot
 from .sizeplot import plot_sizes, sizes_path
 from .targets import format_targets, sweep_targets
-from .workloads import BASELINE, BATCH, MPMC, Impl, Variant, build_variants
+from .workloads import BATCH, MPMC, Impl, Variant, build_variants
 
 
 def _optional(module: str):
@@ -205,7 +205,7 @@ def run(options: Options) -> dict:
     try:
         for k, v in enumerate(variants):
             res = {"workload": v.key, "kind": v.kind, "title": v.title, "size": v.size,
-                   "repeats": o.repeats, "baseline": BASELINE, "rows": []}
+                   "repeats": o.repeats, "baseline": v.baseline, "rows": []}
             results["workloads"].append(res)
             t_v = time.perf_counter()
             _run_variant(v, res, o, avail, live, rep)

@@ -236,7 +236,7 @@ class Impl:
 class Variant:
     """One workload (a table of the report) and its implementations."""
     key: str
-    kind: str                            # objects, batched, bytes, pingpong, mpmc
+    kind: str                            # objects, batched, bytes, pingpong, mpmc, pools
     title: str
     impls: List[Impl]
     size: int = 0
@@ -244,6 +244,7 @@ class Variant:
     min_count: int = 20
     max_count: Optional[int] = None      # before --scale
     pilots: int = 3                      # pilots of the calibrated size; the slowest decides
+    baseline: str = BASELINE             # the row the others' ratios are to
 
 
 def _bytes_impls(size: int) -> List[Impl]:
@@ -330,6 +331,8 @@ def build_variants(full: bool, remote: bool = False) -> List[Variant]:
     out.append(Variant(f"mpmc-{MPMC[0]}x{MPMC[1]}", "mpmc",
                        f"{MPMC[0]} producers x {MPMC[1]} consumers, small objects",
                        mpmc_impls, pilot=2000))
+    from .pools import pool_variants     # Pool / ProcessPoolExecutor map: stock vs ipcfast
+    out += pool_variants()
     if remote:
         from . import remote as _remote
         out += _remote.variants(BATCH)

@@ -71,14 +71,14 @@ def test_every_workload_runs_and_checks(tmp_path, monkeypatch):
     assert rc == 0
     data = json.loads(out.read_text())
     kinds = {w["kind"] for w in data["workloads"]}
-    assert kinds == {"objects", "batched", "bytes", "arrays", "pingpong", "mpmc"}
+    assert kinds == {"objects", "batched", "bytes", "arrays", "pingpong", "mpmc", "pools"}
     assert [w["size"] for w in data["workloads"] if w["kind"] == "bytes"] == [
         64, 1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20]
     assert [w["size"] for w in data["workloads"] if w["kind"] == "arrays"] == [64 << 10, 1 << 20]
     assert data["targets"]["checks"] and len(data["targets"]["sizes"]) == 8
     for w in data["workloads"]:
         rows = rows_of(w)
-        assert rows[bench.BASELINE]["ratio"] == pytest.approx(1.0)
+        assert rows[w["baseline"]]["ratio"] == pytest.approx(1.0)   # (pools: the stock pool)
         for row in w["rows"]:
             assert row["status"] in ("ok", "skipped"), (w["workload"], row)
             if row["status"] == "ok":
@@ -89,6 +89,8 @@ def test_every_workload_runs_and_checks(tmp_path, monkeypatch):
             assert w["memcpy_gbps"] > 0
             ring = rows["ipcfast.Ring claim/view"]
             assert ring["bytes_rate"]["median"] > 0 and 0 < ring["memcpy_fraction"]
+        if w["workload"].startswith("pool-map"):   # ipcfast's Pool (its executor needs fileno)
+            assert rows["ipcfast Pool.map"]["status"] == "ok"
         if w["kind"] == "pingpong":
             for row in w["rows"]:
                 if row["status"] == "ok":

@@ -45,7 +45,16 @@ def test_the_pipe_block_follows_the_ring_control_block_in_the_header_page():
 def test_pipe_block_tables(field, offset):
     assert ffi.offsetof("struct ipcf_pipe_ctl", field) == offset
     assert ffi.sizeof("struct ipcf_pipe_ctl") >= offset + lib.IPCF_PIPE_ENDS * 8
-    assert ffi.sizeof("struct ipcf_pipe_ctl") == 512
+    assert ffi.sizeof("struct ipcf_pipe_ctl") == 1600
+
+
+def test_pipe_block_reader_locks_and_their_alive_times_follow_the_tables():
+    """One robust mutex per reader-end slot (a sender reads its owner-died bit), then one
+    32-bit time per slot."""
+    assert ffi.offsetof("struct ipcf_pipe_ctl", "rlock") == 512
+    assert lib.IPCF_PIPE_LOCK == 64
+    assert ffi.offsetof("struct ipcf_pipe_ctl", "rseen_ms") == 512 + lib.IPCF_PIPE_ENDS * 64
+    assert ffi.sizeof("struct ipcf_pipe_ctl") == 1536 + lib.IPCF_PIPE_ENDS * 4
 
 
 _ASSERT = re.compile(
@@ -172,7 +181,7 @@ def test_header_page_is_page_aligned_for_the_double_mapping():
 
 
 def test_layout_version_of_the_library_matches_the_header_constant():
-    assert lib.ipcf_layout_version() == lib.IPCF_LAYOUT_VERSION == 3
+    assert lib.ipcf_layout_version() == lib.IPCF_LAYOUT_VERSION == 4
 
 
 def test_the_api_header_holds_no_shared_memory_layout():

@@ -157,3 +157,9 @@ def child_read_one_then_close(r) -> None:
     ok = r.poll(CHILD_WAIT) and r.recv() == "one"
     r.close()
     os._exit(0 if ok else 1)
+
+
+def child_drain_late(_delay, r, results, n: int) -> None:
+    """child_drain, with an argument before the end that delays its unpickling
+    (tests.support.procs.Delay): the parent's copy may close while the end is in transit."""
+    child_drain(r, results, n)
