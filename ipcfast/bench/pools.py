@@ -17,7 +17,8 @@ import multiprocessing
 import time
 from typing import List
 
-from .workloads import CheckError, Impl, Variant
+from .messages import CheckError
+from .workloads import Impl, Variant
 
 WORKERS = 2
 CHUNKSIZES = (1, 64)
