@@ -14,6 +14,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import channels as C
+from . import instructions as INS
 from . import remote as RM
 from .measurement import MeasureError, alloc_copy_gbps, measure, memcpy_gbps
 from .options import Options, _matcher, list_variants, options_json, parse_args, select, wants_remote
@@ -225,6 +226,16 @@ def run(options: Options) -> dict:
             results["idle_cpu"] = idle_cpu()
             for ln in format_idle(results["idle_cpu"]) + [""]:
                 rep.line(ln)
+        if o.instructions:
+            why = INS.missing()
+            if why:
+                results["instructions"] = {"skipped": why}
+                rep.line(f"instruction counts skipped: {why}")
+            else:
+                results["instructions"] = INS.counts()
+                for ln in INS.format_counts(results["instructions"]):
+                    rep.line(ln)
+            rep.line("")
         if any(v.key == "objects" for v in variants):
             results["pickle_round_trip_rate"] = pickle_round_trip_rate()
         results["percall_targets"] = percall_targets(results)

@@ -115,3 +115,21 @@ def test_a_thread_whose_waits_keep_sleeping_spins_only_the_floor():
         assert seen == [50_000, 2_000]
     finally:
         r.close()
+
+
+def test_instruction_counts_cancel_the_start_up_and_subtract_pickles_own_work(monkeypatch):
+    from ipcfast.bench import instructions as I
+    per = {"dumps": 4000, "dumps+loads": 6500, "put": 9500, "put+get": 17500}
+    # Ir(n) = start-up + n * per-iteration: the difference of two runs leaves the latter
+    monkeypatch.setattr(I, "_ir", lambda case, n: 90_000_000 + n * per[case])
+    c = I.counts()
+    assert c["pickle.dumps"] == 4000 and c["pickle.loads"] == 2500
+    assert c["Queue.put"] == 9500 and c["Queue.get"] == 8000
+    assert c["Queue.put - dumps"] == 5500 and c["Queue.get - loads"] == 5500
+    assert "Queue.get - loads" in "\n".join(I.format_counts(c))
+
+
+def test_instruction_counts_say_why_they_are_skipped_without_valgrind(monkeypatch):
+    from ipcfast.bench import instructions as I
+    monkeypatch.setattr(I.shutil, "which", lambda name: None)
+    assert "valgrind" in I.missing()
