@@ -12,12 +12,14 @@
 #include "futex.h"
 #include "peers.h"
 
-/* How long a waiter spins before it sleeps. A peer that answers within this window costs
- * no syscall on either side; one that does not lets us sleep instead of burning a core. */
+/* How long a waiter spins before it sleeps: at most IPCF_SPIN_NS. A peer that answers within
+ * the spin costs no syscall on either side; one that does not lets us sleep instead of
+ * burning a core. The spin adapts (spin_budget below). */
 #ifndef IPCF_SPIN_NS
 #define IPCF_SPIN_NS 50000
 #endif
-#define IPCF_SPIN_YIELD_AFTER_NS 5000
+#define IPCF_SPIN_MIN_NS 2000         /* the floor of an adapted spin */
+#define IPCF_SPIN_PROBE_EVERY 16      /* every 16th wait spins the full IPCF_SPIN_NS */
 
 uint64_t ipcf_now_ns(void)
 {
@@ -177,6 +179,67 @@ void ipcf_event_wake(struct ipcf_event *ev)
         maybe_reap(ev);
 }
 
+/* ---- the spin policy: spin when it pays, sleep at once when it does not ----
+ *
+ * A spin pays only while the peer is running and answers within the spin. It does not
+ * when the peer is descheduled (the machine is busy: more runnable processes than CPUs)
+ * or idle (nothing will come soon). There, spinning is worse than useless: it burns CPU
+ * time that the scheduler charges to us, so when the peer's answer finally comes, our
+ * wakeup no longer preempts the busy processes and we wait out their time slices (ms);
+ * and yielding mid-spin hands the CPU to a busy process for a whole slice. Sleeping at
+ * once, as the kernel's own blocking primitives do, lets the wakeup preempt them.
+ *
+ * So each thread keeps a spin budget (thread-local: a thread waits on one thing at a
+ * time, and its peers' behaviour is what the budget learns):
+ *   - a wait that ended during the spin doubles the budget (up to IPCF_SPIN_NS);
+ *   - a wait that had to sleep halves it (down to IPCF_SPIN_MIN_NS);
+ *   - every IPCF_SPIN_PROBE_EVERY-th wait spins the full IPCF_SPIN_NS anyway, so a
+ *     budget shrunk while the machine was busy grows back once the peer answers fast
+ *     again (a probe costs at most one full spin in 16 waits: an idle consumer that
+ *     polls with short timeouts spends ~5 us of CPU per wait, not 50);
+ *   - with one usable CPU, a spin can never see the peer's answer (the peer needs our
+ *     CPU to make it): never spin, only check once.
+ * Nothing here is shared: the policy changes only how long this thread spins, never what
+ * the futex protocol below guarantees. */
+static __thread uint32_t spin_budget = IPCF_SPIN_NS;
+static __thread uint32_t spin_waits;
+static int ncpus;                     /* CPUs this process may run on; 0 until first asked */
+
+static int usable_cpus(void)
+{
+    int n = ipcf_load_relaxed(&ncpus);
+    if (!n) {
+        cpu_set_t set;
+        n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 2;
+        if (n < 1)
+            n = 1;
+        ipcf_store_relaxed(&ncpus, n);     /* the same value from every thread: no ordering */
+    }
+    return n;
+}
+
+static uint64_t spin_limit(void)
+{
+    if (usable_cpus() < 2)
+        return 0;
+    if (++spin_waits % IPCF_SPIN_PROBE_EVERY == 0)
+        return IPCF_SPIN_NS;
+    return spin_budget;
+}
+
+static void spin_outcome(int paid)
+{
+    uint32_t b = spin_budget;
+    b = paid ? (b >= IPCF_SPIN_NS / 2 ? IPCF_SPIN_NS : 2 * b)
+             : (b / 2 <= IPCF_SPIN_MIN_NS ? IPCF_SPIN_MIN_NS : b / 2);
+    spin_budget = b;
+}
+
+uint64_t ipcf_spin_budget_ns(void)
+{
+    return spin_budget;
+}
+
 /* Take a free named slot (CAS 0 -> our word), or -1 when all are taken. */
 static int take_slot(struct ipcf_event *ev)
 {
@@ -198,27 +261,29 @@ int ipcf_wait(struct ipcf_event *ev, ipcf_ready_fn ready, void *arg, int64_t tim
 
     uint64_t start = ipcf_now_ns();
     uint64_t deadline = timeout_ns < 0 ? 0 : start + (uint64_t)timeout_ns;
-    uint64_t spin_end = start + IPCF_SPIN_NS;
+    uint64_t spin_end = start + spin_limit();
     if (deadline && deadline < spin_end)
         spin_end = deadline;
 
-    /* 1. bounded spin: the peer is probably awake and about to publish. After the first few
-     * microseconds each round also yields the CPU, so a peer that shares our CPU (2 cores,
-     * more runnable processes) gets to run instead of waiting out our whole spin. */
-    for (unsigned i = 1;; i++) {
+    /* 1. bounded spin (spin_limit: the policy above): the peer is probably awake and about
+     * to publish. The spin never yields the CPU: on a busy machine sched_yield hands it to
+     * whatever else is runnable for a whole time slice (ms); a peer that needs our CPU
+     * makes our spins fail instead, which shrinks them until we sleep at once. */
+    for (unsigned i = 1; spin_end > start; i++) {
         ipcf_cpu_relax();
-        if ((r = ready(arg)) != 0)
+        if ((r = ready(arg)) != 0) {
+            spin_outcome(1);
             return r;
+        }
         if ((i & 63) == 0) {
             uint64_t now = ipcf_now_ns();
             if (now >= spin_end)
                 break;
-            if (now - start > IPCF_SPIN_YIELD_AFTER_NS)
-                sched_yield();
         }
     }
     if (deadline && ipcf_now_ns() >= deadline)
-        return IPCF_ETIMEOUT;
+        return IPCF_ETIMEOUT;      /* the caller's timeout, not the peer: the budget stays */
+    spin_outcome(0);
 
     /* 2. sleep on the futex word, announced in a named slot (see the protocol above) */
     if (sleeps)

@@ -115,6 +115,8 @@ struct ipcf_seg_info {
 int ipcf_seg_inspect(const char *name, struct ipcf_seg_info *out);
 int ipcf_pid_alive(int32_t pid, uint64_t start_ticks);
 uint64_t ipcf_proc_start(int32_t pid);
+/* The calling thread's spin before a wait sleeps, in ns (adapted: futex.c, spin policy). */
+uint64_t ipcf_spin_budget_ns(void);
 
 /* ---- Ring: one segment, variable-length byte records ---- */
 typedef struct ipcf_ring ipcf_ring;

@@ -21,6 +21,7 @@ from . import roles as R
 from . import messages as M
 from . import workloads as W
 from .channels import CTX, READY_TIMEOUT, Channel, close_channels
+from .percall import busy_cpus
 from .workloads import Impl, Variant
 
 JOIN_TIMEOUT = 5.0           # seconds for children to exit after reporting
@@ -277,7 +278,8 @@ def measure(v: Variant, impl: Impl, n: int, time_limit: float, pin: bool = False
         return measure_pool(v, impl, n, time_limit)
     plan = plan_for(v, impl, n)
     try:
-        return plan.evaluate(run_plan(plan, time_limit, pin))
+        with busy_cpus(v.load):
+            return plan.evaluate(run_plan(plan, time_limit, pin))
     finally:
         plan.close()
 

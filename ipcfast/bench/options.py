@@ -25,6 +25,7 @@ class Options:
     list_only: bool = False
     pin: bool = False
     remote: bool = False
+    instructions: bool = False
     progress: Optional[bool] = None          # None: a live indicator when stdout is a TTY
 
     @property
@@ -82,6 +83,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Options:
                     help="add the remote-queue workloads (ipcfast.remote over a private "
                          "redis-server on loopback, and the bridge; needs redis-server and "
                          "redis-py); also on when the --only pattern says 'remote'")
+    ap.add_argument("--instructions", action="store_true",
+                    help="also count the instructions per Queue put and get beyond pickle's "
+                         "own under valgrind --tool=callgrind (about a minute; skipped, with "
+                         "the reason, when valgrind is missing)")
     ap.add_argument("-v", "--verbose", action="store_true", help="a line per measurement")
     ap.add_argument("--scale", type=float, default=1.0, help=argparse.SUPPRESS)
     ap.add_argument("--no-progress", dest="progress", action="store_false", default=None,
@@ -99,7 +104,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Options:
     return Options(full=a.full, only=a.only, repeat=a.repeat, json_path=a.json_path,
                    plot_path=a.plot_path, time_limit=a.time_limit, scale=a.scale,
                    verbose=a.verbose, list_only=a.list_only, pin=a.pin, progress=a.progress,
-                   remote=a.remote)
+                   remote=a.remote, instructions=a.instructions)
 
 
 def _matcher(pattern: Optional[str]) -> Callable[[str], bool]:
@@ -150,6 +155,6 @@ def list_variants(full: bool = True) -> List[str]:
 def options_json(o: Options) -> dict:
     """The options as the results JSON records them."""
     return {"mode": "full" if o.full else "quick", "only": o.only, "repeat": o.repeats,
-            "pin": o.pin, "remote": wants_remote(o),
+            "pin": o.pin, "remote": wants_remote(o), "instructions": o.instructions,
             "time_limit": o.limit, "target_seconds": o.target, "scale": o.scale}
 

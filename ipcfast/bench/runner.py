@@ -14,9 +14,11 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import channels as C
+from . import instructions as INS
 from . import remote as RM
 from .measurement import MeasureError, alloc_copy_gbps, measure, memcpy_gbps
-from .options import Options, list_variants, options_json, parse_args, select, wants_remote
+from .options import Options, _matcher, list_variants, options_json, parse_args, select, wants_remote
+from .percall import format_idle, format_percall, idle_cpu, percall_targets, pickle_round_trip_rate
 from .progress import Reporter
 from .report import cpu_busy, finish_variant, fmt_num, format_variant, host_info, plot
 from .sizeplot import plot_sizes, sizes_path
@@ -220,6 +222,26 @@ def run(options: Options) -> dict:
                 for ln in format_targets(results["targets"]):
                     rep.line(ln)
                 rep.line("")
+        if _matcher(o.only)("idle"):
+            results["idle_cpu"] = idle_cpu()
+            for ln in format_idle(results["idle_cpu"]) + [""]:
+                rep.line(ln)
+        if o.instructions:
+            why = INS.missing()
+            if why:
+                results["instructions"] = {"skipped": why}
+                rep.line(f"instruction counts skipped: {why}")
+            else:
+                results["instructions"] = INS.counts()
+                for ln in INS.format_counts(results["instructions"]):
+                    rep.line(ln)
+            rep.line("")
+        if any(v.key == "objects" for v in variants):
+            results["pickle_round_trip_rate"] = pickle_round_trip_rate()
+        results["percall_targets"] = percall_targets(results)
+        for ln in format_percall(results["percall_targets"], results.get("pickle_round_trip_rate")):
+            rep.line(ln)
+        rep.line("")
     except KeyboardInterrupt:
         results["interrupted"] = True
         rep.close()

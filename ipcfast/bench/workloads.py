@@ -245,6 +245,7 @@ class Variant:
     max_count: Optional[int] = None      # before --scale
     pilots: int = 3                      # pilots of the calibrated size; the slowest decides
     baseline: str = BASELINE             # the row the others' ratios are to
+    load: int = 0                        # busy processes running while it is measured
 
 
 def _bytes_impls(size: int) -> List[Impl]:
@@ -328,6 +329,13 @@ def build_variants(full: bool, remote: bool = False) -> List[Variant]:
                        "Ping-pong round trip: 2 processes bounce a small message",
                        pp_impls, pilot=300, min_count=2000,
                        max_count=60000 if full else 20000))
+    from .percall import load_processes
+    load = load_processes()
+    out.append(Variant("pingpong-load", "pingpong",
+                       f"Ping-pong under load: the same, while {load} busy process(es) (one per "
+                       "CPU) compete for the CPUs",
+                       [i for i in pp_impls if i.name not in ("faster_fifo.Queue",)],
+                       pilot=300, min_count=1000, max_count=20000 if full else 5000, load=load))
     out.append(Variant(f"mpmc-{MPMC[0]}x{MPMC[1]}", "mpmc",
                        f"{MPMC[0]} producers x {MPMC[1]} consumers, small objects",
                        mpmc_impls, pilot=2000))
