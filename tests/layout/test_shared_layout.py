@@ -105,7 +105,9 @@ def test_event_is_a_futex_word_counts_and_named_sleeper_slots():
     assert ffi.offsetof("struct ipcf_event", "waiters") == 4
     assert ffi.offsetof("struct ipcf_event", "sleeping") == 8
     assert ffi.offsetof("struct ipcf_event", "owner") == 16
-    assert lib.IPCF_EVENT_SLOTS == 12
+    assert lib.IPCF_EVENT_SLOTS == 8
+    assert ffi.offsetof("struct ipcf_event", "poller") == 80     # poll.c's 8 poller slots
+    assert lib.IPCF_EVENT_POLLERS == 8
 
 
 @pytest.mark.parametrize("field, offset", [
@@ -172,7 +174,7 @@ def test_header_page_is_page_aligned_for_the_double_mapping():
 
 
 def test_layout_version_of_the_library_matches_the_header_constant():
-    assert lib.ipcf_layout_version() == lib.IPCF_LAYOUT_VERSION == 3
+    assert lib.ipcf_layout_version() == lib.IPCF_LAYOUT_VERSION == 4
 
 
 def test_the_api_header_holds_no_shared_memory_layout():
