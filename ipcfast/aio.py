@@ -281,14 +281,22 @@ class Mailbox(_Async):
         return cls.from_sync(_mailbox.Mailbox.open(name, **kwargs))
 
     async def recv(self, *, timeout: Optional[float] = None, **kwargs: Any):
-        m = self._sync
-        return await self._retry(lambda: m.recv(block=False, **kwargs), P.DATA, 0,
-                                 _queue.Empty, timeout)
+        return await self._received(self._sync.recv, timeout, kwargs)
 
     async def recv_bytes(self, *, timeout: Optional[float] = None, **kwargs: Any):
-        m = self._sync
-        return await self._retry(lambda: m.recv_bytes(block=False, **kwargs), P.DATA, 0,
-                                 _queue.Empty, timeout)
+        return await self._received(self._sync.recv_bytes, timeout, kwargs)
+
+    async def _received(self, fn, timeout: Optional[float], kwargs: Dict[str, Any]):
+        wait_right = kwargs.get("if_busy") == "wait"
+
+        def attempt():
+            try:
+                return fn(block=False, **kwargs)
+            except _mailbox.ReceiverBusyError:
+                if wait_right:            # if_busy="wait": await the right like a message
+                    raise _queue.Empty from None
+                raise
+        return await self._retry(attempt, P.DATA, 0, _queue.Empty, timeout)
 
     async def _send(self, fn, obj, timeout: Optional[float], kwargs: Dict[str, Any]):
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout

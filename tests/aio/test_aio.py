@@ -258,3 +258,47 @@ def test_simplequeue_put_and_get():
         assert run(main()) == "s"
     finally:
         sq.close()
+
+
+def test_a_mailbox_receive_by_type_waits_past_other_types(ctx):
+    mb = aio.Mailbox()
+    mb.sync.send("other", type=1)
+    p = None
+
+    async def main():
+        nonlocal p
+        with pytest.raises(queue.Empty):                  # readable, but not for type 2
+            await mb.recv(type=2, timeout=0.1)
+        p = start(ctx, W.send_typed, mb.sync, "wanted", 2)
+        m = await mb.recv(type=2, timeout=CHILD_WAIT)
+        return m.body, (await mb.recv(timeout=1)).body
+    try:
+        assert run(main()) == ("wanted", "other")
+        join_all([p], CHILD_WAIT)
+    finally:
+        kill_all([p] if p else [])
+        mb.close()
+
+
+def test_a_ring_send_awaits_room():
+    ring = aio.Ring(4096)
+
+    async def main():
+        sent = 0
+        while True:
+            try:
+                ring.sync.send_bytes(b"x" * 1000, block=False)
+                sent += 1
+            except queue.Full:
+                break
+        t = asyncio.ensure_future(ring.send_bytes(b"y" * 1000))
+        await asyncio.sleep(0.02)
+        assert not t.done()                               # full: it awaits room
+        assert await ring.recv_bytes() == b"x" * 1000     # makes room
+        await asyncio.wait_for(t, CHILD_WAIT)
+        return [await ring.recv_bytes() for _ in range(sent)]
+    try:
+        got = run(main())
+        assert got[-1] == b"y" * 1000 and len(got) >= 2
+    finally:
+        ring.close()

@@ -61,3 +61,8 @@ def ring_and_mailbox(ring, mb) -> None:
     mb.send("mailbox", priority=3)
     ring.close()
     mb.close()
+
+
+def send_typed(mb, body, mtype: int) -> None:
+    mb.send(body, type=mtype)
+    mb.close()
