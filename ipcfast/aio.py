@@ -25,14 +25,16 @@ record is received (sent) with the sync call once its first part arrived (there 
 which may block the loop while the rest streams; Connection ends and Mailbox sends have no
 space poller, so ``Connection.send`` awaits room for the message and then sends with the
 sync call (a second sender could take the room first and make it block), and
-``Mailbox.send`` retries with the back-off above. A Connection re-checks every 0.5 s
-whether its peer died without closing (SIGKILL), which no descriptor reports.
+``Mailbox.send`` retries with the back-off above. A wait also re-checks once a second
+without a wake-up (every 0.5 s for a Connection): a pipe peer killed without closing
+(SIGKILL), or a sync handle closed under the loop, wakes no descriptor.
 """
 from __future__ import annotations
 
 import asyncio
 import errno
 import queue as _queue
+import weakref
 from typing import Any, Dict, Optional, Tuple
 
 from . import _pickle
@@ -44,6 +46,9 @@ from . import ring as _ring
 from ._native import lib
 
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.0005, 0.05
+#: the watches of each poller (so of each descriptor), by loop: every aio wrapper of one
+#: handle shares them, since a descriptor has one add_reader callback per loop
+_WATCHES: "weakref.WeakKeyDictionary[P.Poller, Dict[int, _Watch]]" = weakref.WeakKeyDictionary()
 
 
 class _Watch:
@@ -83,7 +88,9 @@ class _Async:
     ipcfast Handle that owns them), attribute access forwarded to the sync object."""
 
     _SYNC: Any = None
-    _recheck: Optional[float] = None      # seconds between re-checks without a wake-up
+    #: seconds between re-checks without a wake-up: a handle closed by another thread (its
+    #: descriptor closed under the loop) or a pipe peer killed without closing wakes nobody
+    _recheck: Optional[float] = 1.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._adopt(self._SYNC(*args, **kwargs))
@@ -100,7 +107,6 @@ class _Async:
 
     def _adopt(self, obj: Any) -> None:
         self._sync = obj
-        self._watches: Dict[Tuple[int, int], _Watch] = {}
 
     @property
     def sync(self) -> Any:
@@ -111,7 +117,7 @@ class _Async:
         return self._sync
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("_sync", "_watches"):
+        if name.startswith("__") or name == "_sync":
             raise AttributeError(name)
         return getattr(self._sync, name)
 
@@ -126,10 +132,19 @@ class _Async:
 
     def close(self) -> None:
         """Close the sync handle; pending waits wake and see it closed."""
-        for w in list(self._watches.values()):
-            w.close()
-        self._watches.clear()
+        handles = {id(h): h for h in (self._handle_or_none(w) for w in (P.DATA, P.SPACE, P.JOIN))
+                   if h is not None}
+        for h in handles.values():
+            for p in list(getattr(h, "_pollers", {}).values()):
+                for w in list(_WATCHES.pop(p, {}).values()):
+                    w.close()
         self._sync.close()
+
+    def _handle_or_none(self, what: int):
+        try:
+            return self._handle(what)
+        except (OSError, ValueError):
+            return None
 
     def __enter__(self):
         return self
@@ -145,10 +160,10 @@ class _Async:
         if p.rearm(need):
             return True
         loop = asyncio.get_running_loop()
-        key = (id(loop), p.fd)
-        w = self._watches.get(key)
+        watches = _WATCHES.setdefault(p, {})
+        w = watches.get(id(loop))
         if w is None or w.loop is not loop:
-            w = self._watches[key] = _Watch(loop, p.fd)
+            w = watches[id(loop)] = _Watch(loop, p.fd)
         await w.wait(self._recheck)
         return False
 

@@ -302,3 +302,35 @@ def test_a_ring_send_awaits_room():
         assert got[-1] == b"y" * 1000 and len(got) >= 2
     finally:
         ring.close()
+
+
+def test_two_wrappers_of_one_queue_waiting_at_once_both_wake():
+    q = ipcfast.Queue()
+    a, b = aio.wrap(q), aio.Queue.from_sync(q)
+    a._recheck = b._recheck = None        # only a wake-up can end their waits
+
+    async def main():
+        ta, tb = asyncio.ensure_future(a.get()), asyncio.ensure_future(b.get())
+        await asyncio.sleep(0.01)
+        q.put(1)
+        q.put(2)
+        return sorted(await asyncio.wait_for(asyncio.gather(ta, tb), CHILD_WAIT))
+    try:
+        assert run(main()) == [1, 2]
+    finally:
+        q.close()
+
+
+def test_a_wait_on_a_handle_closed_under_it_raises_valueerror():
+    aq = aio.Queue()
+
+    async def main():
+        t = asyncio.ensure_future(aq.get())
+        await asyncio.sleep(0.01)
+        aq.sync.close()                   # not through the aio object: no wake-up
+        with pytest.raises(ValueError, match="closed"):
+            await asyncio.wait_for(t, CHILD_WAIT)
+    try:
+        run(main())
+    finally:
+        aq.close()

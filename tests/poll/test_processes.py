@@ -118,3 +118,26 @@ def test_a_fork_child_makes_its_own_poller_and_leaves_the_parents_alone():
         kill_all([p])
         q.close()
         report.close()
+
+
+def test_fileno_reclaims_the_slots_of_killed_pollers_when_all_are_taken():
+    import multiprocessing as mp
+    fork = mp.get_context("fork")
+    q, report = ipcfast.Queue(), ipcfast.Queue()
+    procs = [fork.Process(target=W.child_arm_and_wait, args=(q, report))
+             for _ in range(lib.IPCF_EVENT_POLLERS)]
+    try:
+        for p in procs:
+            p.start()
+        pids = [report.get(timeout=CHILD_WAIT) for _ in procs]
+        assert sorted(w & 0x3FFFFF for w in W.poller_words(q.name)[1]) == sorted(pids)
+        kill_all(procs)                  # SIGKILL: no close, no wake to find them gone
+        fd = q.fileno()                  # every slot taken: the dead ones are reclaimed
+        idents = [w for w in W.poller_words(q.name)[1] if w]
+        assert [w & 0x3FFFFF for w in idents] == [os.getpid()]
+        q.put(1)
+        assert readable(fd)
+    finally:
+        kill_all(procs)
+        q.close()
+        report.close()
