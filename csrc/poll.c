@@ -12,11 +12,14 @@
  * pollers of one process), and it holds slot k of the event: poller[k] = ident.
  *
  *   poller open:  bind the socket; CAS poller[k] 0 -> ident     (the slot is ours until close)
- *   rearm:        drain the socket; if ready(): send ourselves a byte; return 1
- *                 fetch_or(sleeping, bit k)                       (armed: a seq_cst RMW)
- *                 seq_cst fence; if ready(): send ourselves a byte; return 1 (still armed:
- *                 a waker may send one more, drained by the next rearm)
+ *   rearm:        if ready(): become readable; return 1
+ *                 drain the socket; fetch_or(sleeping, bit k)     (armed: a seq_cst RMW)
+ *                 seq_cst fence; if ready(): become readable; return 1
  *                 return 0
+ *     readable:   if armed: fetch_and(sleeping, ~bit k) (disarm: if a waker cleared it
+ *                 first, its byte may be on its way, or never come if it was killed); then
+ *                 unless our own byte is known to wait in the socket, send ourselves one.
+ *                 So while the handle stays ready (a backlog), a rearm makes no syscall.
  *   waker:        publish; fence; s = sleeping; if s == 0: return    (futex.c, unchanged)
  *                 for each armed bit k in s: if fetch_and(sleeping, ~bit k) had it set:
  *                     sendto(poller[k], 1 byte, MSG_DONTWAIT); ECONNREFUSED: the poller is
@@ -57,6 +60,8 @@ struct ipcf_poller {
     int fd;
     int slot;
     uint32_t ident;
+    int armed;      /* we set our bit and have not cleared it since   } touched only by */
+    int pending;    /* our own byte waits in the socket (not drained) } the owner's lock */
 };
 
 static uint64_t notifies;   /* process-local statistic (atomic: any thread may wake) */
@@ -202,28 +207,59 @@ static void self_send(struct ipcf_poller *p)
     send_byte(p->fd, p->ident);
 }
 
+/* Empty the socket: one recvmmsg takes up to 16 one-byte datagrams per call. */
+static void drain(int fd)
+{
+    char bufs[16];
+    struct iovec iov[16];
+    struct mmsghdr msgs[16];
+    memset(msgs, 0, sizeof msgs);
+    for (int i = 0; i < 16; i++) {
+        iov[i].iov_base = &bufs[i];
+        iov[i].iov_len = 1;
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    while (recvmmsg(fd, msgs, 16, MSG_DONTWAIT, NULL) == 16)
+        ;
+}
+
+static int readable(struct ipcf_poller *p, uint32_t bit)
+{
+    if (p->armed) {
+        p->armed = 0;
+        ipcf_fetch_and(&p->ev->sleeping, ~bit);     /* disarm (seq_cst RMW) */
+    }
+    if (!p->pending) {
+        self_send(p);
+        p->pending = 1;
+    }
+    return 1;
+}
+
 int ipcf_poller_rearm(ipcf_poller *p, uint64_t need)
 {
-    char buf[64];
-    while (recv(p->fd, buf, sizeof buf, MSG_DONTWAIT) >= 0)
-        ;                                           /* drain: datagrams of one byte */
     /* acquire: our slot is still ours (a corrupt segment may have zeroed it) */
     if (ipcf_load_acquire(&p->ev->poller[p->slot]) != p->ident) {
         int k = take_slot(p->ev, p->ident);
         if (k < 0)
             return -EBUSY;
         p->slot = k;
+        p->armed = 0;
     }
-    if (!p->ready(p->h, need)) {
-        ipcf_fetch_or(&p->ev->sleeping, 1u << (IPCF_EVENT_SLOTS + p->slot));  /* arm */
-        /* pairs with the fence in ipcf_event_wake: the waker sees our bit, or our re-check
-         * sees what it published (futex.c, point 3) */
-        ipcf_fence_seq_cst();
-        if (!p->ready(p->h, need))
-            return 0;
-    }
-    self_send(p);
-    return 1;
+    uint32_t bit = 1u << (IPCF_EVENT_SLOTS + p->slot);
+    if (p->ready(p->h, need))
+        return readable(p, bit);
+    drain(p->fd);                                   /* ours, and any waker's */
+    p->pending = 0;
+    ipcf_fetch_or(&p->ev->sleeping, bit);           /* arm (seq_cst RMW) */
+    p->armed = 1;
+    /* pairs with the fence in ipcf_event_wake: the waker sees our bit, or our re-check sees
+     * what it published (futex.c, point 3) */
+    ipcf_fence_seq_cst();
+    if (p->ready(p->h, need))
+        return readable(p, bit);
+    return 0;
 }
 
 void ipcf_poller_close(ipcf_poller *p)
