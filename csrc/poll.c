@@ -35,6 +35,15 @@
  *
  * Readability may be spurious (level-triggered only through rearm): another consumer may
  * take the message first, and any process in the network namespace may send to the name.
+ *
+ * Pipe EOF: a writer that closes wakes the data event, but one killed by SIGKILL wakes
+ * nobody. So the descriptor of a pipe ring's data poller is an epoll instance holding the
+ * socket and a pidfd of each other process in the ring's writer table (pidfd_open needs no
+ * privilege; the writer's start time is checked after opening it, so a recycled pid is
+ * not watched): a writer's death makes it readable, and the rearm that follows finds EOF
+ * (or, if other writers remain, closes that pidfd and is not readable any more). The set
+ * is brought up to date at each rearm that arms. Without pidfds (kernel < 5.3) a killed
+ * writer is noticed at the next rearm instead.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -42,12 +51,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "atomics.h"
 #include "futex.h"
+#include "peers.h"
+#include "pipe.h"
 #include "poll.h"
 #include "ring.h"
 
@@ -62,6 +75,10 @@ struct ipcf_poller {
     uint32_t ident;
     int armed;      /* we set our bit and have not cleared it since   } touched only by */
     int pending;    /* our own byte waits in the socket (not drained) } the owner's lock */
+    int epfd;                          /* pipe-ring data pollers: epoll of fd + pidfds, else -1 */
+    struct ipcf_pipe *pipe;
+    uint64_t writer[IPCF_PIPE_ENDS];   /* the writer word pidfd[i] was opened for */
+    int pidfd[IPCF_PIPE_ENDS];         /* -1: none */
 };
 
 static uint64_t notifies;   /* process-local statistic (atomic: any thread may wake) */
@@ -174,6 +191,9 @@ static int poller_open(struct ipcf_event *ev, poll_ready_fn ready, void *h, ipcf
     p->ev = ev;
     p->ready = ready;
     p->h = h;
+    p->epfd = -1;
+    for (int i = 0; i < IPCF_PIPE_ENDS; i++)
+        p->pidfd[i] = -1;
     p->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (p->fd < 0) {
         int e = errno;
@@ -200,7 +220,68 @@ static int poller_open(struct ipcf_event *ev, poll_ready_fn ready, void *h, ipcf
     return 0;
 }
 
-int ipcf_poller_fd(const ipcf_poller *p) { return p->fd; }
+int ipcf_poller_fd(const ipcf_poller *p) { return p->epfd >= 0 ? p->epfd : p->fd; }
+
+/* ---- pipe rings: pidfds of the writers (see the top) ---- */
+
+static int watch_pipe(struct ipcf_poller *p, struct ipcf_pipe *pipe)
+{
+    p->pipe = pipe;
+    p->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (p->epfd < 0)
+        return -errno;
+    struct epoll_event e = {.events = EPOLLIN, .data.u32 = 0};
+    return epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->fd, &e) == 0 ? 0 : -errno;
+}
+
+static void close_pidfds(struct ipcf_poller *p)
+{
+    for (int i = 0; i < IPCF_PIPE_ENDS; i++)
+        if (p->pidfd[i] >= 0) {
+            close(p->pidfd[i]);
+            p->pidfd[i] = -1;
+        }
+    if (p->epfd >= 0)
+        close(p->epfd);
+}
+
+static void watch_writers(struct ipcf_poller *p)
+{
+    struct epoll_event evs[IPCF_PIPE_ENDS + 1];
+    /* a pidfd turns readable when its process exits: close it (not re-opened for that
+     * word), so that the descriptor is not readable for a writer that is gone */
+    int n = epoll_wait(p->epfd, evs, IPCF_PIPE_ENDS + 1, 0);
+    for (int j = 0; j < n; j++) {
+        uint32_t i = evs[j].data.u32;
+        if (i > 0 && i <= IPCF_PIPE_ENDS && p->pidfd[i - 1] >= 0) {
+            close(p->pidfd[i - 1]);
+            p->pidfd[i - 1] = -1;
+        }
+    }
+    uint64_t self = ipcf_self_word();
+    for (int i = 0; i < IPCF_PIPE_ENDS; i++) {
+        /* acquire: a snapshot of the writer table (pipe.c updates it with CAS/release) */
+        uint64_t w = ipcf_load_acquire(&p->pipe->ctl->writers[i]);
+        if (w == p->writer[i])
+            continue;
+        if (p->pidfd[i] >= 0) {
+            close(p->pidfd[i]);
+            p->pidfd[i] = -1;
+        }
+        p->writer[i] = w;
+        if (!w || w == self)
+            continue;
+        int fd = (int)syscall(SYS_pidfd_open, (pid_t)(w & 0xffffffffu), 0);
+        if (fd < 0)
+            continue;                 /* gone already, or no pidfds: the next rearm sees */
+        struct epoll_event e = {.events = EPOLLIN, .data.u32 = (uint32_t)i + 1};
+        if (!ipcf_word_alive(w) || epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &e) < 0) {
+            close(fd);                /* (a recycled pid: not that writer) */
+            continue;
+        }
+        p->pidfd[i] = fd;
+    }
+}
 
 static void self_send(struct ipcf_poller *p)
 {
@@ -252,6 +333,8 @@ int ipcf_poller_rearm(ipcf_poller *p, uint64_t need)
         return readable(p, bit);
     drain(p->fd);                                   /* ours, and any waker's */
     p->pending = 0;
+    if (p->epfd >= 0)
+        watch_writers(p);
     ipcf_fetch_or(&p->ev->sleeping, bit);           /* arm (seq_cst RMW) */
     p->armed = 1;
     /* pairs with the fence in ipcf_event_wake: the waker sees our bit, or our re-check sees
@@ -268,12 +351,14 @@ void ipcf_poller_close(ipcf_poller *p)
     uint32_t me = p->ident;
     ipcf_fetch_and(&p->ev->sleeping, ~(1u << (IPCF_EVENT_SLOTS + k)));   /* disarmed ... */
     ipcf_cas(&p->ev->poller[k], &me, 0);                    /* ... before the slot is free */
+    close_pidfds(p);
     close(p->fd);
     free(p);
 }
 
 void ipcf_poller_forget(ipcf_poller *p)
 {
+    close_pidfds(p);        /* our copies only: the parent's epoll set is untouched */
     close(p->fd);
     free(p);
 }
@@ -296,7 +381,13 @@ int ipcf_ring_poller(ipcf_ring *r, int what, ipcf_poller **out)
 {
     if (what != IPCF_POLL_DATA && what != IPCF_POLL_SPACE)
         return IPCF_EBADARG;
-    return poller_open(ipcf_ring_event(r, what), what ? ring_space : ring_data, r, out);
+    int rc = poller_open(ipcf_ring_event(r, what), what ? ring_space : ring_data, r, out);
+    struct ipcf_pipe *pipe = ipcf_ring_pipe(r);
+    if (rc == 0 && what == IPCF_POLL_DATA && pipe && (rc = watch_pipe(*out, pipe)) != 0) {
+        ipcf_poller_close(*out);
+        *out = NULL;
+    }
+    return rc;
 }
 
 static int queue_data(void *h, uint64_t need) { return ipcf_queue_qsize(h) > 0; }

@@ -26,8 +26,8 @@ which may block the loop while the rest streams; Connection ends and Mailbox sen
 space poller, so ``Connection.send`` awaits room for the message and then sends with the
 sync call (a second sender could take the room first and make it block), and
 ``Mailbox.send`` retries with the back-off above. A wait also re-checks once a second
-without a wake-up (every 0.5 s for a Connection): a pipe peer killed without closing
-(SIGKILL), or a sync handle closed under the loop, wakes no descriptor.
+without a wake-up: a sync handle closed under the loop, or a pipe reader killed while the
+ring is full (a writer's death wakes the reader's descriptor: csrc/poll.c), wakes nothing.
 """
 from __future__ import annotations
 
@@ -337,7 +337,6 @@ class Connection(_Async):
     ``await send_bytes()``; ``poll`` and ``close`` are the sync end's."""
 
     _SYNC = _pipe.Connection
-    _recheck = 0.5                        # a peer killed without closing wakes nobody
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("make aio Connections with ipcfast.aio.Pipe() or Connection.from_sync()")
@@ -379,7 +378,7 @@ class Connection(_Async):
         tx = self._handle(P.SPACE)
         n = len(data)
         while not await self._ready(P.SPACE, min(n, tx.max_message)):
-            # woken, or 0.5 s passed: a reader killed without closing leaves the ring full
+            # woken, or a second passed: a reader killed without closing leaves the ring full
             # and wakes nobody, so try once without blocking (ECLOSED: no reader is left)
             if n <= tx.max_message:
                 try:

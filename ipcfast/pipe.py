@@ -101,9 +101,9 @@ class Connection:
     def fileno(self) -> int:
         """A descriptor that polls readable while recv() would not block: a message is
         there, or the other end is closed (EOF), as a stdlib Connection's does, so
-        ``multiprocessing.connection.wait`` works. OSError on a write-only end. (A peer
-        killed by SIGKILL is noticed by poll() and recv() at once, by this descriptor only
-        at its next re-check: the next fileno() or receive.)"""
+        ``multiprocessing.connection.wait`` works, also when the writer process is
+        SIGKILLed (the descriptor is an epoll set that watches a pidfd of each writer,
+        csrc/poll.c). OSError on a write-only end."""
         self._check_closed()
         self._check_readable()
         return self._rx.fileno()

@@ -141,3 +141,50 @@ def test_fileno_reclaims_the_slots_of_killed_pollers_when_all_are_taken():
         kill_all(procs)
         q.close()
         report.close()
+
+
+def test_connection_polls_readable_at_eof_when_the_writer_is_sigkilled(ctx):
+    a, b = ipcfast.Pipe(duplex=False)
+    report = ipcfast.Queue()
+    p = ctx.Process(target=W.child_hold_writer, args=(b, report))
+    p.start()
+    b.close()
+    try:
+        pid = report.get(timeout=CHILD_WAIT)
+        assert mpc.wait([a], timeout=0) == []
+        os.kill(pid, signal.SIGKILL)     # no close: only its pidfd tells
+        assert mpc.wait([a], timeout=CHILD_WAIT) == [a]
+        with pytest.raises(EOFError):
+            a.recv()
+    finally:
+        kill_all([p])
+        a.close()
+        report.close()
+
+
+def test_a_killed_writer_among_live_ones_is_readable_once_then_not():
+    import multiprocessing as mp
+    fork = mp.get_context("fork")
+    a, b = ipcfast.Pipe(duplex=False)
+    report = ipcfast.Queue()
+    procs = [fork.Process(target=W.child_hold_writer, args=(b, report)) for _ in range(2)]
+    try:
+        for p in procs:
+            p.start()
+        b.close()
+        pids = [report.get(timeout=CHILD_WAIT) for _ in procs]
+        fd = a.fileno()
+        assert not readable(fd)
+        os.kill(pids[0], signal.SIGKILL)
+        procs[0].join(CHILD_WAIT)
+        assert readable(fd, CHILD_WAIT)  # its pidfd: maybe EOF ...
+        assert not a.poll(0)             # ... but the other writer lives: not EOF
+        assert not readable(fd)          # and the re-arm dropped the dead one's pidfd
+        os.kill(pids[1], signal.SIGKILL)
+        assert mpc.wait([a], timeout=CHILD_WAIT) == [a]
+        with pytest.raises(EOFError):
+            a.recv()
+    finally:
+        kill_all(procs)
+        a.close()
+        report.close()

@@ -96,3 +96,10 @@ def poller_words(name: str, event: str = "data", ctl: str = "struct ipcf_queue_c
     ev = ffi.cast("struct ipcf_event *", ffi.from_buffer(raw))
     return ev.sleeping, [ev.poller[i] for i in range(lib.IPCF_EVENT_POLLERS)]
 
+
+
+def child_hold_writer(conn, report) -> None:
+    """Child: hold the sending end *conn*, report our pid, wait to be killed."""
+    report.put(os.getpid())
+    select.select([], [], [], CHILD_WAIT)
+    conn.close()
