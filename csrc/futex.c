@@ -11,6 +11,7 @@
 #include "atomics.h"
 #include "futex.h"
 #include "peers.h"
+#include "poll.h"
 
 /* How long a waiter spins before it sleeps: at most IPCF_SPIN_NS. A peer that answers within
  * the spin costs no syscall on either side; one that does not lets us sleep instead of
@@ -69,7 +70,9 @@ static int futex_wait_abs(uint32_t *word, uint32_t expected, uint64_t deadline)
  *
  * The scheme: `sleeping` holds one bit per named slot (owner[i] says whose), plus, in bits
  * 16..31, a count of sleepers that found every slot taken (unnamed: never reclaimed; only
- * more than IPCF_EVENT_SLOTS simultaneous sleepers on one event ever use it).
+ * more than IPCF_EVENT_SLOTS simultaneous sleepers on one event ever use it). The bits in
+ * between are armed file-descriptor pollers (IPCF_POLL_BITS, poll.c): the waker's one load
+ * of `sleeping` covers them too, and they never need a FUTEX_WAKE.
  *
  *   sleeper:  CAS owner[i] 0 -> self           (take slot i; nobody else can now set bit i)
  *             fetch_or(sleeping, bit i)        (THE announcement: one seq_cst RMW)
@@ -173,6 +176,11 @@ void ipcf_event_wake(struct ipcf_event *ev)
     uint32_t s = ipcf_load_relaxed(&ev->sleeping);
     if (s == 0)
         return;
+    if (s & IPCF_POLL_BITS) {
+        ipcf_poll_notify(ev, s);          /* armed file-descriptor pollers (poll.c) */
+        if (!(s & ~IPCF_POLL_BITS))
+            return;                       /* and no sleeper */
+    }
     ipcf_fetch_add(&ev->seq, 1);
     long woke = syscall(SYS_futex, &ev->seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
     if (woke == 0 && (s & IPCF_SLEEP_SLOTS))

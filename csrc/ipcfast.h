@@ -274,4 +274,31 @@ int64_t ipcf_mbox_recv(ipcf_mbox *m, char *buf, uint64_t cap, uint64_t me, int h
                        int32_t type, int wait_right, int64_t timeout_ns, struct ipcf_msg_info *out);
 int ipcf_mbox_release(ipcf_mbox *m);        /* give up the exclusive right if we hold it */
 
+/* ---- file descriptors: one per (process, handle, event) that asks (poll.c) ----
+ * ipcf_*_poller binds an abstract AF_UNIX datagram socket of this process, takes one of
+ * the event's IPCF_EVENT_POLLERS poller slots (-EBUSY when every one is held by a live
+ * poller) and arms it. The descriptor polls readable while `what` would not block:
+ *   IPCF_POLL_DATA   a receive (a record, an item, a message; a pipe ring also at EOF)
+ *   IPCF_POLL_SPACE  a send of `need` bytes (ring) or of one item (queue)
+ *   IPCF_POLL_JOIN   a queue's join()
+ * It is level-triggered only through ipcf_poller_rearm, which the owner calls after each
+ * receive attempt (and before each poll): it drains the socket and re-checks; it may be
+ * readable when the receive would block after all (another consumer took the message). */
+typedef struct ipcf_poller ipcf_poller;
+#define IPCF_POLL_DATA  0
+#define IPCF_POLL_SPACE 1
+#define IPCF_POLL_JOIN  2
+int ipcf_ring_poller(ipcf_ring *r, int what, ipcf_poller **out);
+int ipcf_queue_poller(ipcf_queue *q, int what, ipcf_poller **out);
+int ipcf_mbox_poller(ipcf_mbox *m, int what, ipcf_poller **out);
+int ipcf_poller_fd(const ipcf_poller *p);
+/* 1: ready (a byte waits in the socket), 0: not ready (armed: a waker will send one) */
+int ipcf_poller_rearm(ipcf_poller *p, uint64_t need);
+/* free the slot, close the socket, free p (before the handle is freed) */
+void ipcf_poller_close(ipcf_poller *p);
+/* in a fork child: close the inherited descriptor and free p; the slot stays the parent's */
+void ipcf_poller_forget(ipcf_poller *p);
+/* notification datagrams this process's wakers have sent (a statistic, for tests) */
+uint64_t ipcf_poll_notifies(void);
+
 #endif

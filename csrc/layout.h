@@ -32,7 +32,8 @@
 #define IPCF_MAX_PEERS      64
 #define IPCF_TRANSIT_WORDS  48   /* 24 (sender, expiry) pairs */
 #define IPCF_EVENT_SIZE     112  /* sizeof(struct ipcf_event), for padding expressions */
-#define IPCF_EVENT_SLOTS    12   /* sleepers an event names (more sleep unnamed: futex.c) */
+#define IPCF_EVENT_SLOTS    8    /* sleepers an event names (more sleep unnamed: futex.c) */
+#define IPCF_EVENT_POLLERS  8    /* file-descriptor pollers an event names (poll.c) */
 #define IPCF_PIPE_ENDS      16   /* words per pipe-end table (transit tables: 8 pairs) */
 #define IPCF_PIPE_LOCK      64   /* bytes per reader-end lock (a pthread mutex) in the pipe block */
 #define IPCF_MB_TAILS       32   /* priorities the mailbox's tail cache holds */
@@ -51,11 +52,14 @@ struct ipcf_event {           /* a futex word plus who sleeps on it (protocol: f
     uint32_t waiters;         /* sleepers right now, for statistics only (never trusted):
                                  popcount of sleeping's slot bits + its unnamed count */
     uint32_t sleeping;        /* bit i (i < IPCF_EVENT_SLOTS): owner[i] is asleep here;
+                                 bit IPCF_EVENT_SLOTS + k: poller[k] is armed (poll.c);
                                  bits 16..31: sleepers that found no free slot */
     uint32_t reap_ms;         /* CLOCK_MONOTONIC ms (mod 2^32) of the last scan for dead
                                  sleepers: at most one per event every few ms */
     uint64_t owner[IPCF_EVENT_SLOTS];   /* process word of slot i's sleeper, 0 = free;
                                  with IPCF_WORD_REAPING: being reclaimed by that process */
+    uint32_t poller[IPCF_EVENT_POLLERS];  /* identity of poller k (pid | token << 22: names
+                                 its abstract AF_UNIX socket, poll.c), 0 = free */
 };
 
 /* At offset 0 of every segment. Written by its creator before it stores the magic
@@ -209,8 +213,8 @@ struct ipcf_mbox_slot {
 
 /* ---- every size and offset the layout promises (tests/test_ring_layout.py checks the
  * == ones against the cffi view too) ---- */
-_Static_assert(sizeof(struct ipcf_event) == 112, "event: futex word, counts, 12 sleeper slots");
-_Static_assert(IPCF_EVENT_SLOTS <= 16, "slot bits below the unnamed count in sleeping");
+_Static_assert(sizeof(struct ipcf_event) == 112, "event: futex word, counts, 8 sleeper and 8 poller slots");
+_Static_assert(IPCF_EVENT_SLOTS + IPCF_EVENT_POLLERS <= 16, "slot and poller bits below the unnamed count in sleeping");
 _Static_assert(IPCF_EVENT_SIZE + 8 <= IPCF_CACHELINE, "queue join line: event + tasks_done");
 _Static_assert(sizeof(struct ipcf_event) == IPCF_EVENT_SIZE, "IPCF_EVENT_SIZE");
 _Static_assert(IPCF_HDR_SIZE % 4096 == 0, "data area must be page aligned for the double map");

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "inspect.h"
+#include "poll.h"
 #include "mailbox.h"
 #include "peers.h"
 
@@ -270,4 +271,10 @@ int ipcf_mbox_wait_moved(struct ipcf_mbox *m, struct ipcf_event *ev, uint64_t *c
     struct moved_arg a = {counter, seen, m, right};
     int rc = ipcf_wait(ev, moved, &a, ipcf_remaining(to), NULL);
     return rc == IPCF_ETIMEOUT ? nothing : (rc < 0 ? rc : 0);
+}
+
+/* The event a file-descriptor poller of this mailbox watches (poll.c): receivers' only. */
+struct ipcf_event *ipcf_mbox_event(ipcf_mbox *m, int what)
+{
+    return &m->ctl->data;
 }

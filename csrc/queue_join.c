@@ -1,6 +1,8 @@
-/* queue_join.c - JoinableQueue's count of unfinished tasks: task_done and join. */
+/* queue_join.c - JoinableQueue's count of unfinished tasks: task_done and join; and the
+ * queue event a file-descriptor poller watches (poll.c). */
 #define _GNU_SOURCE
 #include "futex.h"
+#include "poll.h"
 #include "queue.h"
 
 int ipcf_queue_task_done(ipcf_queue *q)
@@ -29,4 +31,10 @@ int ipcf_queue_join(ipcf_queue *q, int64_t timeout_ns)
 {
     int rc = ipcf_wait(&q->ctl->join, join_ready, q, timeout_ns, NULL);
     return rc > 0 ? 0 : rc;
+}
+
+struct ipcf_event *ipcf_queue_event(ipcf_queue *q, int what)
+{
+    return what == IPCF_POLL_JOIN ? &q->ctl->join :
+           what == IPCF_POLL_SPACE ? &q->ctl->space : &q->ctl->data;
 }

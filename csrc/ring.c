@@ -6,6 +6,7 @@
 
 #include "inspect.h"
 #include "peers.h"
+#include "poll.h"
 #include "ring_impl.h"
 
 static void ring_init(struct ipcf_ring *r)
@@ -386,4 +387,10 @@ int64_t ipcf_ring_recv_many(ipcf_ring *r, char *buf, uint64_t cap, uint64_t *len
     UNLOCK_C(r);
     ipcf_event_wake(&r->ctl->space);
     return (int64_t)n;
+}
+
+/* The event a file-descriptor poller of this ring watches (poll.c). */
+struct ipcf_event *ipcf_ring_event(ipcf_ring *r, int what)
+{
+    return what == IPCF_POLL_SPACE ? &r->ctl->space : &r->ctl->data;
 }

@@ -13,3 +13,11 @@ __all__ = ["__version__", "Ring", "Queue", "SimpleQueue", "JoinableQueue", "Pipe
            "Mailbox", "Message", "Receipt", "receiver_id", "Empty", "Full", "IpcfastError",
            "IncompatibleSegmentError", "ReceiverBusyError", "ReceiverDiedError",
            "get_context", "get_start_method", "set_start_method"]
+
+
+def __getattr__(name):
+    # ipcfast.aio on first use (without importing asyncio for programs that do not use it)
+    if name == "aio":
+        import importlib
+        return importlib.import_module(".aio", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,6 +13,8 @@ every kind:
 - ``close()``, ``closed``, the context manager, ``__repr__``;
 - pickling by name: ``__reduce__`` marks the handle in transit, the receiver attaches by
   name and arrives (:func:`_arrive`);
+- ``fileno()``: a descriptor per (process, handle) that polls readable while a receive
+  would not block (:mod:`._poll`), closed before the handle, forgotten by a fork child;
 - per-handle scratch buffers, taken with one method and given back with another only after
   their data has been copied out or unpickled (a thread that finds the slot empty allocates
   its own, so racing threads never share a buffer).
@@ -34,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Dict, Optional, Tuple, TypeVar
 
 from . import _native as N
+from . import _poll as P
 from . import _segments as S
 from ._native import ffi, lib
 
@@ -62,6 +65,7 @@ class Kind:
     after_fork: Callable     #: (h): child: register as a peer of its own
     depart: Callable         #: (h, ttl_ns) -> rc: about to be pickled: count it in transit
     arrive: Callable         #: (h, sender_word): the receiver has attached: transit over
+    poller: Optional[Callable] = None   #: (h, what, out) -> rc: a file-descriptor poller
 
 
 class HandleTable:
@@ -104,6 +108,8 @@ class HandleTable:
 
     def _child(self) -> None:
         self._each(self._kind.after_fork)
+        for obj in list(self._objs):           # the parent's pollers stay the parent's
+            obj._forget_pollers()
 
     def close_all(self) -> None:
         """Close every live handle of this kind through its Python object (so later calls on
@@ -218,7 +224,8 @@ class Handle:
         self._h = h
         # the memory is released only when no thread can be inside a call on it any more:
         # at garbage collection, never at interpreter exit (see _close_at_interpreter_exit)
-        weakref.finalize(self, kind.free, h).atexit = False
+        self._pollers: Dict[int, P.Poller] = {}
+        weakref.finalize(self, _free, kind.free, h, self._pollers).atexit = False
         self.name = name
         self._reopen: Dict[str, Any] = setup
         self._scratch = None
@@ -243,6 +250,8 @@ class Handle:
         threads return with it. What it holds stays for the other processes; the last
         process to close the segment removes it. Idempotent."""
         h, self._h = getattr(self, "_h", None), None
+        if h is not None:
+            _close_pollers(self._pollers)
         if h is not None and self._kind.close(h) == 0 and self._departed_until > time.monotonic():
             # not removed, and a handle of ours may still be in transit: if it never
             # arrives, the segment must not outlive its transit (see _Reaper)
@@ -286,6 +295,46 @@ class Handle:
         if rc != S.ENOENT:
             self._check(rc)
 
+    # ---- file descriptors ----
+    #: the receive methods that re-arm the descriptor after each call once fileno() was
+    #: called (see _poll.wrap_receives); the rest (in-place views) leave it readable
+    #: until the next receive or fileno() call
+    _POLL_RECEIVES: ClassVar[Tuple[str, ...]] = ()
+
+    def fileno(self) -> int:
+        """A file descriptor that polls readable while a receive would not block, for
+        ``select``, ``selectors``, ``multiprocessing.connection.wait`` and asyncio's
+        ``add_reader``. One per handle and process, made at the first call and closed by
+        :meth:`close`; every call re-checks (level-triggered). It may be readable with
+        nothing left to receive when other consumers share the segment: receive without
+        blocking after it polls readable. OSError (EBUSY) if the event already has
+        IPCF_EVENT_POLLERS live pollers."""
+        p = self._poller(P.DATA)
+        p.rearm()
+        return p.fd
+
+    def _poller(self, what: int) -> P.Poller:
+        """This process's poller of event *what* (made at first use)."""
+        p = self._pollers.get(what)
+        if p is None:
+            h = self._live()
+            p = P.Poller(self._kind.poller, h, what, f"{type(self).__name__} {self.name!r}")
+            first = self._pollers.setdefault(what, p)  # a racing thread's first one wins
+            if first is not p:
+                p.close()
+                return first
+            if what == P.DATA:
+                P.wrap_receives(self, self._POLL_RECEIVES)
+        return p
+
+    def _forget_pollers(self) -> None:
+        """Fork child: drop the parent's pollers (their sockets and slots are its own)."""
+        if self._pollers:
+            for p in self._pollers.values():
+                p.forget()
+            self._pollers.clear()
+            P.unwrap_receives(self, self._POLL_RECEIVES)
+
     # ---- pickling: by name ----
     def __reduce__(self):
         # in transit until the receiver attaches: the segment outlives our close meanwhile
@@ -323,6 +372,18 @@ class Handle:
 
     def _give_batch(self, pair) -> None:
         self._batch = pair
+
+
+def _close_pollers(pollers: Dict[int, "P.Poller"]) -> None:
+    for p in list(pollers.values()):
+        p.close()
+    pollers.clear()
+
+
+def _free(free: Callable, h: Any, pollers: Dict[int, "P.Poller"]) -> None:
+    """The finalizer: pollers (which point into the mapping) go before the handle."""
+    _close_pollers(pollers)
+    free(h)
 
 
 def _arrive(cls: "type[Handle]", name: str, sender: int, setup: Dict[str, Any]) -> Handle:

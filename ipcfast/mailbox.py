@@ -116,7 +116,9 @@ class Mailbox(Handle):
         after_fork=lib.ipcf_mbox_after_fork,
         depart=lib.ipcf_mbox_depart,
         arrive=lib.ipcf_mbox_arrive,
+        poller=lib.ipcf_mbox_poller,
     )
+    _POLL_RECEIVES = ("_recv",)               # re-arm fileno() after (Handle.fileno)
 
     def __init__(self, name: Optional[str] = None, *, capacity: Optional[int] = 1 << 20,
                  max_message: int = 64 * 1024, max_messages: Optional[int] = None,

@@ -46,8 +46,8 @@ def _part_size(ring: Optional[Ring]) -> int:
 
 class Connection:
     """One end of a :func:`Pipe`. Same methods and errors as
-    ``multiprocessing.connection.Connection``; it has no file descriptor, so use
-    :meth:`poll` rather than ``multiprocessing.connection.wait``.
+    ``multiprocessing.connection.Connection``; :meth:`fileno` makes it usable with
+    ``multiprocessing.connection.wait``, ``select`` and asyncio.
 
     It is built on two :class:`Ring` handles (``_rx`` it receives from, ``_tx`` it sends
     to, either None for a one-way end): the rings own the handles, their lifetime and the
@@ -101,7 +101,14 @@ class Connection:
             raise OSError("connection is read-only")
 
     def fileno(self) -> int:
-        raise OSError(errno.ENOTSUP, "an ipcfast Connection has no file descriptor; use poll()")
+        """A descriptor that polls readable while recv() would not block: a message is
+        there, or the other end is closed (EOF), as a stdlib Connection's does, so
+        ``multiprocessing.connection.wait`` works, also when the writer process is
+        SIGKILLed (the descriptor is an epoll set that watches a pidfd of each writer,
+        csrc/poll.c). OSError on a write-only end."""
+        self._check_closed()
+        self._check_readable()
+        return self._rx.fileno()
 
     def close(self) -> None:
         """Close this end in this process. The peer sees EOF (or BrokenPipeError) once no

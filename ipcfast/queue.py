@@ -62,7 +62,9 @@ class Queue(Handle):
         after_fork=lib.ipcf_queue_after_fork,
         depart=lib.ipcf_queue_depart,
         arrive=lib.ipcf_queue_arrive,
+        poller=lib.ipcf_queue_poller,
     )
+    _POLL_RECEIVES = ("get", "get_many")      # re-arm fileno() after (Handle.fileno)
     _BATCH_BYTES = 1 << 20        # get_many() moves at most this many bytes per call
     _BATCH_ITEMS = 1 << 14
 
@@ -352,6 +354,10 @@ class SimpleQueue:
 
     def empty(self) -> bool:
         return self._q.empty()
+
+    def fileno(self) -> int:
+        """Readable while get() would not block (see Queue.fileno)."""
+        return self._q.fileno()
 
     def close(self) -> None:
         self._q.close()

@@ -55,7 +55,9 @@ class Ring(Handle):
         after_fork=lib.ipcf_ring_after_fork,
         depart=lib.ipcf_ring_depart,
         arrive=lib.ipcf_ring_arrive,
+        poller=lib.ipcf_ring_poller,
     )
+    _POLL_RECEIVES = ("recv_bytes", "recv_many", "_recv", "_poll")   # re-arm fileno() after
     _BATCH_BYTES = 1 << 20        # recv_many moves at most this many bytes per call
     _BATCH_ITEMS = 1 << 15
 

@@ -38,15 +38,6 @@ def _ctx(impl: Impl):
     return multiprocessing.get_context("fork")
 
 
-def executor_skip() -> str:
-    """Why the ipcfast executor row cannot run in this build ("": it can):
-    ProcessPoolExecutor waits on its result queue with multiprocessing.connection.wait."""
-    from .. import queue as Q
-    if getattr(Q.SimpleQueue, "fileno", None) or getattr(Q.Queue, "fileno", None):
-        return ""                  # (what ipcfast.context's SimpleQueue._reader.fileno uses)
-    return "needs fileno() on ipcfast queues (not in this build)"
-
-
 def _check(results, n: int) -> None:
     if len(results) != n:
         raise CheckError(f"{len(results)} results for {n} tasks")
@@ -89,7 +80,6 @@ def measure_pool(v: Variant, impl: Impl, n: int, time_limit: float) -> dict:
 def pool_variants() -> List[Variant]:
     """Pool.map and ProcessPoolExecutor.map, chunksize 1 and 64, stock against ipcfast."""
     out = []
-    skip = None
     for chunk in CHUNKSIZES:
         out.append(Variant(
             f"pool-map-c{chunk}", "pools",
@@ -99,15 +89,13 @@ def pool_variants() -> List[Variant]:
             size=chunk, pilot=2000 if chunk == 1 else 20000, min_count=20000, pilots=2,
             baseline=STOCK_POOL))
     for chunk in CHUNKSIZES:
-        if skip is None:
-            skip = executor_skip()
         out.append(Variant(
             f"executor-map-c{chunk}", "pools",
             f"ProcessPoolExecutor.map of a trivial task, chunksize {chunk}, {WORKERS} workers "
             f"(tasks/s)",
             [Impl(STOCK_EXECUTOR, None, "stock-executor", note="mp_context: multiprocessing"),
              Impl("ProcessPoolExecutor.map (ipcfast)", None, "ipcfast-executor",
-                  note="mp_context=ipcfast.get_context('fork')", skip=skip)],
+                  note="mp_context=ipcfast.get_context('fork')")],
             size=chunk, pilot=1000 if chunk == 1 else 20000, min_count=20000, pilots=2,
             baseline=STOCK_EXECUTOR))
     return out

@@ -22,22 +22,6 @@ def ctx(request):
     return ipcfast.get_context(request.param)
 
 
-def _has_fileno() -> bool:
-    sq = ipcfast.SimpleQueue()
-    try:
-        sq._q.fileno() if not hasattr(sq, "fileno") else sq.fileno()
-        return True
-    except (AttributeError, OSError):
-        return False
-    finally:
-        sq.close()
-
-
-needs_fileno = pytest.mark.skipif(
-    not _has_fileno(), reason="ProcessPoolExecutor waits on its result queue with "
-    "multiprocessing.connection.wait: needs fileno() on ipcfast queues (another branch)")
-
-
 def segment_exists(name: str) -> bool:
     return os.path.exists("/dev/shm/" + name.lstrip("/"))
 
@@ -122,7 +106,6 @@ def test_pool_workers_exit_when_their_parent_is_sigkilled(method):
     # (their queues: the last worker's close, or ipcfast gc, removes them; leaks fixture)
 
 
-@needs_fileno
 def test_process_pool_executor_with_the_context_gives_right_results(ctx):
     with cf.ProcessPoolExecutor(2, mp_context=ctx) as ex:
         assert isinstance(ex._result_queue, ipcfast.context.SimpleQueue)

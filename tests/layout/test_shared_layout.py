@@ -114,7 +114,9 @@ def test_event_is_a_futex_word_counts_and_named_sleeper_slots():
     assert ffi.offsetof("struct ipcf_event", "waiters") == 4
     assert ffi.offsetof("struct ipcf_event", "sleeping") == 8
     assert ffi.offsetof("struct ipcf_event", "owner") == 16
-    assert lib.IPCF_EVENT_SLOTS == 12
+    assert lib.IPCF_EVENT_SLOTS == 8
+    assert ffi.offsetof("struct ipcf_event", "poller") == 80     # poll.c's 8 poller slots
+    assert lib.IPCF_EVENT_POLLERS == 8
 
 
 @pytest.mark.parametrize("field, offset", [

@@ -452,12 +452,12 @@ def test_ipcfast_pipe_returns_ipcfast_connections():
     assert "closed" in repr(a)
 
 
-def test_ipcfast_connection_has_no_file_descriptor():
-    """Difference from multiprocessing: fileno() raises (use poll())."""
-    a, b = ipcfast.Pipe()
+def test_write_only_end_has_no_file_descriptor_to_wait_on():
+    """fileno() of a write-only end raises OSError (readable ends: tests/poll)."""
+    a, b = ipcfast.Pipe(duplex=False)
     try:
-        with pytest.raises(OSError):
-            a.fileno()
+        with pytest.raises(OSError, match="write-only"):
+            b.fileno()
     finally:
         a.close()
         b.close()
