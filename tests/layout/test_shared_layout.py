@@ -122,7 +122,9 @@ def test_ring_control_field_offsets(field, offset):
 
 @pytest.mark.parametrize("field, offset", [
     ("write_gen", 0),
+    ("put_j", 32),
     ("read_gen", 128),
+    ("get_j", 160),
     ("join", 512),
     ("plock", 640),
     ("clock", 768),
@@ -172,7 +174,7 @@ def test_header_page_is_page_aligned_for_the_double_mapping():
 
 
 def test_layout_version_of_the_library_matches_the_header_constant():
-    assert lib.ipcf_layout_version() == lib.IPCF_LAYOUT_VERSION == 3
+    assert lib.ipcf_layout_version() == lib.IPCF_LAYOUT_VERSION == 4
 
 
 def test_the_api_header_holds_no_shared_memory_layout():
