@@ -199,6 +199,9 @@ uint64_t ipcf_queue_ring_capacity(const ipcf_queue *q);
 int64_t ipcf_queue_qsize(const ipcf_queue *q);
 uint64_t ipcf_queue_max_bytes(const ipcf_queue *q);
 int64_t ipcf_queue_data_size(const ipcf_queue *q);   /* bytes held (see max_bytes) */
+/* a shared "closed" mark that nothing else reads (faster-fifo's close / is_closed) */
+void ipcf_queue_mark_closed(ipcf_queue *q);
+int ipcf_queue_marked_closed(const ipcf_queue *q);
 int ipcf_queue_put(ipcf_queue *q, const char *buf, uint64_t len, int64_t timeout_ns);
 int ipcf_queue_put_many(ipcf_queue *q, const char *buf, const uint64_t *lens, uint64_t n,
                         int64_t timeout_ns);

@@ -60,7 +60,7 @@ struct ipcf_event {           /* a futex word plus who sleeps on it (protocol: f
 
 /* At offset 0 of every segment. Written by its creator before it stores the magic
  * (release), read-only afterwards except: flags (atomic, see ipcf_seg_register), peers and
- * transit (atomic, peers.c). */
+ * transit (atomic, peers.c), closed (atomic). */
 struct ipcf_seg_hdr {
     uint64_t magic;           /* IPCF_MAGIC, stored last (release) by the creator */
     uint32_t version;         /* IPCF_LAYOUT_VERSION */
@@ -72,7 +72,7 @@ struct ipcf_seg_hdr {
     int32_t  creator_pid;
     uint32_t flags;           /* IPCF_F_* */
     uint64_t creator_start;   /* creator's start time (clock ticks since boot) */
-    uint32_t closed;          /* reserved for kinds with an end-of-stream notion */
+    uint32_t closed;          /* atomic; queue: faster-fifo's "closed" mark (queue_open.c) */
     uint32_t reserved0;
     uint64_t param[IPCF_PARAMS];   /* kind-specific parameters (queue: maxsize, ring capacity,
                                      max_bytes, item_overhead) */

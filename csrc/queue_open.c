@@ -129,3 +129,9 @@ void ipcf_queue_arrive(ipcf_queue *q, uint64_t from) { ipcf_seg_arrive(&q->seg, 
 uint64_t ipcf_queue_maxsize(const ipcf_queue *q) { return q->maxsize; }
 uint64_t ipcf_queue_ring_capacity(const ipcf_queue *q) { return q->ring_cap; }
 uint64_t ipcf_queue_max_bytes(const ipcf_queue *q) { return q->max_bytes; }
+
+/* The "closed" mark of faster-fifo's Queue.close(): a flag in the header that any process
+ * may set and read and that changes nothing else (puts and gets go on working). Atomic:
+ * release / acquire, so what the marker put before marking is visible to whoever sees it. */
+void ipcf_queue_mark_closed(ipcf_queue *q) { ipcf_store_release(&q->seg.hdr->closed, 1); }
+int ipcf_queue_marked_closed(const ipcf_queue *q) { return (int)ipcf_load_acquire(&q->seg.hdr->closed); }
