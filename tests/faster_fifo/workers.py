@@ -32,17 +32,6 @@ def put_nowait_until_full(q, size: int, out) -> None:
     out.put(n)
 
 
-def slow_loads_then_done(path: str):
-    """A loads that announces (by creating `path`) it is unpickling, then never returns:
-    the consumer holds the queue's consumer side until it is killed."""
-    def loads(data):
-        with open(path, "w"):
-            pass
-        time.sleep(CHILD_WAIT * 10)
-        return data
-    return loads
-
-
 class SlowLoads:
     """Picklable form of slow_loads_then_done (spawn children get it as an argument)."""
 
