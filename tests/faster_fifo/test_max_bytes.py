@@ -242,3 +242,89 @@ def test_consumers_killed_at_random_moments_leave_exact_counts():
     with pytest.raises(queue.Full):
         q.put_nowait(b"z")
     q.close()
+
+
+# ---- the journal's repair, from a state a killed consumer leaves ----
+
+def _ctl(struct: str, *fields: str) -> int:
+    from ipcfast._native import ffi, lib
+    off = lib.IPCF_CTL_OFFSET
+    for s, f in zip((struct, "struct ipcf_qjournal"), fields):
+        off += ffi.offsetof(s, f)
+    return off
+
+
+def _ring_head_offset() -> int:
+    from ipcfast._native import ffi, lib
+    return lib.IPCF_CTL_OFFSET + ffi.offsetof("struct ipcf_ring_ctl", "head")
+
+
+def _read(name: str, off: int) -> int:
+    from tests.support.shm import path
+    fd = os.open(path(name), os.O_RDONLY)
+    try:
+        return int.from_bytes(os.pread(fd, 8, off), "little")
+    finally:
+        os.close(fd)
+
+
+def _write(name: str, off: int, value: int) -> None:
+    from tests.support.shm import path
+    fd = os.open(path(name), os.O_RDWR)      # the same tmpfs pages every mapping sees
+    try:
+        os.pwrite(fd, value.to_bytes(8, "little"), off)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("head_moved", [False, True])
+def test_a_consumer_killed_between_counting_and_moving_the_head_is_repaired_exactly(tmp_path, head_moved):
+    """Leave the consumer lock to a dead holder with the journal of a consume in progress -
+    counted but the head not moved (or moved, counts done) - as SIGKILL at that instruction
+    would. The next consumer's repair makes the count exact: the bound is neither looser
+    (the item counted twice) nor tighter than what is held."""
+    import multiprocessing as mp
+    Q = "struct ipcf_queue_ctl"
+    L = 100_000                                       # in place: the consumer lock is held in loads
+    q = raw_queue(3 * L)
+    if head_moved:
+        q.put(b"0" * L)
+        q.get()                                       # a step that did happen
+    q.put(b"1" * L)
+    q.put(b"2" * L)
+    flag = str(tmp_path / "in-loads")
+    p = mp.get_context("fork").Process(target=W.get_forever_with, args=(q.name, flag))
+    p.start()
+    try:
+        wait_for_file(flag)
+        assert os.path.exists(flag), "the consumer never reached loads"
+        gen = _read(q.name, _ctl(Q, "read_gen"))
+        ring = f"{q.name}.{gen}"
+        head = _read(ring, _ring_head_offset())
+        items, got = _read(q.name, _ctl(Q, "items_got")), _read(q.name, _ctl(Q, "bytes_got"))
+        rec = (8 + L + 7) & ~7
+        if head_moved:      # the step before ours: the head reached pos, the counts include it
+            j = dict(pos=head, items=items - 1, bytes=got - L)
+        else:               # ours: counted, head not moved yet
+            j = dict(pos=head + rec, items=items, bytes=got)
+            _write(q.name, _ctl(Q, "items_got"), items + 1)
+            _write(q.name, _ctl(Q, "bytes_got"), got + L)
+        for f in ("pos", "items", "bytes"):
+            _write(q.name, _ctl(Q, "get_j", f), j[f])
+        _write(q.name, _ctl(Q, "get_j", "n"), 1)
+        _write(q.name, _ctl(Q, "get_j", "len"), L)
+        _write(q.name, _ctl(Q, "get_j", "gen"), gen + 1)
+        os.kill(p.pid, signal.SIGKILL)
+        p.join(CHILD_WAIT)
+    finally:
+        kill_all([p])
+    assert q.get(timeout=CHILD_WAIT) == b"1" * L      # takes the lock from the dead holder
+    assert _read(q.name, _ctl(Q, "get_j", "gen")) == 0
+    assert q.qsize() == 1 and q.data_size() == L      # exact: item "2" only
+    q.put_nowait(b"3" * (2 * L))                      # the bound is whole ...
+    with pytest.raises(queue.Full):
+        q.put_nowait(b"4")                            # ... and not one byte looser
+    assert [len(x) for x in q.get_many(max_messages_to_get=2)] == [L, 2 * L]
+    assert q.data_size() == 0
+    q.close()
+
