@@ -183,9 +183,13 @@ int ipcf_pipe_arrive(ipcf_ring *r, int writer, int reader, uint64_t from);
 
 /* ---- Queue: a control segment plus a chain of rings that grows when one fills ---- */
 typedef struct ipcf_queue ipcf_queue;
-int ipcf_queue_create(const char *name, uint64_t ring_capacity, uint64_t maxsize, ipcf_queue **out);
+/* max_bytes: 0, or the bytes the queued items may hold at most, each item counting its
+ * length + item_overhead (<= 4096); a put that could never fit gives IPCF_ETOOBIG. */
+int ipcf_queue_create(const char *name, uint64_t ring_capacity, uint64_t maxsize,
+                      uint64_t max_bytes, uint64_t item_overhead, ipcf_queue **out);
 /* put/put_many never fail for lack of ring space: a full ring is chained to a new one (and a
- * message larger than the ring gets a ring of its own); only maxsize (items) makes them wait. */
+ * message larger than the ring gets a ring of its own); only maxsize (items) and max_bytes
+ * make them wait. */
 int ipcf_queue_attach(const char *name, ipcf_queue **out);
 int ipcf_queue_close(ipcf_queue *q);           /* as ipcf_ring_close / ipcf_ring_free */
 void ipcf_queue_free(ipcf_queue *q);
@@ -196,6 +200,11 @@ void ipcf_queue_arrive(ipcf_queue *q, uint64_t from);
 uint64_t ipcf_queue_maxsize(const ipcf_queue *q);
 uint64_t ipcf_queue_ring_capacity(const ipcf_queue *q);
 int64_t ipcf_queue_qsize(const ipcf_queue *q);
+uint64_t ipcf_queue_max_bytes(const ipcf_queue *q);
+int64_t ipcf_queue_data_size(const ipcf_queue *q);   /* bytes held (see max_bytes) */
+/* a shared "closed" mark that nothing else reads (faster-fifo's close / is_closed) */
+void ipcf_queue_mark_closed(ipcf_queue *q);
+int ipcf_queue_marked_closed(const ipcf_queue *q);
 int ipcf_queue_put(ipcf_queue *q, const char *buf, uint64_t len, int64_t timeout_ns);
 int ipcf_queue_put_many(ipcf_queue *q, const char *buf, const uint64_t *lens, uint64_t n,
                         int64_t timeout_ns);

@@ -38,6 +38,7 @@
 #define IPCF_PIPE_LOCK      64   /* bytes per reader-end lock (a pthread mutex) in the pipe block */
 #define IPCF_MB_TAILS       32   /* priorities the mailbox's tail cache holds */
 #define IPCF_MB_SCAN_MS     50   /* speculative repairs (full, or empty with copies in flight) */
+#define IPCF_QJOURNAL_SIZE  48   /* sizeof(struct ipcf_qjournal), for padding expressions */
 
 /* mailbox slot states (struct ipcf_mbox_slot.state) */
 #define IPCF_SLOT_FREE    0
@@ -64,7 +65,7 @@ struct ipcf_event {           /* a futex word plus who sleeps on it (protocol: f
 
 /* At offset 0 of every segment. Written by its creator before it stores the magic
  * (release), read-only afterwards except: flags (atomic, see ipcf_seg_register), peers and
- * transit (atomic, peers.c). */
+ * transit (atomic, peers.c), closed (atomic). */
 struct ipcf_seg_hdr {
     uint64_t magic;           /* IPCF_MAGIC, stored last (release) by the creator */
     uint32_t version;         /* IPCF_LAYOUT_VERSION */
@@ -76,9 +77,10 @@ struct ipcf_seg_hdr {
     int32_t  creator_pid;
     uint32_t flags;           /* IPCF_F_* */
     uint64_t creator_start;   /* creator's start time (clock ticks since boot) */
-    uint32_t closed;          /* reserved for kinds with an end-of-stream notion */
+    uint32_t closed;          /* atomic; queue: faster-fifo's "closed" mark (queue_open.c) */
     uint32_t reserved0;
-    uint64_t param[IPCF_PARAMS];   /* kind-specific parameters (queue: maxsize, ring capacity) */
+    uint64_t param[IPCF_PARAMS];   /* kind-specific parameters (queue: maxsize, ring capacity,
+                                     max_bytes, item_overhead) */
     uint64_t peers[IPCF_MAX_PEERS];   /* (start_ticks_low32 << 32) | pid of each attached
                                          process, 0 = free */
     uint64_t transit[IPCF_TRANSIT_WORDS];   /* up to 24 handles in transit (pickled, or
@@ -124,18 +126,32 @@ struct ipcf_pipe_ctl {
                                  owner-died (its thread exited, the process lives) */
 };
 
+/* A queue side's step in progress, written by its lock holder (atomic: queue_bytes.c) so
+ * that the next holder, after a holder died, sets the side's counts to exactly what the
+ * ring shows was done. gen = ring generation + 1 (0 = no step in progress). */
+struct ipcf_qjournal {
+    uint64_t gen;
+    uint64_t pos;             /* the ring's tail (put) or head (get) once the step is done */
+    uint64_t items;           /* the side's items_put / items_got before the step */
+    uint64_t bytes;           /* ... and bytes_put / bytes_got */
+    uint64_t n;               /* items the step moves */
+    uint64_t len;             /* their bytes */
+};
+
 /* At IPCF_CTL_OFFSET in a QUEUE segment. Everything but the locks is atomic (queue.c). */
 struct ipcf_queue_ctl {
     uint64_t write_gen;       /* producer line: generation of the ring producers append to */
     uint64_t items_put;
     uint64_t bytes_put;
     uint64_t full_waits;
-    uint8_t  pad0[IPCF_CACHELINE - 4 * 8];
+    struct ipcf_qjournal put_j;   /* a publish in progress (max_bytes queues: queue_bytes.c) */
+    uint8_t  pad0[IPCF_CACHELINE - 4 * 8 - IPCF_QJOURNAL_SIZE];
     uint64_t read_gen;        /* consumer line: generation of the ring consumers read from */
     uint64_t items_got;
     uint64_t bytes_got;
     uint64_t empty_waits;
-    uint8_t  pad1[IPCF_CACHELINE - 4 * 8];
+    struct ipcf_qjournal get_j;   /* a consume in progress */
+    uint8_t  pad1[IPCF_CACHELINE - 4 * 8 - IPCF_QJOURNAL_SIZE];
     struct ipcf_event data;   /* consumers sleep here */
     uint8_t  pad2[IPCF_CACHELINE - IPCF_EVENT_SIZE];
     struct ipcf_event space;  /* producers sleep here when maxsize items are queued */
@@ -242,7 +258,10 @@ _Static_assert(IPCF_PIPE_OFFSET % IPCF_CACHELINE == 0, "pipe block on its own li
 _Static_assert(IPCF_PIPE_OFFSET + sizeof(struct ipcf_pipe_ctl) <= IPCF_HDR_SIZE, "pipe too big");
 _Static_assert(IPCF_PIPE_ENDS % 2 == 0, "pipe transit tables hold pairs");
 
+_Static_assert(sizeof(struct ipcf_qjournal) == IPCF_QJOURNAL_SIZE, "IPCF_QJOURNAL_SIZE");
 _Static_assert(sizeof(struct ipcf_queue_ctl) == 896, "queue control layout");
+_Static_assert(offsetof(struct ipcf_queue_ctl, put_j) == 32, "put journal on the producer line");
+_Static_assert(offsetof(struct ipcf_queue_ctl, get_j) == 160, "get journal on the consumer line");
 _Static_assert(offsetof(struct ipcf_queue_ctl, read_gen) == 128, "read_gen line");
 _Static_assert(offsetof(struct ipcf_queue_ctl, join) == 512, "join event line");
 _Static_assert(offsetof(struct ipcf_queue_ctl, plock) == 640, "queue producer lock line");

@@ -10,7 +10,8 @@
  * that finds ring R empty and sees (acquire) write_gen > R knows R will never get another
  * record - every record of R was published before write_gen moved - so it unlinks R and
  * moves read_gen on. So the queue grows without bound while consumers lag and gives the
- * memory back as they catch up; `maxsize` (items) is the only thing that blocks a put.
+ * memory back as they catch up; `maxsize` (items) and `max_bytes` (bytes held, counted in
+ * queue_bytes.c) are the only things that block a put.
  *
  * Crash safety: every step is a single release store under a robust lock, so a peer
  * killed anywhere leaves a consistent queue. A producer killed while creating ring gen+1
@@ -33,165 +34,16 @@
 #include "peers.h"
 #include "queue.h"
 
-void ipcf_queue_counters(const void *ctl, uint64_t out[IPCF_COUNTERS])
-{
-    const struct ipcf_queue_ctl *c = ctl;
-    out[0] = ipcf_load_relaxed(&c->items_put);
-    out[1] = ipcf_load_relaxed(&c->items_got);
-    out[2] = ipcf_load_relaxed(&c->bytes_put);
-    out[3] = ipcf_load_relaxed(&c->bytes_got);
-    out[4] = ipcf_load_relaxed(&c->full_waits);
-    out[5] = ipcf_load_relaxed(&c->empty_waits);
-    out[6] = ipcf_load_relaxed(&c->write_gen);
-    out[7] = ipcf_load_relaxed(&c->read_gen);
-}
-
-static int queue_init(struct ipcf_queue *q, const char *name)
-{
-    q->ctl = q->seg.ctl;
-    q->maxsize = q->seg.hdr->param[0];
-    q->ring_cap = q->seg.hdr->param[1];
-    strcpy(q->name, name);
-    /* untrusted like everything shared: a ring size that create could never have written
-     * would make growth loop (doubling 0) or map absurd sizes */
-    uint64_t c = q->ring_cap;
-    if (c < IPCF_MIN_CAPACITY || c > IPCF_MAX_CAPACITY || (c & (c - 1)))
-        return IPCF_ECORRUPT;
-    return 0;
-}
-
-int ipcf_queue_create(const char *name, uint64_t ring_capacity, uint64_t maxsize, ipcf_queue **out)
-{
-    int rc = ipcf_name_check(name);
-    if (rc)
-        return rc;
-    if (strlen(name) > QNAME_MAX)
-        return IPCF_EBADNAME;
-    if (ring_capacity < IPCF_MIN_CAPACITY || ring_capacity > IPCF_MAX_CAPACITY ||
-        (ring_capacity & (ring_capacity - 1)))
-        return IPCF_EBADARG;
-    struct ipcf_queue *q = calloc(1, sizeof *q);
-    if (!q)
-        return -ENOMEM;
-    uint64_t params[2] = {maxsize, ring_capacity};
-    rc = ipcf_seg_create(&q->seg, name, IPCF_KIND_QUEUE, 0,
-                         IPCF_F_MULTI_PRODUCER | IPCF_F_MULTI_CONSUMER | IPCF_F_AUTO_UNLINK,
-                         params, 2);
-    if (rc) {
-        free(q);
-        return rc;
-    }
-    queue_init(q, name);
-    rc = ipcf_lock_init(q->ctl->plock);
-    if (!rc)
-        rc = ipcf_lock_init(q->ctl->clock);
-    if (!rc)
-        rc = ipcf_qring_new(q, &q->w, 0, ring_capacity);
-    if (!rc)                          /* ring 0's name may have been taken: start where it is */
-        q->ctl->write_gen = q->ctl->read_gen = q->w.gen;
-    if (rc) {
-        ipcf_seg_unmap(&q->seg);
-        ipcf_seg_unlink(name);
-        free(q);
-        return rc;
-    }
-    ipcf_seg_register(&q->seg);
-    ipcf_seg_publish(&q->seg);
-    *out = q;
-    return 0;
-}
-
-int ipcf_queue_attach(const char *name, ipcf_queue **out)
-{
-    struct ipcf_queue *q = calloc(1, sizeof *q);
-    if (!q)
-        return -ENOMEM;
-    int rc = strlen(name) > QNAME_MAX ? IPCF_EBADNAME : ipcf_seg_open(&q->seg, name, IPCF_KIND_QUEUE);
-    if (rc) {
-        free(q);
-        return rc;
-    }
-    if ((rc = queue_init(q, name)) != 0) {
-        ipcf_seg_unmap(&q->seg);
-        free(q);
-        return rc;
-    }
-    ipcf_seg_register(&q->seg);
-    *out = q;
-    return 0;
-}
-
-int ipcf_queue_close(ipcf_queue *q)
-{
-    if (ipcf_exchange(&q->closing, 1))
-        return 0;
-    ipcf_event_wake(&q->ctl->data);
-    ipcf_event_wake(&q->ctl->space);
-    ipcf_event_wake(&q->ctl->join);
-    uint64_t first = ipcf_load_acquire(&q->ctl->read_gen);
-    uint64_t last_gen = ipcf_load_acquire(&q->ctl->write_gen);
-    int last = ipcf_seg_leave(&q->seg);
-    /* the rings' names derive from ours: if our name now belongs to a newer queue, so do they */
-    if (last && ipcf_seg_unlink_own(&q->seg, q->name) == 0) {
-        /* +1: a half-made next ring; PART_SKIPS: rings made past squatted names. A corrupt
-         * control block (first > last_gen, or a huge span) is bounded, not looped over. */
-        uint64_t end = last_gen + 1 + PART_SKIPS;
-        if (end < first || end - first > (1u << 16))
-            end = first + PART_SKIPS;
-        for (uint64_t g = first; g <= end; g++)
-            ipcf_qpart_unlink_if_ours(q, g);
-    }
-    return last;
-}
-
-void ipcf_queue_free(ipcf_queue *q)
-{
-    ipcf_queue_close(q);
-    ipcf_qring_drop(&q->w);
-    ipcf_qring_drop(&q->r);
-    ipcf_seg_unmap(&q->seg);
-    free(q);
-}
-
-void ipcf_queue_before_fork(ipcf_queue *q) { ipcf_seg_before_fork(&q->seg); }
-void ipcf_queue_after_fork(ipcf_queue *q) { ipcf_seg_after_fork(&q->seg); }
-int ipcf_queue_depart(ipcf_queue *q, int64_t ttl_ns) { return ipcf_seg_depart(&q->seg, ttl_ns); }
-void ipcf_queue_arrive(ipcf_queue *q, uint64_t from) { ipcf_seg_arrive(&q->seg, from); }
-uint64_t ipcf_queue_maxsize(const ipcf_queue *q) { return q->maxsize; }
-uint64_t ipcf_queue_ring_capacity(const ipcf_queue *q) { return q->ring_cap; }
-
-int64_t ipcf_queue_qsize(const ipcf_queue *q)
-{
-    /* items_got first: every item counted there was counted in items_put before it */
-    uint64_t got = ipcf_load_acquire(&q->ctl->items_got);
-    uint64_t put = ipcf_load_acquire(&q->ctl->items_put);
-    int64_t n = (int64_t)(put - got);
-    return n < 0 ? 0 : n;
-}
-
-int64_t ipcf_queue_unfinished(const ipcf_queue *q)
-{
-    uint64_t done = ipcf_load_acquire(&q->ctl->tasks_done);
-    uint64_t put = ipcf_load_acquire(&q->ctl->items_put);
-    int64_t n = (int64_t)(put - done);
-    return n < 0 ? 0 : n;
-}
-
 /* ---- waiting predicates (no lock held) ---- */
 
-static int space_ready_n(struct ipcf_queue *q, uint64_t n)
-{
-    return ipcf_queue_qsize(q) + (int64_t)n <= (int64_t)q->maxsize;
-}
-
-struct space_arg { struct ipcf_queue *q; uint64_t n; };
+struct space_arg { struct ipcf_queue *q; uint64_t n, bytes; };
 
 static int space_ready(void *p)
 {
     struct space_arg *a = p;
     if (is_closing(a->q))
         return IPCF_ECLOSED;
-    return space_ready_n(a->q, a->n);
+    return ipcf_qbytes_room(a->q, a->n, a->bytes);
 }
 
 /* Counts, not ring positions: this runs without the consumer lock, while another thread of
@@ -215,6 +67,9 @@ static int data_ready(void *p)
  * and the counts. Producer lock held. */
 static void publish_locked(struct ipcf_queue *q, uint64_t tail, int grew, uint64_t n, uint64_t bytes)
 {
+    struct ipcf_queue_ctl *c = q->ctl;
+    if (q->max_bytes)          /* the byte bound must not drift when we are killed below */
+        ipcf_qjournal_begin(&c->put_j, q->w.gen, tail, &c->items_put, &c->bytes_put, n, bytes);
     ipcf_rb_publish(&q->w.rb, tail, n, bytes);
     if (grew)   /* release: ring gen+1 exists and ring gen gets nothing more; pairs with
                  * the consumer's acquire of write_gen in readable_ring */
@@ -223,8 +78,10 @@ static void publish_locked(struct ipcf_queue *q, uint64_t tail, int grew, uint64
      * (never a phantom item that could wedge a maxsize=1 queue) */
     /* release: pairs with the acquire of items_put in data_ready and qsize; we hold the
      * producer lock, so ours is the only write */
-    ipcf_store_release(&q->ctl->items_put, ipcf_load_relaxed(&q->ctl->items_put) + n);
-    ipcf_add_relaxed(&q->ctl->bytes_put, bytes);
+    ipcf_add_relaxed(&c->bytes_put, bytes);
+    ipcf_store_release(&c->items_put, ipcf_load_relaxed(&c->items_put) + n);
+    if (q->max_bytes)
+        ipcf_qjournal_end(&c->put_j);
 }
 
 static int put_locked(struct ipcf_queue *q, const char *buf, const uint64_t *lens, uint64_t n)
@@ -274,21 +131,29 @@ static int put_items(ipcf_queue *q, const char *buf, const uint64_t *lens, uint6
         return 0;
     if (q->maxsize && n > q->maxsize)
         return IPCF_ETOOBIG;
-    for (uint64_t i = 0; i < n; i++)
-        if ((v ? v->len : lens[i]) > 0xfffffff0u)
+    uint64_t bytes = q->item_overhead * n;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t len = v ? v->len : lens[i];
+        if (len > 0xfffffff0u)
             return IPCF_ETOOBIG;
+        bytes += len;
+    }
+    if (q->max_bytes && bytes > q->max_bytes)     /* could never fit: no wait helps */
+        return IPCF_ETOOBIG;
     struct ipcf_timeout to = ipcf_timeout_of(timeout_ns);
     for (;;) {
         int rc;
-        if (q->maxsize) {
-            struct space_arg a = {q, n};
+        if (q->bounded) {
+            struct space_arg a = {q, n, bytes};
             rc = ipcf_wait(&q->ctl->space, space_ready, &a, ipcf_remaining(&to), &q->ctl->full_waits);
             if (rc < 0)
                 return rc == IPCF_ETIMEOUT ? IPCF_EFULL : rc;
         }
         if ((rc = ipcf_lock(q->ctl->plock, &to)) < 0)
             return rc == IPCF_ETIMEOUT ? IPCF_EFULL : rc;
-        if (q->maxsize && !space_ready_n(q, n)) {   /* another producer got there first */
+        if (rc == 1)               /* its last holder died: finish or undo its counting */
+            ipcf_qjournal_repair_put(q);
+        if (q->bounded && !ipcf_qbytes_room(q, n, bytes)) {   /* another producer got there first */
             ipcf_unlock(q->ctl->plock);
             continue;
         }
@@ -375,6 +240,8 @@ static int lock_readable(struct ipcf_queue *q, struct ipcf_timeout *to)
         int rc = ipcf_lock(q->ctl->clock, to);
         if (rc < 0)
             return rc == IPCF_ETIMEOUT ? IPCF_EEMPTY : rc;
+        if (rc == 1)               /* its last holder died: finish or undo its counting */
+            ipcf_qjournal_repair_get(q);
         struct data_arg seen = {q, ipcf_load_acquire(&q->ctl->items_put)};
         rc = readable_ring(q);
         if (rc > 0)
@@ -395,10 +262,16 @@ static int lock_readable(struct ipcf_queue *q, struct ipcf_timeout *to)
  * short (never a phantom item that keeps a queue "full"). */
 static void consume_locked(struct ipcf_queue *q, uint64_t head, uint64_t n, uint64_t bytes)
 {
+    struct ipcf_queue_ctl *c = q->ctl;
+    if (q->max_bytes)          /* max_bytes queues: exact counts across a kill (queue_bytes.c) */
+        ipcf_qjournal_begin(&c->get_j, q->r.gen, head, &c->items_got, &c->bytes_got, n, bytes);
+    /* release: pairs with the acquire of bytes_got in ipcf_qbytes_room (one writer) */
+    ipcf_store_release(&c->bytes_got, ipcf_load_relaxed(&c->bytes_got) + bytes);
     /* release: pairs with the acquire of items_got in qsize (consumer lock held: one writer) */
-    ipcf_store_release(&q->ctl->items_got, ipcf_load_relaxed(&q->ctl->items_got) + n);
-    ipcf_add_relaxed(&q->ctl->bytes_got, bytes);
+    ipcf_store_release(&c->items_got, ipcf_load_relaxed(&c->items_got) + n);
     ipcf_rb_consume(&q->r.rb, head, n, bytes);
+    if (q->max_bytes)
+        ipcf_qjournal_end(&c->get_j);
 }
 
 /* Copy up to `max` records (at least the first) into buf; the consumer lock is held and
@@ -440,7 +313,7 @@ int64_t ipcf_queue_get_many(ipcf_queue *q, char *buf, uint64_t cap, uint64_t *le
         return n;
     n = get_locked(q, buf, cap, lens, max, need);
     ipcf_unlock(q->ctl->clock);
-    if (n > 0 && q->maxsize)
+    if (n > 0 && q->bounded)       /* producers may sleep for items or bytes */
         ipcf_event_wake(&q->ctl->space);
     return n;
 }
@@ -487,6 +360,6 @@ void ipcf_queue_release(ipcf_queue *q, int consume)
     if (consume)
         consume_locked(q, q->peek_next, q->peek_n, q->peek_len);
     ipcf_unlock(q->ctl->clock);
-    if (consume && q->maxsize)
+    if (consume && q->bounded)
         ipcf_event_wake(&q->ctl->space);
 }

@@ -23,6 +23,9 @@ struct ipcf_queue {
     struct qring r;            /* the consumer side's current ring */
     uint64_t maxsize;
     uint64_t ring_cap;
+    uint64_t max_bytes;        /* bytes held at most (0 = no byte bound: queue_bytes.c) */
+    uint64_t item_overhead;    /* bytes each item counts for on top of its own */
+    int bounded;               /* maxsize or max_bytes: producers may sleep on `space` */
     uint64_t small_bytes;      /* producer side: bytes put since the last item that needed a
                                 * grown ring (ipcf_qring_writable gives a grown ring back) */
     uint64_t peek_next;        /* consumer side: what ipcf_queue_peek handed out - the head */
@@ -54,5 +57,18 @@ void ipcf_qpart_unlink_if_ours(struct ipcf_queue *q, uint64_t gen);
  * current one, or a new one of the size such records want (*grew = 1: the caller writes
  * there, then publishes write_gen). */
 int ipcf_qring_writable(struct ipcf_queue *q, uint64_t need, int *grew);
+
+/* ---- the byte bound and the side journals (queue_bytes.c) ---- */
+/* Room for n more items of `bytes` bytes (item_overhead included) under maxsize and
+ * max_bytes, by the counts (exact under the producer lock). */
+int ipcf_qbytes_room(struct ipcf_queue *q, uint64_t n, uint64_t bytes);
+/* max_bytes queues, lock held: record the step about to move the ring to `pos` with n
+ * items of `len` bytes, before any of its stores; end it after the last one. */
+void ipcf_qjournal_begin(struct ipcf_qjournal *j, uint64_t gen, uint64_t pos,
+                         const uint64_t *items, const uint64_t *bytes, uint64_t n, uint64_t len);
+void ipcf_qjournal_end(struct ipcf_qjournal *j);
+/* After taking the producer / consumer lock from a holder that died (ipcf_lock gave 1). */
+void ipcf_qjournal_repair_put(struct ipcf_queue *q);
+void ipcf_qjournal_repair_get(struct ipcf_queue *q);
 
 #endif

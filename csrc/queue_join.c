@@ -5,6 +5,14 @@
 #include "poll.h"
 #include "queue.h"
 
+int64_t ipcf_queue_unfinished(const ipcf_queue *q)
+{
+    uint64_t done = ipcf_load_acquire(&q->ctl->tasks_done);
+    uint64_t put = ipcf_load_acquire(&q->ctl->items_put);
+    int64_t n = (int64_t)(put - done);
+    return n < 0 ? 0 : n;
+}
+
 int ipcf_queue_task_done(ipcf_queue *q)
 {
     uint64_t done = ipcf_load_acquire(&q->ctl->tasks_done);

@@ -42,8 +42,12 @@ class Queue(Handle):
 
     ``maxsize`` bounds the number of items (``put`` blocks, or raises ``queue.Full``, when
     that many are queued); ``maxsize <= 0`` means unbounded: the shared ring chains to
-    further rings as it fills and gives them back as consumers drain them. Keyword-only
-    extras: ``capacity`` (bytes of each shared ring), ``name`` (segment name, for attaching
+    further rings as it fills and gives them back as consumers drain them. ``max_bytes``
+    (keyword-only, 0 = no bound) bounds the bytes of pickled items held: ``put`` blocks (or
+    raises ``queue.Full``) while an item would take the queue past it, and an item (or a
+    ``put_many`` batch) larger than ``max_bytes`` raises ValueError, since it could never
+    fit. Keyword-only extras: ``capacity`` (bytes of each shared ring), ``name`` (segment
+    name, for attaching
     from unrelated processes with :meth:`Queue.attach`), ``dumps``/``loads`` (serializer;
     the default is pickle with multiprocessing's reducers).
 
@@ -70,14 +74,19 @@ class Queue(Handle):
 
     def __init__(self, maxsize: int = 0, *, ctx: Any = None, capacity: int = 1 << 20,
                  name: Optional[str] = None, dumps: Optional[Callable[[Any], bytes]] = None,
-                 loads: Optional[Callable[[bytes], Any]] = None) -> None:
+                 loads: Optional[Callable[[bytes], Any]] = None, max_bytes: int = 0,
+                 _item_overhead: int = 0) -> None:
         if isinstance(maxsize, bool) or not isinstance(maxsize, int):
             raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}")
         if maxsize >= 1 << 62:
             raise ValueError(f"maxsize {maxsize} is too large; use 0 for an unbounded queue")
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
+            raise TypeError(f"max_bytes must be an int, not {type(max_bytes).__name__}")
+        if max_bytes < 0 or max_bytes >= 1 << 62:
+            raise ValueError(f"max_bytes must be >= 0 (0: no byte bound) and < 2**62, not {max_bytes}")
         cap = ring_capacity(capacity)
-        self._open(N.new_name("q") if name is None else name, (cap, max(maxsize, 0)),
-                   dumps=dumps, loads=loads)
+        self._open(N.new_name("q") if name is None else name,
+                   (cap, max(maxsize, 0), max_bytes, _item_overhead), dumps=dumps, loads=loads)
 
     @classmethod
     def attach(cls, name: str, *, dumps: Optional[Callable] = None,
@@ -88,6 +97,7 @@ class Queue(Handle):
     def _setup(self, dumps: Optional[Callable] = None, loads: Optional[Callable] = None) -> None:
         h = self._h
         self._maxsize = lib.ipcf_queue_maxsize(h)
+        self._max_bytes = lib.ipcf_queue_max_bytes(h)
         self.capacity = lib.ipcf_queue_ring_capacity(h)
         self._custom_dumps = dumps is not None
         self._dumps = dumps or _pickle.dumps_pieces      # bytes, or a list of pieces
@@ -112,15 +122,26 @@ class Queue(Handle):
         return self.qsize() == 0
 
     def full(self) -> bool:
-        return self._maxsize > 0 and self.qsize() >= self._maxsize
+        return ((self._maxsize > 0 and self.qsize() >= self._maxsize) or
+                (self._max_bytes > 0 and self.data_size() >= self._max_bytes))
+
+    def data_size(self) -> int:
+        """Approximate bytes of pickled items held (what ``max_bytes`` bounds)."""
+        return lib.ipcf_queue_data_size(self._live())
 
     @property
     def maxsize(self) -> int:
         return self._maxsize
 
+    @property
+    def max_bytes(self) -> int:
+        """The byte bound given at creation (0: none)."""
+        return self._max_bytes
+
     # ---- producer ----
     def put(self, obj: Any, block: bool = True, timeout: Optional[float] = None) -> None:
-        """Put *obj* on the queue. Blocks only while ``maxsize`` items are queued; raises
+        """Put *obj* on the queue. Blocks only while ``maxsize`` items are queued (or
+        ``max_bytes`` would be exceeded); raises
         queue.Full on timeout (or at once with block=False), ValueError once closed. A
         negative timeout does not wait (as in multiprocessing)."""
         h = self._h                       # the closed check (Handle._live), inline
@@ -140,6 +161,10 @@ class Queue(Handle):
             rc = N.call_blocking(lambda t: _put(h, data, len(data), t), block, timeout, N.EFULL)
         self._check_put(rc, len(data))
 
+    def _too_big(self, size: int, n: int = 1) -> ValueError:
+        what = "an item" if n == 1 else f"a put_many batch of {n} items"
+        return ValueError(f"{what} of {size} bytes (pickled) can never fit max_bytes={self._max_bytes}")
+
     def _put_pieces(self, h, data, block: bool, timeout: Optional[float]) -> None:
         """Put one item given as a list of bytes-like pieces (or one bytes-like object from
         a custom dumps): written into the ring with one copy, never joined first."""
@@ -152,6 +177,8 @@ class Queue(Handle):
             self._check_put(rc, sum(lens))
 
     def _check_put(self, rc: int, size: int) -> None:
+        if rc == N.ETOOBIG and self._max_bytes and size <= 0xfffffff0:   # (not the record limit)
+            raise self._too_big(size)
         if rc == -errno.ENOSPC:
             raise OSError(errno.ENOSPC, f"no space left in /dev/shm for an item of {size} bytes "
                           "(pickled) and the ring it needs", self.name)
@@ -180,8 +207,11 @@ class Queue(Handle):
         lens = ffi.new("uint64_t[]", [len(d) for d in datas])
         blob = b"".join(datas)
         n = len(datas)
-        self._check(N.call_blocking(lambda t: lib.ipcf_queue_put_many(h, blob, lens, n, t),
-                                    block, timeout, N.EFULL))
+        rc = N.call_blocking(lambda t: lib.ipcf_queue_put_many(h, blob, lens, n, t),
+                             block, timeout, N.EFULL)
+        if rc == N.ETOOBIG and self._max_bytes and max(len(d) for d in datas) <= 0xfffffff0:
+            raise self._too_big(len(blob), n)
+        self._check(rc)
 
     # ---- consumer ----
     def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:

@@ -133,7 +133,9 @@ def test_ring_control_field_offsets(field, offset):
 
 @pytest.mark.parametrize("field, offset", [
     ("write_gen", 0),
+    ("put_j", 32),
     ("read_gen", 128),
+    ("get_j", 160),
     ("join", 512),
     ("plock", 640),
     ("clock", 768),
