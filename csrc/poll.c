@@ -62,6 +62,7 @@
 #include "peers.h"
 #include "pipe.h"
 #include "poll.h"
+#include "queue.h"
 #include "ring.h"
 
 typedef int (*poll_ready_fn)(void *h, uint64_t need);
@@ -393,10 +394,13 @@ int ipcf_ring_poller(ipcf_ring *r, int what, ipcf_poller **out)
 static int queue_data(void *h, uint64_t need) { return ipcf_queue_qsize(h) > 0; }
 static int queue_join(void *h, uint64_t need) { return ipcf_queue_unfinished(h) == 0; }
 
+/* Room for one more item of `need` pickled bytes (0: unknown, counted as 1) under maxsize
+ * and max_bytes. An unknown size can make the readiness spurious (the caller's
+ * non-blocking put then fails and it waits again); aio passes the size for max_bytes. */
 static int queue_space(void *h, uint64_t need)
 {
-    uint64_t most = ipcf_queue_maxsize(h);
-    return most == 0 || (uint64_t)ipcf_queue_qsize(h) < most;
+    struct ipcf_queue *q = h;
+    return ipcf_qbytes_room(q, 1, (need ? need : 1) + q->item_overhead);
 }
 
 int ipcf_queue_poller(ipcf_queue *q, int what, ipcf_poller **out)

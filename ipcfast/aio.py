@@ -200,7 +200,13 @@ class Queue(_Async):
         q = self._sync
         if not block:
             return q.put(obj, False)
-        return await self._retry(lambda: q.put(obj, False), P.SPACE, 0, _queue.Full, timeout)
+        try:
+            return q.put(obj, False)
+        except _queue.Full:
+            pass
+        # a byte bound: the space descriptor is ready once this item's size fits
+        need = _pickled_size(q, obj) if q.max_bytes else 0
+        return await self._retry(lambda: q.put(obj, False), P.SPACE, need, _queue.Full, timeout)
 
     async def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
         q = self._sync
@@ -223,6 +229,14 @@ class Queue(_Async):
         if not block:
             return q.put_many(objs, False)
         await self._retry(lambda: q.put_many(objs, False), P.SPACE, 0, _queue.Full, timeout)
+
+
+def _pickled_size(q, obj) -> int:
+    """How many bytes *obj* takes in queue *q* (its own dumps: bytes or a list of pieces)."""
+    data = q._dumps(obj)
+    if data.__class__ is list:
+        return sum(memoryview(p).nbytes for p in data)
+    return memoryview(data).nbytes
 
 
 class JoinableQueue(Queue):

@@ -13,6 +13,7 @@ import pytest
 
 import ipcfast
 import ipcfast.aio as aio
+from ipcfast._native import lib
 from tests.aio import workers as W
 from tests.support.procs import CHILD_WAIT, join_all, kill_all
 
@@ -126,6 +127,31 @@ def test_a_put_on_a_full_bounded_queue_awaits_room(ctx):
         kill_all([p])
         aq.close()
         out.close()
+
+
+def test_a_put_on_a_queue_full_of_bytes_awaits_until_a_get_frees_them():
+    aq = aio.Queue(max_bytes=300)
+    blob = b"x" * 100                      # about 130 bytes pickled: two fit, not three
+
+    async def main():
+        await aq.put(blob)
+        await aq.put(blob)
+        with pytest.raises(queue.Full):
+            aq.sync.put_nowait(blob)
+        space = aq.sync._poller(lib.IPCF_POLL_SPACE)
+        size = aio._pickled_size(aq.sync, blob)
+        assert space.rearm(size) is False    # no room for it: its space readiness is off
+        assert space.rearm(1) is True        # (room for a smaller item)
+        putter = asyncio.ensure_future(aq.put(blob))
+        await asyncio.sleep(0.05)
+        assert not putter.done()           # waits on the bytes bound, not on maxsize
+        assert await aq.get() == blob      # frees ~130 bytes: the put goes through
+        await asyncio.wait_for(putter, 5)
+        assert aq.sync.qsize() == 2
+    try:
+        run(main())
+    finally:
+        aq.close()
 
 
 def test_join_awaits_task_done_in_another_process(ctx):
