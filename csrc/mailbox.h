@@ -36,6 +36,7 @@
 #include "atomics.h"
 #include "futex.h"
 #include "lock.h"
+#include "peers.h"
 #include "shm.h"
 
 #define IPCF_MB_SMALL 4096     /* bodies up to this size are copied under the lock */
@@ -50,7 +51,20 @@ struct ipcf_mbox {
      * process that rewrites them later cannot move a slot access out of the mapping. */
     uint64_t capacity;
     uint32_t nslots, stride, max_message, policy;
+    uint64_t id;               /* id as sender and receiver for ipcf_mbox_send/take; 0: the
+                                  process id (relaxed atomic: set by ipcf_mbox_set_id) */
+    int tail_hint;             /* process-local guess of the tail cache entry the last insert
+                                  or remove used (mailbox_lists.c: always checked, never
+                                  trusted; racing threads at worst guess wrong) */
 };
+
+/* The id ipcf_mbox_send/take act under: the one set, else the process id (cached in the
+ * process word: no syscall; refreshed in a fork child). */
+static inline uint64_t ipcf_mbox_self_id(struct ipcf_mbox *m)
+{
+    uint64_t id = ipcf_load_relaxed(&m->id);
+    return id ? id : (uint32_t)(ipcf_self_word() & 0xffffffffu);
+}
 
 static inline struct ipcf_mbox_slot *ipcf_mbox_slot_at(struct ipcf_mbox *m, uint32_t i)
 {

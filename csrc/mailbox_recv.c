@@ -194,3 +194,14 @@ int ipcf_mbox_release(ipcf_mbox *m)
         ipcf_event_wake(&c->data);
     return had;
 }
+
+_Static_assert(sizeof(struct ipcf_msg_info) == IPCF_MSG_HEAD, "IPCF_MSG_HEAD: the header's size");
+_Static_assert(IPCF_MSG_HEAD % 8 == 0, "the body after the header stays 8-byte aligned");
+
+int64_t ipcf_mbox_take(ipcf_mbox *m, char *buf, uint64_t cap, int64_t timeout_ns)
+{
+    if (cap < IPCF_MSG_HEAD || ((uintptr_t)buf & 7u))
+        return IPCF_EBADARG;
+    return ipcf_mbox_recv(m, buf + IPCF_MSG_HEAD, cap - IPCF_MSG_HEAD, ipcf_mbox_self_id(m), 0, 0,
+                          0, timeout_ns, (struct ipcf_msg_info *)(void *)buf);
+}

@@ -236,3 +236,18 @@ int ipcf_mbox_withdraw(ipcf_mbox *m, uint32_t slot, uint64_t seq, struct ipcf_ms
         return rc;
     }
 }
+
+void ipcf_mbox_set_id(ipcf_mbox *m, uint64_t id)
+{
+    ipcf_store_relaxed(&m->id, id);      /* (read by ipcf_mbox_self_id: only atomicity) */
+}
+
+int ipcf_mbox_send(ipcf_mbox *m, const char *buf, uint64_t len, int32_t type, int32_t priority,
+                   int64_t timeout_ns)
+{
+    struct ipcf_msg_info unused;          /* (slot and seq: only a receipt needs them) */
+    if (m->capacity == 0)
+        return IPCF_EBADARG;
+    return ipcf_mbox_post(m, buf, len, type, priority, ipcf_mbox_self_id(m), 0, 0, timeout_ns,
+                          &unused);
+}
