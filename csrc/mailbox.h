@@ -165,6 +165,21 @@ int ipcf_mbox_ready_remove(struct ipcf_mbox *m, uint32_t i);  /* i READY (the ca
 void ipcf_mbox_ready_rebuild(struct ipcf_mbox *m);  /* lists emptied: link every READY slot */
 void ipcf_mbox_tails_reset(struct ipcf_mbox_ctl *c);          /* empty the tail cache */
 
+/* ---- the steps of a send and a receive, shared with the batch calls (mailbox_batch.c) ----
+ * Lock held. */
+void ipcf_mbox_publish(struct ipcf_mbox *m, uint32_t i);        /* make slot i READY */
+/* a free slot with room for len more bytes; -1 none, IPCF_ECORRUPT */
+int64_t ipcf_mbox_take_slot(struct ipcf_mbox *m, uint64_t len, int *repaired, int *budget);
+int ipcf_mbox_take_right(struct ipcf_mbox *m, uint64_t me_id);  /* 0 ours, IPCF_EBUSY */
+/* the first READY slot for `me` (of `type` when has_type); -1 none, IPCF_ECORRUPT */
+int64_t ipcf_mbox_find(struct ipcf_mbox *m, uint64_t me, int has_type, int32_t type);
+/* slot i (len bytes, copied out): its header into *out, the slot to its sender or freed */
+void ipcf_mbox_finish_take(struct ipcf_mbox *m, uint32_t i, uint64_t len, uint64_t me,
+                           struct ipcf_msg_info *out);
+/* slot i, READY and unlinked: copy it into buf and take it; releases the lock */
+int64_t ipcf_mbox_take_one(struct ipcf_mbox *m, uint32_t i, uint64_t len, char *buf, uint64_t me,
+                           struct ipcf_msg_info *out, struct ipcf_timeout *tmo);
+
 /* ---- waiting (mailbox.c), no lock held ---- */
 int ipcf_mbox_is_closing(struct ipcf_mbox *m);
 /* Wait on `ev` until *counter moves from `seen` (or, with right, the exclusive right is let

@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional, Tuple, Union
 from . import _native as N
 from . import _pickle
 from ._handle import SCRATCH as _SCRATCH, Handle, Kind, new_scratch as _new_scratch
+from ._mailbox_batch import Batches
 from ._native import ffi, lib
 from ._native import ReceiverBusyError, ReceiverDiedError  # noqa: F401 (raised by check; named here too)
 from ._units import fmt_size
@@ -106,7 +107,7 @@ class Receipt:
         return f"Receipt(seq={self.seq}, receiver={self.receiver}, receiver_pid={self.receiver_pid})"
 
 
-class Mailbox(Handle):
+class Mailbox(Batches, Handle):
     """A named mailbox (port) in shared memory, shared by any number of senders and
     receivers, related or not.
 
@@ -192,6 +193,7 @@ class Mailbox(Handle):
         if self._id is not None:
             lib.ipcf_mbox_set_id(self._h, self._id)
         self._rx = None            # ipcf_mbox_take's buffer (_new_rx): taken and given back
+        self._rx_batch = None      # recv_many's (_mailbox_batch), likewise
         self._loads_view = loads is None       # pickle.loads reads the receive buffer in place
 
     @property
