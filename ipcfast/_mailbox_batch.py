@@ -93,8 +93,8 @@ class Batches:
             off = 0
             for _ in range(n):
                 m = _new(Message)
-                m.type, m.priority, m.sender, m.to, m.seq, length, sent_at = _head(mv, off)
-                m.length, m.sent_at = length, sent_at / 1e9
+                m._h = head = _head(mv, off)
+                length = head[5]
                 start = off + _H
                 body = mv[start:start + length]
                 m.body = _pickle_loads(body) if in_place else loads(body.tobytes())

@@ -75,7 +75,28 @@ class Message:
     0 for anyone), ``seq`` (unique and increasing per mailbox), ``length`` (body bytes as
     sent) and ``sent_at`` (``time.monotonic()`` of the send)."""
 
-    __slots__ = ("body", "type", "priority", "sender", "to", "seq", "length", "sent_at")
+    # The header is kept as the tuple one struct unpack of C's struct ipcf_msg_info gives
+    # (type, priority, sender, to, seq, length, sent_at in ns), its fields read on access:
+    # a receive builds no more than it must.
+    __slots__ = ("body", "_h")
+
+    def _field(k, doc, scale=None):
+        def get(self):
+            return self._h[k] if scale is None else self._h[k] / scale
+
+        def set(self, value):
+            h = self._h
+            self._h = h[:k] + (value if scale is None else round(value * scale),) + h[k + 1:]
+        return property(get, set, doc=doc)
+
+    type = _field(0, "chosen by the sender")
+    priority = _field(1, "higher is delivered first")
+    sender = _field(2, "the sender's id")
+    to = _field(3, "destination id, 0 for anyone")
+    seq = _field(4, "unique and increasing per mailbox")
+    length = _field(5, "body bytes as sent")
+    sent_at = _field(6, "time.monotonic() of the send", 1e9)
+    del _field
 
     def __repr__(self) -> str:
         return (f"Message(seq={self.seq}, type={self.type}, priority={self.priority}, "
@@ -86,9 +107,8 @@ def _message(body, info) -> Message:
     """A Message from its body and the header C filled in (struct ipcf_msg_info, read in one
     go: cheaper than one cdata attribute access per field)."""
     m = _new(Message)
-    m.type, m.priority, m.sender, m.to, m.seq, m.length, sent_at = _head(ffi.buffer(info))
+    m._h = _head(ffi.buffer(info))
     m.body = body
-    m.sent_at = sent_at / 1e9      # as time.monotonic()
     return m
 
 
@@ -328,8 +348,7 @@ class Mailbox(Batches, Handle):
             n = _take(h, rx[0], _RXCAP, _SLICE if block else 0)
             if n >= 0:
                 m = _new(Message)
-                m.type, m.priority, m.sender, m.to, m.seq, m.length, sent_at = _head(rx[1])
-                m.sent_at = sent_at / 1e9      # as time.monotonic()
+                m._h = _head(rx[1])
                 m.body = _unpack(rx[2], n)
                 self._rx = rx
                 return m
@@ -350,8 +369,7 @@ class Mailbox(Batches, Handle):
                 n = _take(h, rx[0], _RXCAP, _SLICE if block else 0)
                 if n >= 0:
                     m = _new(Message)
-                    m.type, m.priority, m.sender, m.to, m.seq, m.length, sent_at = _head(rx[1])
-                    m.sent_at = sent_at / 1e9
+                    m._h = _head(rx[1])
                     # unpickled in place (pickle.loads keeps no reference to its input);
                     # the buffer goes back only once it has been read
                     m.body = (_pickle_loads(rx[1][_H:_H + n]) if self._loads_view

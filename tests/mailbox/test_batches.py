@@ -211,3 +211,13 @@ def test_recv_many_and_recv_on_one_mailbox_from_threads_lose_and_repeat_nothing(
         for t in ts:
             t.join()
     assert sorted(got) == list(range(n))
+
+
+def test_message_header_fields_read_as_sent_and_can_be_reassigned(mailboxes):
+    mb = mailboxes(capacity=None, id=3)
+    mb.send("x", type=2, priority=-5)
+    m, = mb.recv_many(1)
+    assert (m.type, m.priority, m.sender, m.to) == (2, -5, 3, 0)
+    m.priority, m.sent_at, m.body = 9, 12.5, "y"
+    assert (m.type, m.priority, m.sent_at, m.body) == (2, 9, 12.5, "y")
+    assert "priority=9" in repr(m)
