@@ -291,7 +291,7 @@ int64_t ipcf_mbox_take(ipcf_mbox *m, char *buf, uint64_t cap, int64_t timeout_ns
 int ipcf_mbox_send_many(ipcf_mbox *m, const char *blob, const uint64_t *lens, uint32_t n,
                         int32_t type, int32_t priority, int64_t timeout_ns);
 /* Receive as ipcf_mbox_recv (waiting up to timeout for the first), then up to max - 1 more
- * that are ready now, into buf as records: a struct ipcf_msg_info header, then the body
+ * that are ready now (256 in all at most: one lock hold each), into buf as records: a struct ipcf_msg_info header, then the body
  * padded to 8 bytes (IPCF_MSG_HEAD + length rounded up). Returns how many (>= 1), or as
  * ipcf_mbox_recv (IPCF_EBUFSMALL: the first does not fit; its header says its length).
  * buf 8-byte aligned. */

@@ -62,8 +62,8 @@ class Batches:
                   timeout: Optional[float] = None, type: Optional[int] = None,
                   if_busy: str = "error") -> List[Any]:
         """Take up to *max_messages* messages for this receiver (at least one: it waits for
-        the first as :meth:`recv` does, then takes what is ready, up to about 1 MiB of
-        small bodies, with one call into C) and return them as a list of
+        the first as :meth:`recv` does, then takes what is ready, up to 256 messages and
+        about 1 MiB of small bodies, with one call into C) and return them as a list of
         :class:`~ipcfast.mailbox.Message` with their bodies unpickled, in delivery order.
         The batch is taken as a whole: if unpickling one body raises, the exception
         propagates and the batch's later messages are dropped."""
