@@ -282,6 +282,33 @@ int ipcf_mbox_withdraw(ipcf_mbox *m, uint32_t slot, uint64_t seq, struct ipcf_ms
 int64_t ipcf_mbox_recv(ipcf_mbox *m, char *buf, uint64_t cap, uint64_t me, int has_type,
                        int32_t type, int wait_right, int64_t timeout_ns, struct ipcf_msg_info *out);
 int ipcf_mbox_release(ipcf_mbox *m);        /* give up the exclusive right if we hold it */
+/* The common case in fewer arguments (Mailbox.send/recv's fast path): the handle's own id
+ * as sender and receiver (ipcf_mbox_set_id; 0, the default, is the process id), to anyone,
+ * no receipt, no type filter, no waiting for the exclusive right. */
+void ipcf_mbox_set_id(ipcf_mbox *m, uint64_t id);
+/* ipcf_mbox_post(m, buf, len, type, priority, id, 0, 0, timeout_ns, ...). Not on a
+ * rendezvous mailbox (every send there awaits its receipt): IPCF_EBADARG. */
+int ipcf_mbox_send(ipcf_mbox *m, const char *buf, uint64_t len, int32_t type, int32_t priority,
+                   int64_t timeout_ns);
+/* Header and body in one buffer: ipcf_mbox_recv(m, buf + IPCF_MSG_HEAD, cap -
+ * IPCF_MSG_HEAD, id, 0, 0, 0, timeout_ns, (struct ipcf_msg_info *)buf). buf is 8-byte
+ * aligned and cap >= IPCF_MSG_HEAD (else IPCF_EBADARG). */
+#define IPCF_MSG_HEAD 72
+int64_t ipcf_mbox_take(ipcf_mbox *m, char *buf, uint64_t cap, int64_t timeout_ns);
+/* Batches (bodies up to 4096 bytes each, else IPCF_EBADARG). send_many posts the n bodies
+ * laid end to end in blob (lens[k] bytes each) as n messages of this type and priority
+ * from the handle's id, to anyone, no receipt: all under one lock hold, in order, or none
+ * (waiting for room for all up to timeout: IPCF_EFULL). n <= max_messages, the sum within
+ * the capacity, not on a rendezvous mailbox: else IPCF_EBADARG. */
+int ipcf_mbox_send_many(ipcf_mbox *m, const char *blob, const uint64_t *lens, uint32_t n,
+                        int32_t type, int32_t priority, int64_t timeout_ns);
+/* Receive as ipcf_mbox_recv (waiting up to timeout for the first), then up to max - 1 more
+ * that are ready now (256 in all at most: one lock hold each), into buf as records: a struct ipcf_msg_info header, then the body
+ * padded to 8 bytes (IPCF_MSG_HEAD + length rounded up). Returns how many (>= 1), or as
+ * ipcf_mbox_recv (IPCF_EBUFSMALL: the first does not fit; its header says its length).
+ * buf 8-byte aligned. */
+int64_t ipcf_mbox_take_many(ipcf_mbox *m, char *buf, uint64_t cap, uint32_t max, int has_type,
+                            int32_t type, int wait_right, int64_t timeout_ns);
 
 /* ---- file descriptors: one per (process, handle, event) that asks (poll.c) ----
  * ipcf_*_poller binds an abstract AF_UNIX datagram socket of this process, takes one of

@@ -36,6 +36,7 @@
 #include "atomics.h"
 #include "futex.h"
 #include "lock.h"
+#include "peers.h"
 #include "shm.h"
 
 #define IPCF_MB_SMALL 4096     /* bodies up to this size are copied under the lock */
@@ -50,7 +51,20 @@ struct ipcf_mbox {
      * process that rewrites them later cannot move a slot access out of the mapping. */
     uint64_t capacity;
     uint32_t nslots, stride, max_message, policy;
+    uint64_t id;               /* id as sender and receiver for ipcf_mbox_send/take; 0: the
+                                  process id (relaxed atomic: set by ipcf_mbox_set_id) */
+    int tail_hint;             /* process-local guess of the tail cache entry the last insert
+                                  or remove used (mailbox_lists.c: always checked, never
+                                  trusted; racing threads at worst guess wrong) */
 };
+
+/* The id ipcf_mbox_send/take act under: the one set, else the process id (cached in the
+ * process word: no syscall; refreshed in a fork child). */
+static inline uint64_t ipcf_mbox_self_id(struct ipcf_mbox *m)
+{
+    uint64_t id = ipcf_load_relaxed(&m->id);
+    return id ? id : (uint32_t)(ipcf_self_word() & 0xffffffffu);
+}
 
 static inline struct ipcf_mbox_slot *ipcf_mbox_slot_at(struct ipcf_mbox *m, uint32_t i)
 {
@@ -150,6 +164,21 @@ int ipcf_mbox_ready_insert(struct ipcf_mbox *m, uint32_t i);  /* by (priority de
 int ipcf_mbox_ready_remove(struct ipcf_mbox *m, uint32_t i);  /* i READY (the caller checked) */
 void ipcf_mbox_ready_rebuild(struct ipcf_mbox *m);  /* lists emptied: link every READY slot */
 void ipcf_mbox_tails_reset(struct ipcf_mbox_ctl *c);          /* empty the tail cache */
+
+/* ---- the steps of a send and a receive, shared with the batch calls (mailbox_batch.c) ----
+ * Lock held. */
+void ipcf_mbox_publish(struct ipcf_mbox *m, uint32_t i);        /* make slot i READY */
+/* a free slot with room for len more bytes; -1 none, IPCF_ECORRUPT */
+int64_t ipcf_mbox_take_slot(struct ipcf_mbox *m, uint64_t len, int *repaired, int *budget);
+int ipcf_mbox_take_right(struct ipcf_mbox *m, uint64_t me_id);  /* 0 ours, IPCF_EBUSY */
+/* the first READY slot for `me` (of `type` when has_type); -1 none, IPCF_ECORRUPT */
+int64_t ipcf_mbox_find(struct ipcf_mbox *m, uint64_t me, int has_type, int32_t type);
+/* slot i (len bytes, copied out): its header into *out, the slot to its sender or freed */
+void ipcf_mbox_finish_take(struct ipcf_mbox *m, uint32_t i, uint64_t len, uint64_t me,
+                           struct ipcf_msg_info *out);
+/* slot i, READY and unlinked: copy it into buf and take it; releases the lock */
+int64_t ipcf_mbox_take_one(struct ipcf_mbox *m, uint32_t i, uint64_t len, char *buf, uint64_t me,
+                           struct ipcf_msg_info *out, struct ipcf_timeout *tmo);
 
 /* ---- waiting (mailbox.c), no lock held ---- */
 int ipcf_mbox_is_closing(struct ipcf_mbox *m);

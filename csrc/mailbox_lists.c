@@ -82,17 +82,24 @@ void ipcf_mbox_tails_reset(struct ipcf_mbox_ctl *c)
     c->tails_partial = 0;
 }
 
-static int tail_find(struct ipcf_mbox_ctl *c, int32_t prio)
+/* The entry of priority prio, -1 none. The handle's hint (the entry this process used
+ * last) is tried first: with one priority in use, or a few taken in turn, that is O(1). */
+static int tail_find(struct ipcf_mbox *m, int32_t prio)
 {
+    struct ipcf_mbox_ctl *c = m->ctl;
+    int h = m->tail_hint;
+    if (h >= 0 && h < IPCF_MB_TAILS && c->tail_slot[h] && c->tail_prio[h] == prio)
+        return h;
     for (int k = 0; k < IPCF_MB_TAILS; k++)
         if (c->tail_slot[k] && c->tail_prio[k] == prio)
-            return k;
+            return m->tail_hint = k;
     return -1;
 }
 
-static void tail_set(struct ipcf_mbox_ctl *c, int32_t prio, uint32_t at)
+static void tail_set(struct ipcf_mbox *m, int32_t prio, uint32_t at)
 {
-    int k = tail_find(c, prio);
+    struct ipcf_mbox_ctl *c = m->ctl;
+    int k = tail_find(m, prio);
     for (int j = 0; k < 0 && j < IPCF_MB_TAILS; j++)
         if (!c->tail_slot[j])
             k = j;
@@ -102,6 +109,7 @@ static void tail_set(struct ipcf_mbox_ctl *c, int32_t prio, uint32_t at)
     }
     c->tail_prio[k] = prio;
     c->tail_slot[k] = at;
+    m->tail_hint = k;
 }
 
 /* Where a message of priority p (slot self - 1, not yet linked) goes: after the last slot
@@ -110,6 +118,21 @@ static void tail_set(struct ipcf_mbox_ctl *c, int32_t prio, uint32_t at)
 static int insert_after(struct ipcf_mbox *m, int32_t p, uint32_t self, uint32_t *after)
 {
     struct ipcf_mbox_ctl *c = m->ctl;
+    /* the common case first: the list's last slot has priority >= p (one priority in use,
+     * or p the lowest present), so the message goes at the end. (A wrong tail whose slot
+     * passes these checks is caught by ipcf_mbox_ready_insert: its next must be 0.) */
+    uint32_t last = c->ready_tail;
+    if (!last && !c->ready_head) {          /* an empty list: at the head (checked by the caller) */
+        *after = 0;
+        return 0;
+    }
+    if (last && ipcf_mbox_link_ok(m, last) && last != self) {
+        struct ipcf_mbox_slot *t = ipcf_mbox_slot_at(m, last - 1);
+        if (t->state == IPCF_SLOT_READY && t->priority >= p) {
+            *after = last;
+            return 0;
+        }
+    }
     if (!c->tails_partial) {
         uint32_t best = 0;
         int64_t best_prio = (int64_t)INT32_MAX + 1;
@@ -178,7 +201,15 @@ int ipcf_mbox_ready_insert(struct ipcf_mbox *m, uint32_t i)
         a->next = self;
     else
         c->ready_head = self;
-    tail_set(c, s->priority, self);   /* its priority's last: `next` has a lower one (checked) */
+    if (!after && !next) {
+        /* the list was empty (the ready_tail check above), and so its cache (emptied by
+         * the remove that emptied the list, or a repair): entry 0, no search */
+        c->tail_prio[0] = s->priority;
+        c->tail_slot[0] = self;
+        m->tail_hint = 0;
+    } else {
+        tail_set(m, s->priority, self);   /* its priority's last: `next` has a lower one (checked) */
+    }
     ipcf_add_relaxed(&c->count, 1);               /* (read by len() without the lock) */
     return 0;
 }
@@ -206,7 +237,7 @@ int ipcf_mbox_ready_remove(struct ipcf_mbox *m, uint32_t i)
     } else if (c->ready_tail != self) {
         return CORRUPT;
     }
-    int k = tail_find(c, s->priority);
+    int k = tail_find(m, s->priority);
     if (k >= 0 && c->tail_slot[k] == self)       /* it was its priority's last */
         c->tail_slot[k] = (ps && ps->priority == s->priority) ? p : 0;
     if (ps)
@@ -277,7 +308,7 @@ void ipcf_mbox_ready_rebuild(struct ipcf_mbox *m)
         struct ipcf_mbox_slot *s = ipcf_mbox_slot_at(m, at - 1);
         s->prev = prev;
         if (!s->next || ipcf_mbox_slot_at(m, s->next - 1)->priority != s->priority)
-            tail_set(c, s->priority, at);
+            tail_set(m, s->priority, at);
         prev = at;
         at = s->next;
     }

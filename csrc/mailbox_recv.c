@@ -6,7 +6,7 @@
 #include "peers.h"
 
 /* Lock held. Claim or check the exclusive right: 0 ours, IPCF_EBUSY someone else's. */
-static int take_right(struct ipcf_mbox *m, uint64_t me_id)
+int ipcf_mbox_take_right(struct ipcf_mbox *m, uint64_t me_id)
 {
     struct ipcf_mbox_ctl *c = m->ctl;
     if (m->policy != IPCF_POLICY_EXCLUSIVE)
@@ -27,7 +27,7 @@ static int take_right(struct ipcf_mbox *m, uint64_t me_id)
  * Each step is checked before its slot is read: a used slot, READY, linking back to the
  * one before; at most nslots steps (more is a cycle). A walk to the end must end at the
  * tail and have counted `count` slots. */
-static int64_t find(struct ipcf_mbox *m, uint64_t me, int has_type, int32_t type)
+int64_t ipcf_mbox_find(struct ipcf_mbox *m, uint64_t me, int has_type, int32_t type)
 {
     struct ipcf_mbox_ctl *c = m->ctl;
     uint32_t at = c->ready_head, prev = 0, steps = 0;
@@ -46,7 +46,7 @@ static int64_t find(struct ipcf_mbox *m, uint64_t me, int has_type, int32_t type
 }
 
 /* Lock held: the slot, of len bytes, has been read; hand it to its sender or free it. */
-static void finish_take(struct ipcf_mbox *m, uint32_t i, uint64_t len, uint64_t me,
+void ipcf_mbox_finish_take(struct ipcf_mbox *m, uint32_t i, uint64_t len, uint64_t me,
                         struct ipcf_msg_info *out)
 {
     struct ipcf_mbox_ctl *c = m->ctl;
@@ -73,7 +73,7 @@ static void finish_take(struct ipcf_mbox *m, uint32_t i, uint64_t len, uint64_t 
 
 /* Lock held (and released): copy the body of slot i, READY and already unlinked, of len
  * bytes (<= max_message and the caller's buffer: checked), into buf and take it. */
-static int64_t take(struct ipcf_mbox *m, uint32_t i, uint64_t len, char *buf, uint64_t me,
+int64_t ipcf_mbox_take_one(struct ipcf_mbox *m, uint32_t i, uint64_t len, char *buf, uint64_t me,
                     struct ipcf_msg_info *out, struct ipcf_timeout *tmo)
 {
     struct ipcf_mbox_ctl *c = m->ctl;
@@ -107,7 +107,7 @@ static int64_t take(struct ipcf_mbox *m, uint32_t i, uint64_t len, char *buf, ui
         ipcf_mbox_inflight_done(c);           /* (a repair counted ours: we are alive) */
     }
     int receipt = s->flags & IPCF_MSG_RECEIPT;
-    finish_take(m, i, len, me, out);
+    ipcf_mbox_finish_take(m, i, len, me, out);
     ipcf_mbox_unlock(m);
     ipcf_event_wake(receipt ? &c->receipt : &c->space);
     return (int64_t)len;
@@ -124,9 +124,9 @@ int64_t ipcf_mbox_recv(ipcf_mbox *m, char *buf, uint64_t cap, uint64_t me, int h
         int rc = ipcf_mbox_lock(m, &tmo);
         if (rc < 0)
             return rc == IPCF_ETIMEOUT ? IPCF_EEMPTY : rc;
-        rc = take_right(m, me);
+        rc = ipcf_mbox_take_right(m, me);
         while (!rc) {              /* at most twice: one recovery per call (budget) */
-            int64_t i = find(m, me, has_type, type);
+            int64_t i = ipcf_mbox_find(m, me, has_type, type);
             if (i == -1)
                 break;             /* nothing for us */
             if (i >= 0) {
@@ -145,7 +145,7 @@ int64_t ipcf_mbox_recv(ipcf_mbox *m, char *buf, uint64_t cap, uint64_t me, int h
                     return IPCF_EBUFSMALL;
                 }
                 if (ipcf_mbox_ready_remove(m, (uint32_t)i) == 0)
-                    return take(m, (uint32_t)i, len, buf, me, out, &tmo);
+                    return ipcf_mbox_take_one(m, (uint32_t)i, len, buf, me, out, &tmo);
             }
             /* the READY list contradicts itself: rebuilt from the slots, then looked at
              * again (a second time in this call is reported) */
@@ -193,4 +193,15 @@ int ipcf_mbox_release(ipcf_mbox *m)
     if (had)
         ipcf_event_wake(&c->data);
     return had;
+}
+
+_Static_assert(sizeof(struct ipcf_msg_info) == IPCF_MSG_HEAD, "IPCF_MSG_HEAD: the header's size");
+_Static_assert(IPCF_MSG_HEAD % 8 == 0, "the body after the header stays 8-byte aligned");
+
+int64_t ipcf_mbox_take(ipcf_mbox *m, char *buf, uint64_t cap, int64_t timeout_ns)
+{
+    if (cap < IPCF_MSG_HEAD || ((uintptr_t)buf & 7u))
+        return IPCF_EBADARG;
+    return ipcf_mbox_recv(m, buf + IPCF_MSG_HEAD, cap - IPCF_MSG_HEAD, ipcf_mbox_self_id(m), 0, 0,
+                          0, timeout_ns, (struct ipcf_msg_info *)(void *)buf);
 }

@@ -16,7 +16,7 @@ static int has_room(struct ipcf_mbox *m, uint64_t len)
 }
 
 /* Lock held: make slot i READY, in delivery order. */
-static void publish(struct ipcf_mbox *m, uint32_t i)
+void ipcf_mbox_publish(struct ipcf_mbox *m, uint32_t i)
 {
     struct ipcf_mbox_ctl *c = m->ctl;
     struct ipcf_mbox_slot *s = ipcf_mbox_slot_at(m, i);
@@ -34,7 +34,7 @@ static void publish(struct ipcf_mbox *m, uint32_t i)
 /* Lock held: a free slot with room for len more bytes, repairing once if dead processes
  * may be holding slots or room; -1 when there is none, IPCF_ECORRUPT. At most three
  * rounds: one recovery (budget) and one speculative repair. */
-static int64_t take_slot(struct ipcf_mbox *m, uint64_t len, int *repaired, int *budget)
+int64_t ipcf_mbox_take_slot(struct ipcf_mbox *m, uint64_t len, int *repaired, int *budget)
 {
     struct ipcf_mbox_ctl *c = m->ctl;
     for (;;) {
@@ -78,7 +78,7 @@ int ipcf_mbox_post(ipcf_mbox *m, const char *buf, uint64_t len, int32_t type, in
         int rc = ipcf_mbox_lock(m, &tmo);
         if (rc < 0)
             return rc == IPCF_ETIMEOUT ? IPCF_EFULL : rc;
-        if ((i = take_slot(m, len, &repaired, &budget)) >= 0)
+        if ((i = ipcf_mbox_take_slot(m, len, &repaired, &budget)) >= 0)
             break;
         if (i != -1) {
             ipcf_mbox_unlock(m);
@@ -130,7 +130,7 @@ int ipcf_mbox_post(ipcf_mbox *m, const char *buf, uint64_t len, int32_t type, in
         }
         ipcf_mbox_inflight_done(c);
     }
-    publish(m, (uint32_t)i);
+    ipcf_mbox_publish(m, (uint32_t)i);
     out->slot = (uint32_t)i;
     out->seq = s->seq;
     ipcf_mbox_unlock(m);
@@ -235,4 +235,19 @@ int ipcf_mbox_withdraw(ipcf_mbox *m, uint32_t slot, uint64_t seq, struct ipcf_ms
         ipcf_event_wake(&m->ctl->space);
         return rc;
     }
+}
+
+void ipcf_mbox_set_id(ipcf_mbox *m, uint64_t id)
+{
+    ipcf_store_relaxed(&m->id, id);      /* (read by ipcf_mbox_self_id: only atomicity) */
+}
+
+int ipcf_mbox_send(ipcf_mbox *m, const char *buf, uint64_t len, int32_t type, int32_t priority,
+                   int64_t timeout_ns)
+{
+    struct ipcf_msg_info unused;          /* (slot and seq: only a receipt needs them) */
+    if (m->capacity == 0)
+        return IPCF_EBADARG;
+    return ipcf_mbox_post(m, buf, len, type, priority, ipcf_mbox_self_id(m), 0, 0, timeout_ns,
+                          &unused);
 }

@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional, Tuple, Union
 from . import _native as N
 from . import _pickle
 from ._handle import SCRATCH as _SCRATCH, Handle, Kind, new_scratch as _new_scratch
+from ._mailbox_batch import Batches
 from ._native import ffi, lib
 from ._native import ReceiverBusyError, ReceiverDiedError  # noqa: F401 (raised by check; named here too)
 from ._units import fmt_size
@@ -23,12 +24,30 @@ _unpack = ffi.unpack
 _SLICE = N.SLICE_NS
 _post = lib.ipcf_mbox_post
 _recv = lib.ipcf_mbox_recv
+_send_fast = lib.ipcf_mbox_send      # the common case in 6 arguments (ipcfast.h)
+_take = lib.ipcf_mbox_take           # header and body into one buffer, in 4
+_new = object.__new__
+_pickle_loads = _pickle.loads
+_EEMPTY, _EINTR, _EBUFSMALL = N.EEMPTY, N.EINTR, N.EBUFSMALL
 _RECEIPT = lib.IPCF_MSG_RECEIPT
 _POLICIES = {"shared": lib.IPCF_POLICY_SHARED, "exclusive": lib.IPCF_POLICY_EXCLUSIVE}
 _RENDEZVOUS_GRACE = 0.01   # a non-blocking rendezvous send waits this long for a waiting receiver
 # struct ipcf_msg_info, read in one go (cheaper than one cdata attribute access per field)
 _INFO = struct.Struct("=iiQQQQQQiIQ")
 assert _INFO.size == ffi.sizeof("struct ipcf_msg_info")
+# its first 7 fields (type .. sent_at): a Message's header, read straight from the receive
+# buffer that ipcf_mbox_take fills (header at 0, body at IPCF_MSG_HEAD)
+_head = struct.Struct("@iiQQQQQ").unpack_from   # (native: aligned as C lays it out, and faster)
+_H = lib.IPCF_MSG_HEAD
+assert _H == _INFO.size
+_RXCAP = _SCRATCH + _H
+
+
+def _new_rx():
+    """A receive buffer for ipcf_mbox_take, with the views Python reads it through, made
+    once: (the buffer, a memoryview of all of it, a pointer to the body)."""
+    buf = N.new_raw("char[]", _RXCAP)
+    return buf, memoryview(ffi.buffer(buf)), buf + _H
 
 
 _pid = [os.getpid()]          # os.getpid() is a syscall: cache it, refresh in forked children
@@ -56,7 +75,28 @@ class Message:
     0 for anyone), ``seq`` (unique and increasing per mailbox), ``length`` (body bytes as
     sent) and ``sent_at`` (``time.monotonic()`` of the send)."""
 
-    __slots__ = ("body", "type", "priority", "sender", "to", "seq", "length", "sent_at")
+    # The header is kept as the tuple one struct unpack of C's struct ipcf_msg_info gives
+    # (type, priority, sender, to, seq, length, sent_at in ns), its fields read on access:
+    # a receive builds no more than it must.
+    __slots__ = ("body", "_h")
+
+    def _field(k, doc, scale=None):
+        def get(self):
+            return self._h[k] if scale is None else self._h[k] / scale
+
+        def set(self, value):
+            h = self._h
+            self._h = h[:k] + (value if scale is None else round(value * scale),) + h[k + 1:]
+        return property(get, set, doc=doc)
+
+    type = _field(0, "chosen by the sender")
+    priority = _field(1, "higher is delivered first")
+    sender = _field(2, "the sender's id")
+    to = _field(3, "destination id, 0 for anyone")
+    seq = _field(4, "unique and increasing per mailbox")
+    length = _field(5, "body bytes as sent")
+    sent_at = _field(6, "time.monotonic() of the send", 1e9)
+    del _field
 
     def __repr__(self) -> str:
         return (f"Message(seq={self.seq}, type={self.type}, priority={self.priority}, "
@@ -66,10 +106,9 @@ class Message:
 def _message(body, info) -> Message:
     """A Message from its body and the header C filled in (struct ipcf_msg_info, read in one
     go: cheaper than one cdata attribute access per field)."""
-    m = Message.__new__(Message)
-    m.type, m.priority, m.sender, m.to, m.seq, m.length, sent_at = _INFO.unpack(ffi.buffer(info))[:7]
+    m = _new(Message)
+    m._h = _head(ffi.buffer(info))
     m.body = body
-    m.sent_at = sent_at / 1e9      # as time.monotonic()
     return m
 
 
@@ -88,7 +127,7 @@ class Receipt:
         return f"Receipt(seq={self.seq}, receiver={self.receiver}, receiver_pid={self.receiver_pid})"
 
 
-class Mailbox(Handle):
+class Mailbox(Batches, Handle):
     """A named mailbox (port) in shared memory, shared by any number of senders and
     receivers, related or not.
 
@@ -172,6 +211,12 @@ class Mailbox(Handle):
         self._post_info = ffi.new("struct ipcf_msg_info *")   # written by C, never read
         self._rendezvous = self.capacity == 0
         self._info = None          # recv's header scratch: taken and given back like _scratch
+        # the fast paths (send/recv with the defaults): C knows our id, so they pass none
+        if self._id is not None:
+            lib.ipcf_mbox_set_id(self._h, self._id)
+        self._rx = None            # ipcf_mbox_take's buffer (_new_rx): taken and given back
+        self._rx_batch = None      # recv_many's (_mailbox_batch), likewise
+        self._loads_view = loads is None       # pickle.loads reads the receive buffer in place
 
     @property
     def id(self) -> int:
@@ -206,12 +251,32 @@ class Mailbox(Handle):
         timeout the message is withdrawn and queue.Full raised. Without it the send returns
         as soon as the message is in the mailbox (waiting, or raising queue.Full, only while
         a bounded mailbox is full)."""
-        return self._send(self._dumps(obj), type, priority, to, block, timeout, wait)
+        data = self._dumps(obj)
+        h = self._h
+        # the common case (to anyone, no receipt, no timeout): one call with 6 arguments;
+        # anything it does not send (no room, a bad argument, closed) goes the general way,
+        # which sends it or raises what it should
+        if (data.__class__ is bytes and wait is None and timeout is None and to == 0 and
+                h is not None and not self._rendezvous):
+            try:
+                if not _send_fast(h, data, len(data), type, priority, _SLICE if block else 0):
+                    return None
+            except (OverflowError, TypeError):
+                pass
+        return self._send(data, type, priority, to, block, timeout, wait)
 
     def send_bytes(self, data, *, type: int = 0, priority: int = 0, to: Union[int, str] = 0,
                    block: bool = True, timeout: Optional[float] = None,
                    wait: Optional[str] = None) -> Optional[Receipt]:
         """Send raw bytes (see :meth:`send`)."""
+        h = self._h
+        if (data.__class__ is bytes and wait is None and timeout is None and to == 0 and
+                h is not None and not self._rendezvous):     # the fast path, as in send
+            try:
+                if not _send_fast(h, data, len(data), type, priority, _SLICE if block else 0):
+                    return None
+            except (OverflowError, TypeError):
+                pass
         return self._send(data, type, priority, to, block, timeout, wait)
 
     def _send(self, data, type: int, priority: int, to, block: bool, timeout: Optional[float],
@@ -275,11 +340,47 @@ class Mailbox(Handle):
         its body as bytes. Blocks until there is one; queue.Empty on timeout or, with
         block=False, at once. On an exclusive mailbox held by another process raises
         ReceiverBusyError, or with ``if_busy="wait"`` waits for the right."""
+        h = self._h
+        if h is not None and type is None and timeout is None and if_busy == "error":
+            # the common case: one call with 4 arguments, header and body in one buffer
+            # (taken and given back like Handle's scratch: a racing thread makes its own)
+            rx, self._rx = self._rx, None
+            if rx is None:
+                rx = _new_rx()
+            n = _take(h, rx[0], _RXCAP, _SLICE if block else 0)
+            if n >= 0:
+                m = _new(Message)
+                m._h = _head(rx[1])
+                m.body = _unpack(rx[2], n)
+                self._rx = rx
+                return m
+            self._rx = rx
+            if n != _EBUFSMALL and (not block or (n != _EEMPTY and n != _EINTR)):
+                self._check(n)                 # (raises: queue.Empty, ReceiverBusyError, ...)
         return self._recv(block, timeout, type, if_busy)
 
     def recv(self, *, block: bool = True, timeout: Optional[float] = None,
              type: Optional[int] = None, if_busy: str = "error") -> Message:
         """Like :meth:`recv_bytes`, with the body unpickled."""
+        h = self._h
+        if h is not None and type is None and timeout is None and if_busy == "error":
+            rx, self._rx = self._rx, None      # the fast path, as in recv_bytes
+            if rx is None:
+                rx = _new_rx()
+            try:
+                n = _take(h, rx[0], _RXCAP, _SLICE if block else 0)
+                if n >= 0:
+                    m = _new(Message)
+                    m._h = _head(rx[1])
+                    # unpickled in place (pickle.loads keeps no reference to its input);
+                    # the buffer goes back only once it has been read
+                    m.body = (_pickle_loads(rx[1][_H:_H + n]) if self._loads_view
+                              else self._loads(_unpack(rx[2], n)))
+                    return m
+            finally:
+                self._rx = rx
+            if n != _EBUFSMALL and (not block or (n != _EEMPTY and n != _EINTR)):
+                self._check(n)
         m = self._recv(block, timeout, type, if_busy)
         m.body = self._loads(m.body)
         return m

@@ -340,12 +340,13 @@ class IMailboxCh(Channel):
         self.mb = self._own(_IMailbox(capacity=None))
 
     def sender(self) -> Ops:
-        send = self.mb.send
-        return Ops(put=lambda o: send(o, priority=1))
+        send, send_many = self.mb.send, self.mb.send_many
+        return Ops(put=lambda o: send(o, priority=1),
+                   put_many=lambda objs: send_many(objs, priority=1))
 
     def receiver(self) -> Ops:
-        recv = self.mb.recv
-        return Ops(get=lambda: recv().body)
+        recv, recv_many = self.mb.recv, self.mb.recv_many
+        return Ops(get=lambda: recv().body, get_many=lambda: [m.body for m in recv_many()])
 
     def parent_put(self, obj: Any) -> None:
         self.mb.send(obj, priority=1)

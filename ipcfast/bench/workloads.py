@@ -309,6 +309,8 @@ def build_variants(full: bool, remote: bool = False) -> List[Variant]:
     mailbox_impls = [
         Impl(BASELINE, C.MPQueueCh, "obj"),
         Impl("ipcfast.Mailbox", C.IMailboxCh, "obj", note="priority 1"),
+        Impl("ipcfast.Mailbox send_many/recv_many", C.IMailboxCh, "batch",
+             note=f"priority 1, {BATCH} per send_many"),
         Impl("posix_ipc.MessageQueue", C.PosixMQPrioCh, "obj", requires="posix_ipc",
              note="priority 1, pickled"),
     ]

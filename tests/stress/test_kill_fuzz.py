@@ -66,6 +66,8 @@ send returned must arrive, unless a held kill explains its absence:
   message whose receiver died copying it is made READY again and may be delivered after
   later messages of its sender (and be taken, and lost, by a later receiver), so only the
   count holds: lost + reordered <= held kills. No duplicate.
+* **Mailbox fast path** (``send(block=False)`` / ``recv_bytes(block=False)``: the calls
+  without a timeout, receipt or filter, ipcf_mbox_send / ipcf_mbox_take): as Mailbox.
 * **Mailbox with receipts** (``send(..., wait="received")``, RECEIPT_TIMEOUT 5 s): as
   Mailbox, and each sender learns the fate of its message: a Receipt means the receiver it
   names logged it, or was killed inside that receive (a held kill, one message per kill:
@@ -280,6 +282,17 @@ def test_mailbox(request, tmp_path, capsys, kills):
     mb = ipcfast.Mailbox()
     run_one(h, FORK, "mailbox", mb, lambda: len(mb), producers=3, consumers=3, big=MAILBOX_BIG,
             state=lambda: mailbox_state(mb))
+    h.conclude()
+
+
+@budget(120, 1.5)
+def test_mailbox_fast_path(request, tmp_path, capsys, kills):
+    """Mailbox through send/recv_bytes's fast path (block=False, no timeout: ipcf_mbox_send
+    and ipcf_mbox_take), 3 senders x 3 receivers."""
+    h = Harness(request, tmp_path, capsys, "Mailbox fast path", kills)
+    mb = ipcfast.Mailbox()
+    run_one(h, FORK, "mailbox-fast", mb, lambda: len(mb), producers=3, consumers=3,
+            big=MAILBOX_BIG, state=lambda: mailbox_state(mb))
     h.conclude()
 
 
