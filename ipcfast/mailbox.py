@@ -157,7 +157,7 @@ class Mailbox(Batches, Handle):
         arrive=lib.ipcf_mbox_arrive,
         poller=lib.ipcf_mbox_poller,
     )
-    _POLL_RECEIVES = ("_recv",)               # re-arm fileno() after (Handle.fileno)
+    _POLL_RECEIVES = ("recv", "recv_bytes", "recv_many")   # re-arm fileno() after (Handle.fileno)
 
     def __init__(self, name: Optional[str] = None, *, capacity: Optional[int] = 1 << 20,
                  max_message: int = 64 * 1024, max_messages: Optional[int] = None,

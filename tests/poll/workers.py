@@ -34,6 +34,16 @@ def _mailbox():
     return m, m.send, lambda: m.recv(timeout=CHILD_WAIT).body, [m]
 
 
+def _mailbox_fast():            # recv() with the defaults: the one-call fast path
+    m = ipcfast.Mailbox()
+    return m, m.send, lambda: m.recv().body, [m]
+
+
+def _mailbox_many():
+    m = ipcfast.Mailbox()
+    return m, m.send, lambda: m.recv_many(1)[0].body, [m]
+
+
 def _pipe():
     a, b = ipcfast.Pipe()
     return a, b.send, a.recv, [a, b]
@@ -45,6 +55,8 @@ KINDS = {
     "JoinableQueue": _queue(ipcfast.JoinableQueue),
     "Ring": _ring,
     "Mailbox": _mailbox,
+    "Mailbox recv()": _mailbox_fast,
+    "Mailbox recv_many": _mailbox_many,
     "Connection": _pipe,
 }
 
