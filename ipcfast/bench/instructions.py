@@ -1,86 +1,181 @@
-"""Instruction counts per message, the repeatable way (``bench --instructions``).
+"""Instruction counts per message, the repeatable way (``bench --instructions``, and
+``benchmarks/mailbox_instructions.py`` for the Mailbox's breakdown by C entry point).
 
 Wall-clock timings on a shared machine drift by 25% or more; instruction counts under
-``valgrind --tool=callgrind`` do not. Each case is a short Python loop run twice in a fresh
-interpreter under callgrind, once with N1 and once with N2 iterations, so the start-up and
-set-up cancel out: instructions per operation = (Ir(N2) - Ir(N1)) / (N2 - N1).
+``valgrind --tool=callgrind`` do not. Each mode is a loop run in a fresh interpreter under
+callgrind twice, with n and 2n iterations (side by side), so start-up, imports and set-up
+cancel out: instructions per iteration = (Ir(2n) - Ir(n)) / n. The loops run inside a
+function, as a caller's would (at module level every name is a dict lookup, and counts),
+after a warm-up; the bare loop is subtracted.
 
-The cases, all in one process, on the small-object workload's item:
+All in one process (no peer, nothing waits), on the small tuple ``(i, 3.14, "abcdefgh",
+b"xyz")``:
 
-* ``pickle``: ``pickle.dumps`` and ``pickle.loads`` alone: what any queue must pay
-* ``Queue.put`` / ``Queue.get``: a put of N items, then N gets (the get's count is the
-  loop's total minus the put-only loop)
-* ``Queue.put - dumps`` / ``Queue.get - loads``: what ipcfast adds beyond pickle's own
-  work: the wrapper, cffi and C (the number the hot-path work drives down)
-* the same for ``multiprocessing.Queue`` is left out on purpose: its put hands the item to
-  a feeder thread, so one process's instruction count does not say what a message costs.
+* ``pickle`` / ``dumps``: ipcfast's own pickling (``_pickle.dumps`` + ``loads``, dumps
+  alone): what any queue must pay
+* ``put`` / ``put+get``: ``Queue.put`` n times, then n ``get``; ``get`` = put+get - put
+* ``send`` / ``pair``: ``Mailbox.send(obj, priority=1)``, then with a ``recv`` each
+* ``send_bytes`` / ``pair_bytes``: the same with the tuple pickled once: no pickle
+* ``batch``: ``Mailbox.send_many`` of 64, then ``recv_many(64)`` until all are back
+
+``multiprocessing.Queue`` is left out on purpose: its put hands the item to a feeder
+thread, so one process's instruction count does not say what a message costs.
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import sys
-from typing import Dict, List, Optional
+import tempfile
+from typing import Dict, List, Optional, Sequence, Tuple
 
-N1, N2 = 2000, 12000
+N = 4096                      # iterations of the smaller run (a multiple of 64)
 
-_SETUP = """
-import pickle, sys
-import ipcfast
-n = int(sys.argv[1])
-item = (0, "payload", 3.14)
-q = ipcfast.Queue()
+CHILD = r"""
+import sys
+from ipcfast import Mailbox, Queue, _pickle
+
+
+def main(mode, n):
+    obj = (1, 3.14, "abcdefgh", b"xyz")
+    data = _pickle.dumps(obj)
+    q = Queue()
+    mb = Mailbox(capacity=None, max_message=1024)
+    for _ in range(50):        # warm-up: first calls, lazy imports, the adaptive interpreter
+        q.put(obj); q.get(); mb.send(obj, priority=1); mb.recv()
+        mb.send_bytes(data, priority=1); mb.recv_bytes()
+    put, get, send, recv = q.put, q.get, mb.send, mb.recv
+    sendb, recvb, dumps, loads = mb.send_bytes, mb.recv_bytes, _pickle.dumps, _pickle.loads
+    if mode == "loop":
+        for _ in range(n):
+            pass
+    elif mode == "dumps":
+        for _ in range(n):
+            dumps(obj)
+    elif mode == "pickle":
+        for _ in range(n):
+            loads(dumps(obj))
+    elif mode == "put":
+        for _ in range(n):
+            put(obj)
+    elif mode == "put+get":
+        for _ in range(n):
+            put(obj)
+        for _ in range(n):
+            get()
+    elif mode == "send":
+        for _ in range(n):
+            send(obj, priority=1)
+    elif mode == "pair":
+        for _ in range(n):
+            send(obj, priority=1); recv()
+    elif mode == "send_bytes":
+        for _ in range(n):
+            sendb(data, priority=1)
+    elif mode == "pair_bytes":
+        for _ in range(n):
+            sendb(data, priority=1); recvb()
+    elif mode == "batch":
+        objs = [obj] * 64
+        for _ in range(n // 64):
+            mb.send_many(objs, priority=1)
+            got = 0
+            while got < 64:
+                got += len(mb.recv_many(64))
+    q.close()
+    mb.close()
+
+
+main(sys.argv[1], int(sys.argv[2]))
 """
 
-CASES: Dict[str, str] = {
-    "dumps": "for i in range(n): pickle.dumps((i, 'payload', 3.14), 5)",
-    "dumps+loads": "for i in range(n): pickle.loads(pickle.dumps((i, 'payload', 3.14), 5))",
-    "put": "for i in range(n): q.put((i, 'payload', 3.14))",
-    "put+get": "for i in range(n): q.put((i, 'payload', 3.14))\nfor i in range(n): q.get()",
-}
+QUEUE_MODES = ("loop", "dumps", "pickle", "put", "put+get")
+MAILBOX_MODES = ("send", "pair", "send_bytes", "pair_bytes", "batch")
 
 
 def missing() -> Optional[str]:
     """Why the counts cannot be taken here, or None."""
-    if shutil.which("valgrind") is None:
+    if shutil.which("valgrind") is None or shutil.which("callgrind_annotate") is None:
         return "valgrind is not installed (apt-get install valgrind)"
     return None
 
 
-def _ir(case: str, n: int) -> int:
-    code = _SETUP + CASES[case] + "\nq.close()\n"
-    out = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-         sys.executable, "-c", code, str(n)],
-        capture_output=True, text=True, timeout=600)
-    m = re.search(r"Collected\s*:\s*(\d+)", out.stderr)
-    if out.returncode or not m:
-        raise RuntimeError(f"callgrind failed on {case!r}: {out.stderr[-400:]}")
-    return int(m.group(1))
+def run(mode: str, ns: Sequence[int], workdir: str) -> List[Tuple[int, str]]:
+    """[(total instructions, callgrind file)] of one run of *mode* per count in *ns*, run
+    side by side. Raises CalledProcessError if a run fails."""
+    script = os.path.join(workdir, "child.py")
+    if not os.path.exists(script):
+        with open(script, "w") as f:
+            f.write(CHILD)
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    outs = [os.path.join(workdir, f"cg.{mode}.{n}") for n in ns]
+    procs = [subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                               sys.executable, script, mode, str(n)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for n, out in zip(ns, outs)]
+    result = []
+    for p, out in zip(procs, outs):
+        if p.wait():
+            raise subprocess.CalledProcessError(p.returncode, p.args)
+        with open(out) as f:
+            total = next(int(line.split()[1]) for line in f
+                         if line.startswith(("summary:", "totals:")))
+        result.append((total, out))
+    return result
 
 
-def per_op(case: str) -> float:
-    """Instructions per loop iteration of *case* (start-up and set-up cancelled out)."""
-    return (_ir(case, N2) - _ir(case, N1)) / (N2 - N1)
+def functions(path: str, pattern: str) -> Dict[str, int]:
+    """Inclusive instruction counts of the functions matching *pattern* in one callgrind
+    file."""
+    text = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", path],
+                          check=True, capture_output=True, text=True).stdout
+    found: Dict[str, int] = {}
+    for line in text.splitlines():
+        m = re.match(r"\s*([\d,]+)\s+(?:\([^)]*\)\s+)?\S*?:?(" + pattern + r")\b", line)
+        if m:
+            found[m.group(2)] = found.get(m.group(2), 0) + int(m.group(1).replace(",", ""))
+    return found
 
 
-def counts() -> Dict[str, float]:
-    """Instructions per message: pickle's own work, Queue.put, Queue.get and what ipcfast
-    adds beyond pickle."""
-    c = {k: per_op(k) for k in CASES}
-    # the loops build the same tuple: "put - dumps" is ipcfast's own work, loop included once
-    dumps, loads = c["dumps"], c["dumps+loads"] - c["dumps"]
+def per_iteration(modes: Sequence[str], n: int = N, workdir: Optional[str] = None
+                  ) -> Tuple[Dict[str, float], Dict[str, Tuple[str, str]]]:
+    """({mode: instructions per iteration, the bare loop subtracted}, {mode: its two
+    callgrind files}). The files are in *workdir* (a fresh temporary one if None)."""
+    workdir = workdir or tempfile.mkdtemp(prefix="ipcfast-cg-")
+    per, files = {}, {}
+    for mode in ("loop",) + tuple(m for m in modes if m != "loop"):
+        (a, fa), (b, fb) = run(mode, (n, 2 * n), workdir)
+        per[mode] = (b - a) / n
+        files[mode] = (fa, fb)
+    loop = per.pop("loop")
+    return {k: v - loop for k, v in per.items()}, files
+
+
+def counts(n: int = N) -> Dict[str, float]:
+    """Instructions per message: pickle's own work, Queue.put/get, the Mailbox's send/recv
+    and what each adds beyond pickle."""
+    workdir = tempfile.mkdtemp(prefix="ipcfast-cg-")
+    try:
+        c, _ = per_iteration(QUEUE_MODES + ("send", "pair", "batch"), n, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    dumps, pickle_rt = c["dumps"], c["pickle"]
     put, get = c["put"], c["put+get"] - c["put"]
-    return {"pickle.dumps": dumps, "pickle.loads": loads, "Queue.put": put, "Queue.get": get,
-            "Queue.put - dumps": put - dumps, "Queue.get - loads": get - loads}
+    return {"pickle.dumps": dumps, "pickle.loads": pickle_rt - dumps,
+            "Queue.put": put, "Queue.get": get,
+            "Queue.put - dumps": put - dumps, "Queue.get - loads": get - (pickle_rt - dumps),
+            "Mailbox.send": c["send"], "Mailbox.recv": c["pair"] - c["send"],
+            "Mailbox send+recv - pickle": c["pair"] - pickle_rt,
+            "Mailbox send_many+recv_many (64) - pickle": c["batch"] - pickle_rt}
 
 
 def format_counts(c: Dict[str, float]) -> List[str]:
     lines = ["== Instructions per message (valgrind --tool=callgrind; one process, the small "
-             f"item; (Ir({N2}) - Ir({N1})) / {N2 - N1}) =="]
+             "tuple; (Ir(2n) - Ir(n)) / n, the bare loop subtracted) =="]
     for k, v in c.items():
-        lines.append(f"  {k:<20} {v:>10,.0f}")
+        lines.append(f"  {k:<44} {v:>10,.0f}")
     return lines
 
 

@@ -117,15 +117,20 @@ def test_a_thread_whose_waits_keep_sleeping_spins_only_the_floor():
         r.close()
 
 
-def test_instruction_counts_cancel_the_start_up_and_subtract_pickles_own_work(monkeypatch):
+def test_instruction_counts_cancel_the_start_up_and_subtract_the_loop_and_pickle(monkeypatch):
     from ipcfast.bench import instructions as I
-    per = {"dumps": 4000, "dumps+loads": 6500, "put": 9500, "put+get": 17500}
+    per = {"loop": 100, "dumps": 4100, "pickle": 6600, "put": 9600, "put+get": 17600,
+           "send": 9000, "pair": 19100, "batch": 9100}
     # Ir(n) = start-up + n * per-iteration: the difference of two runs leaves the latter
-    monkeypatch.setattr(I, "_ir", lambda case, n: 90_000_000 + n * per[case])
+    monkeypatch.setattr(I, "run", lambda mode, ns, workdir: [(90_000_000 + n * per[mode], f"{mode}.{n}")
+                                                             for n in ns])
     c = I.counts()
     assert c["pickle.dumps"] == 4000 and c["pickle.loads"] == 2500
     assert c["Queue.put"] == 9500 and c["Queue.get"] == 8000
     assert c["Queue.put - dumps"] == 5500 and c["Queue.get - loads"] == 5500
+    assert c["Mailbox.send"] == 8900 and c["Mailbox.recv"] == 10100
+    assert c["Mailbox send+recv - pickle"] == 12500
+    assert c["Mailbox send_many+recv_many (64) - pickle"] == 2500
     assert "Queue.get - loads" in "\n".join(I.format_counts(c))
 
 
