@@ -206,6 +206,8 @@ static int depart_as(struct ipcf_pipe *p, int writer, int reader, int64_t ttl_ns
 
 static int depart(struct ipcf_pipe *p, int writer, int reader, int64_t ttl_ns)
 {
+    if (ttl_ns < 0)           /* for a child started after now (ipcfast.h): as a fork's */
+        return depart_as(p, writer, reader, -ttl_ns, ipcf_transit_add_fork);
     return depart_as(p, writer, reader, ttl_ns, ipcf_transit_add);
 }
 

@@ -136,3 +136,35 @@ def test_a_handle_pickled_for_a_child_that_never_unpickles_it_keeps_the_segment_
         for name in names:
             remove_segments(name)
     assert left == [], f"still in /dev/shm 2 s after the transit expired: {left}"
+
+
+def _never_called(h):                        # pragma: no cover - the child dies first
+    raise AssertionError("the child was killed before it could unpickle its arguments")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_handle_pickled_for_a_spawn_child_killed_before_unpickling_goes_at_once_even_with_an_older_child(kind):
+    """Pickled by multiprocessing's spawn start, a handle can only go to the child started
+    next: an older descendant (a forkserver, a pool worker) cannot take it, so it does not
+    keep the segment for the transit time (60 s) once that child is dead."""
+    older = subprocess.Popen(LIVE_CHILD)
+    time.sleep(0.05)                         # start times count in ticks: older by one
+    h, handles, names = make(kind)
+    try:
+        p = multiprocessing.get_context("spawn").Process(target=_never_called, args=(h,))
+        p.start()                            # pickled for it: in transit
+        p.kill()                             # long before a spawned interpreter unpickles
+        p.join()
+        for x in handles:
+            x.close()
+        deadline = time.monotonic() + 2.0
+        while left_of(names) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = left_of(names)
+    finally:
+        older.kill()
+        older.wait()
+        for name in names:
+            remove_segments(name)
+    assert left == [], f"kept for the transit time by an older child: {left}"
