@@ -112,17 +112,32 @@ static int sender(void)
     return s;
 }
 
-/* One byte to poller `ident`: 0 sent (or its socket already holds bytes), else errno. */
+static int send_one(int from, const struct sockaddr_un *a, socklen_t len)
+{
+    char b = 1;
+    if (from < 0)
+        return EBADF;
+    return sendto(from, &b, 1, MSG_DONTWAIT | MSG_NOSIGNAL, (const struct sockaddr *)a, len) == 1
+           ? 0 : errno;
+}
+
+/* One byte to poller `ident`: 0 sent (or its socket already holds bytes), else errno.
+ * EAGAIN from the shared sender is ambiguous: the poller's queue is full (it holds bytes:
+ * fine), or our own send buffer is, as every byte not yet drained by its poller is charged
+ * to it (many armed pollers at once). So that, and any other failure, is retried once from
+ * a fresh socket, whose buffer is empty: EAGAIN there means the poller's queue is full. */
 static int send_byte(int from, uint32_t ident)
 {
     struct sockaddr_un a;
     socklen_t len = poll_addr(ident, &a);
-    char b = 1;
-    if (from < 0)
-        return EBADF;
-    if (sendto(from, &b, 1, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&a, len) == 1)
-        return 0;
-    return errno == EAGAIN ? 0 : errno;
+    int e = send_one(from, &a, len);
+    if (e == 0 || e == ECONNREFUSED || e == ENOENT)
+        return e;
+    int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    e = send_one(s, &a, len);
+    if (s >= 0)
+        close(s);
+    return e == EAGAIN ? 0 : e;
 }
 
 void ipcf_poll_notify(struct ipcf_event *ev, uint32_t s)
@@ -145,6 +160,10 @@ void ipcf_poll_notify(struct ipcf_event *ev, uint32_t s)
         int e = send_byte(sender(), who);
         if (e == ECONNREFUSED || e == ENOENT)
             ipcf_cas(&ev->poller[k], &who, 0);    /* its socket is gone: free the slot */
+        else if (e)
+            /* not told (no memory, no descriptor left): armed again, so that the next
+             * wake tries again instead of the poller never hearing of this one */
+            ipcf_fetch_or(&ev->sleeping, bit);
     }
 }
 

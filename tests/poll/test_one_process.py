@@ -145,3 +145,26 @@ def test_fileno_on_a_closed_handle_raises_valueerror():
     r.close()
     with pytest.raises(ValueError, match="closed"):
         r.fileno()
+
+
+def test_many_pollers_armed_at_once_each_hear_of_their_put():
+    """Every byte a process sends to a poller is charged to its one sender socket until the
+    poller drains it: past ~270 armed pollers that buffer was full and the rest were never
+    told (a lost wake-up). The waker now retries from a fresh socket."""
+    import resource
+    n = 500
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4 * n:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8 * n), hard))
+    qs = []
+    try:
+        qs = [ipcfast.Queue(capacity=4096) for _ in range(n)]
+        fds = [q.fileno() for q in qs]         # all armed: empty
+        for q in qs:
+            q.put(1)                           # one datagram each, all from this process
+        deaf = [i for i, fd in enumerate(fds) if not readable(fd)]
+        assert deaf == []
+    finally:
+        for q in qs:
+            q.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
