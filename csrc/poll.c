@@ -410,7 +410,29 @@ int ipcf_ring_poller(ipcf_ring *r, int what, ipcf_poller **out)
     return rc;
 }
 
-static int queue_data(void *h, uint64_t need) { return ipcf_queue_qsize(h) > 0; }
+/* An item to get: by the counts, or else by the rings themselves. The counts alone can be
+ * one short for good after a SIGKILL (a producer killed between publishing and counting,
+ * with no producer since to repair it; a consumer killed between counting and moving the
+ * head): blocking gets, which read the rings, would still find that item, so the poller
+ * must too. Rings from read_gen to write_gen (nearly always one) are looked at through the
+ * poller's own mapping, q->p (only this poller's rearm, under its lock, touches it). */
+static int queue_data(void *h, uint64_t need)
+{
+    struct ipcf_queue *q = h;
+    if (ipcf_queue_qsize(q) > 0)
+        return 1;
+    /* acquire: pair with the releases of read_gen / write_gen (queue.c) */
+    uint64_t gen = ipcf_load_acquire(&q->ctl->read_gen);
+    uint64_t last = ipcf_load_acquire(&q->ctl->write_gen);
+    for (int k = 0; gen <= last && k < 8; gen++, k++) {      /* bounded: a corrupt gen */
+        if (ipcf_qring_map(q, &q->p, gen) != 0)
+            continue;                      /* drained and removed meanwhile */
+        /* acquire: pairs with the producer's release of tail (ipcf_rb_publish) */
+        if (ipcf_load_acquire(&q->p.rb.ctl->tail) != ipcf_load_acquire(&q->p.rb.ctl->head))
+            return 1;
+    }
+    return 0;
+}
 static int queue_join(void *h, uint64_t need) { return ipcf_queue_unfinished(h) == 0; }
 
 /* Room for one more item of `need` pickled bytes (0: unknown, counted as 1) under maxsize

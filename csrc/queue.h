@@ -21,6 +21,7 @@ struct ipcf_queue {
     struct ipcf_queue_ctl *ctl;
     struct qring w;            /* the producer side's current ring */
     struct qring r;            /* the consumer side's current ring */
+    struct qring p;            /* the data poller's view (poll.c: under the poller's lock) */
     uint64_t maxsize;
     uint64_t ring_cap;
     uint64_t max_bytes;        /* bytes held at most (0 = no byte bound: queue_bytes.c) */

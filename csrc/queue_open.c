@@ -118,6 +118,7 @@ void ipcf_queue_free(ipcf_queue *q)
     ipcf_queue_close(q);
     ipcf_qring_drop(&q->w);
     ipcf_qring_drop(&q->r);
+    ipcf_qring_drop(&q->p);
     ipcf_seg_unmap(&q->seg);
     free(q);
 }

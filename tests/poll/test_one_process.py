@@ -168,3 +168,29 @@ def test_many_pollers_armed_at_once_each_hear_of_their_put():
         for q in qs:
             q.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_queue_item_its_counts_miss_after_a_kill_still_polls_readable():
+    """A producer SIGKILLed between publishing an item and counting it leaves the queue's
+    item count one short (until another producer repairs it): a blocking get still finds
+    the item in the ring, so fileno() must poll readable for it too, not only by qsize."""
+    from ipcfast._native import ffi
+    from tests.support.shm import path
+    q = ipcfast.Queue()
+    try:
+        fd = q.fileno()
+        q.put("published, not counted")
+        off = lib.IPCF_CTL_OFFSET + ffi.offsetof("struct ipcf_queue_ctl", "items_put")
+        f = os.open(path(q.name), os.O_RDWR)      # the state such a kill leaves
+        try:
+            n = int.from_bytes(os.pread(f, 8, off), "little")
+            os.pwrite(f, (n - 1).to_bytes(8, "little"), off)
+        finally:
+            os.close(f)
+        assert q.qsize() == 0
+        q.fileno()                             # re-check (as any receive or fileno() call does)
+        assert readable(fd)
+        assert q.get_nowait() == "published, not counted"
+        assert not readable(fd)
+    finally:
+        q.close()
