@@ -168,3 +168,23 @@ def test_a_handle_pickled_for_a_spawn_child_killed_before_unpickling_goes_at_onc
         for name in names:
             remove_segments(name)
     assert left == [], f"kept for the transit time by an older child: {left}"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_departure_for_a_new_child_takes_only_the_transit_time_it_is_counted_by(kind):
+    """ttl = -TRANSIT_NS marks a transit for a child started after it (spawn); its start is
+    worked out from that time, so any other negative ttl is refused (EBADARG)."""
+    h, handles, names = make(kind)
+    try:
+        if kind == "Pipe":
+            depart = lambda ttl: N.lib.ipcf_pipe_depart(h._tx._live(), 1, 0, ttl)   # noqa: E731
+        else:
+            depart = lambda ttl: h._kind.depart(h._live(), ttl)                    # noqa: E731
+        assert depart(-N.TRANSIT_NS - 1) == N.lib.IPCF_EBADARG
+        assert depart(-5) == N.lib.IPCF_EBADARG
+        assert depart(-N.TRANSIT_NS) == 0
+    finally:
+        for x in handles:
+            x.close()
+        for name in names:
+            remove_segments(name)
