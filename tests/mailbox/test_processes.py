@@ -330,7 +330,8 @@ def _catch_receiver_mid_copy(mb, send_kwargs, attempts=8):
         with running(p):
             t = threading.Thread(target=send)
             t.start()
-            caught = W.stop_while(p.pid, lambda: lib.IPCF_SLOT_READING in W.slot_states(mb))
+            caught = W.stop_while(p.pid, lambda: lib.IPCF_SLOT_READING in W.slot_states(mb),
+                                  timeout=5.0)        # 8 attempts fit the test timeout
             reap(p)
             t.join(CHILD_WAIT)
             assert not t.is_alive(), "the sender never returned"
