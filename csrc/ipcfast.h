@@ -90,11 +90,7 @@ int ipcf_seg_unlink(const char *name);
  *   *_arrive(h, from)     in the receiving process, after attaching: `from` is the sender's
  *                         process word (ipcf_self_word() there) and ends the transit.
  * A sender's own transits count only while it has a live descendant (the only way a handle
- * it pickled can still arrive once it has closed its own). ttl_ns = -IPCF_TRANSIT_NS says the
- * handle is pickled for a child process started after this call (multiprocessing's spawn
- * start): like a fork transit, it then counts only while such a descendant lives and has
- * not attached, so an older child (a forkserver, a pool worker) does not keep it; any
- * other negative ttl_ns is IPCF_EBADARG. */
+ * it pickled can still arrive once it has closed its own). */
 /* Describe a segment without registering as a peer: kind, flags, capacity, param[0..1],
  * creator pid, created_ns, live and dead peer counts. Used by `ipcfast ls/gc/stat`. */
 struct ipcf_seg_info {

@@ -244,10 +244,6 @@ int ipcf_seg_close(struct ipcf_seg *s)
 
 int ipcf_seg_depart(struct ipcf_seg *s, int64_t ttl_ns)
 {
-    if (ttl_ns < 0)           /* for a child started after now (ipcfast.h): as a fork's, */
-        return ttl_ns == -IPCF_TRANSIT_NS  /* whose time transit.c assumes */
-               ? ipcf_transit_add_fork(s->hdr->transit, IPCF_TRANSIT_WORDS, IPCF_TRANSIT_NS)
-               : IPCF_EBADARG;
     return ipcf_transit_add(s->hdr->transit, IPCF_TRANSIT_WORDS, ttl_ns);
 }
 

@@ -206,10 +206,6 @@ static int depart_as(struct ipcf_pipe *p, int writer, int reader, int64_t ttl_ns
 
 static int depart(struct ipcf_pipe *p, int writer, int reader, int64_t ttl_ns)
 {
-    if (ttl_ns < 0)           /* for a child started after now (ipcfast.h): as a fork's, */
-        return ttl_ns == -IPCF_TRANSIT_NS  /* whose time transit.c assumes */
-               ? depart_as(p, writer, reader, IPCF_TRANSIT_NS, ipcf_transit_add_fork)
-               : IPCF_EBADARG;
     return depart_as(p, writer, reader, ttl_ns, ipcf_transit_add);
 }
 

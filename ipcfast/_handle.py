@@ -338,9 +338,9 @@ class Handle:
     # ---- pickling: by name ----
     def __reduce__(self):
         # in transit until the receiver attaches: the segment outlives our close meanwhile
-        ttl = N.transit_ttl()
+        ttl = N.TRANSIT_NS
         self._kind.depart(self._live(), ttl)
-        self._departed(abs(ttl))
+        self._departed(ttl)
         return (_arrive, (type(self), self.name, lib.ipcf_self_word(), self._reopen))
 
     def __repr__(self) -> str:

@@ -7,7 +7,6 @@ caller's timeout at a time so that Ctrl-C and other signal handlers run promptly
 """
 from __future__ import annotations
 
-import multiprocessing.context as _mpcontext
 import os
 import queue as _queue
 import re
@@ -225,18 +224,7 @@ new_raw = ffi.new_allocator(should_clear_after_alloc=False)
 TRANSIT_NS = lib.IPCF_TRANSIT_NS
 
 
-def transit_ttl() -> int:
-    """The ttl to depart a handle being pickled now with: -TRANSIT_NS while multiprocessing
-    pickles a Process for a child it spawns next (the spawn start method: only a child
-    started after now can take it, ipcfast.h), else TRANSIT_NS. A forkserver start keeps
-    TRANSIT_NS: the forkserver, an older process, forks the child that takes it."""
-    p = _mpcontext.get_spawning_popen()
-    if p is not None and type(p).__module__ == "multiprocessing.popen_spawn_posix":
-        return -TRANSIT_NS
-    return TRANSIT_NS
-
-
 __all__ = ["ffi", "lib", "check", "error", "IpcfastError", "IncompatibleSegmentError",
            "ReceiverBusyError", "ReceiverDiedError",
-           "call_blocking", "first_slice", "timeout_arg", "int_arg", "new_name", "as_buffer", "new_raw", "TRANSIT_NS", "transit_ttl",
+           "call_blocking", "first_slice", "timeout_arg", "int_arg", "new_name", "as_buffer", "new_raw", "TRANSIT_NS",
            "encode_name"]

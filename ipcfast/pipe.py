@@ -136,10 +136,9 @@ class Connection:
     def __reduce__(self):
         self._check_closed()
         me = lib.ipcf_self_word()
-        ttl = N.transit_ttl()
         for ring, writer, reader in self._ends():
-            _end_depart(ring._live(), writer, reader, ttl)
-            ring._departed(abs(ttl))
+            _end_depart(ring._live(), writer, reader, N.TRANSIT_NS)
+            ring._departed(N.TRANSIT_NS)
         return (_rebuild, (self._rx.name if self._rx is not None else None,
                            self._tx.name if self._tx is not None else None, me))
 
