@@ -70,3 +70,42 @@ def test_a_fork_child_dead_before_attaching_does_not_hold_off_eof_or_keep_the_ri
     assert "doomed 7" in out, out
     assert "reader 0" in out, out            # EOFError, and promptly
     assert "ring left False" in out, out
+
+
+SLOW_FIRST = textwrap.dedent("""
+    import os, sys, time
+    slow = [False]
+    # registered before ipcfast's hook: the first child attaches only 0.5 s after its fork
+    os.register_at_fork(after_in_child=lambda: time.sleep(0.5) if slow[0] else None)
+    from ipcfast import Pipe
+
+    r, w = Pipe(duplex=False, capacity=4096)
+    ring = r._rx.name
+    slow[0] = True
+    pid_a = os.fork()                    # forked first, arrives last
+    if pid_a == 0:
+        ok = os.path.exists("/dev/shm/" + ring)
+        r.close(); w.close()
+        os._exit(0 if ok else 5)
+    slow[0] = False
+    time.sleep(0.05)                     # start times count in ticks (10 ms): B is younger
+    pid_b = os.fork()                    # forked second, arrives first, and leaves
+    if pid_b == 0:
+        r.close(); w.close()
+        os._exit(0)
+    os.waitpid(pid_b, 0)
+    r.close(); w.close()                 # nobody holds the ring now: only A is on its way
+    print("a", os.waitstatus_to_exitcode(os.waitpid(pid_a, 0)[1]), flush=True)
+    print("ring left", os.path.exists("/dev/shm/" + ring), flush=True)
+""")
+
+
+def test_a_fork_child_slower_to_attach_than_a_later_sibling_still_counts_as_on_its_way():
+    """Each fork child ends its own fork transit, not a sibling's: the first child, still
+    in its fork hooks when its later sibling attached and left, keeps the ring (its transit
+    was made before it started, the sibling's after), so the ring is still there for it."""
+    res = subprocess.run([sys.executable, "-c", SLOW_FIRST], capture_output=True, text=True,
+                         timeout=60, cwd=REPO_ROOT)
+    out = res.stdout + res.stderr
+    assert "a 0" in out, out                 # the ring was still there when A attached
+    assert "ring left False" in out, out     # and A, the last user, removed it
