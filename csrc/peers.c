@@ -249,7 +249,7 @@ int ipcf_seg_depart(struct ipcf_seg *s, int64_t ttl_ns)
 
 void ipcf_seg_arrive(struct ipcf_seg *s, uint64_t from)
 {
-    ipcf_transit_del(s->hdr->transit, IPCF_TRANSIT_WORDS, from, 0);
+    ipcf_transit_del(s->hdr->transit, IPCF_TRANSIT_WORDS, from);
 }
 
 /* A fork child holds what its parent held: the parent marks the handle in transit first, so
@@ -265,5 +265,5 @@ void ipcf_seg_after_fork(struct ipcf_seg *s)
 {
     s->registered = 0;          /* the parent's registration is not ours */
     ipcf_seg_register(s);
-    ipcf_transit_del(s->hdr->transit, IPCF_TRANSIT_WORDS, s->fork_from, 1);
+    ipcf_seg_arrive(s, s->fork_from);
 }

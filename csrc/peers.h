@@ -43,9 +43,7 @@ int ipcf_table_any(uint64_t *table, int n);        /* any entry at all: cheap, n
 
 /* ---- transit tables (n words = n / 2 pairs): transit.c ---- */
 int ipcf_transit_add(uint64_t *pairs, int n, int64_t ttl_ns);   /* 0 or IPCF_EFULL */
-/* End one entry of `from`: with `fork`, a fork child's (the newest of from's fork transits
- * made before the child started), else a pickled handle's (a non-fork entry first). */
-void ipcf_transit_del(uint64_t *pairs, int n, uint64_t from, int fork);
+void ipcf_transit_del(uint64_t *pairs, int n, uint64_t from);   /* one entry of `from` */
 /* Entries alive and unexpired. Our own pickle entries count only while this process has a
  * live descendant: a handle we pickled can only arrive through one. A fork transit
  * (ipcf_transit_add_fork) is the parent's entry for a handle a fork child inherits. The

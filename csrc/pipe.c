@@ -217,13 +217,13 @@ static const uint64_t *ring_peers(const struct ipcf_pipe *p)
     return h->peers;
 }
 
-static void arrive(struct ipcf_pipe *p, int writer, int reader, uint64_t from, int fork)
+static void arrive(struct ipcf_pipe *p, int writer, int reader, uint64_t from)
 {
     hold(p, writer, reader);                 /* hold first: the end is never missing */
     if (writer)
-        ipcf_transit_del(p->ctl->pend_writers, IPCF_PIPE_ENDS, from, fork);
+        ipcf_transit_del(p->ctl->pend_writers, IPCF_PIPE_ENDS, from);
     if (reader)
-        ipcf_transit_del(p->ctl->pend_readers, IPCF_PIPE_ENDS, from, fork);
+        ipcf_transit_del(p->ctl->pend_readers, IPCF_PIPE_ENDS, from);
 }
 
 void ipcf_pipe_drop(struct ipcf_pipe *p)
@@ -254,7 +254,7 @@ void ipcf_pipe_after_fork(struct ipcf_pipe *p)
     p->writer_slot = p->reader_slot = -1;
     p->reader_locked = p->reader_stuck = 0;  /* nor its locks (glibc empties our robust list) */
     if (w || r)
-        arrive(p, w, r, p->fork_from, 1);
+        arrive(p, w, r, p->fork_from);
 }
 
 /* Is that end gone for good? Cheap form: no entry at all. Thorough form: no live holder
@@ -319,6 +319,6 @@ int ipcf_pipe_arrive(ipcf_ring *r, int writer, int reader, uint64_t from)
     struct ipcf_pipe *p = ipcf_ring_pipe(r);
     if (!p)
         return IPCF_EBADARG;
-    arrive(p, writer, reader, from, 0);
+    arrive(p, writer, reader, from);
     return 0;
 }

@@ -150,40 +150,10 @@ int ipcf_transit_add_fork(uint64_t *pairs, int n, int64_t ttl_ns)
     return transit_add(pairs, n, ttl_ns, FORK_BIT);
 }
 
-/* End one transit of `from` (peers.h). A fork transit waits only for children started
- * after it (transit_count_forks), so each fork child must end its own, not a sibling's: a
- * child forked first but slower to arrive than one forked after it would otherwise leave
- * an entry newer than itself, and no longer count as on its way. So a fork child ends the
- * newest of `from`'s fork transits made at or before its own start; a pickled handle's
- * arrival ends a non-fork entry; either falls back to any entry of `from`. */
-void ipcf_transit_del(uint64_t *pairs, int n, uint64_t from, int fork)
+void ipcf_transit_del(uint64_t *pairs, int n, uint64_t from)
 {
-    if (!from)
-        return;
-    uint64_t start = fork ? ipcf_proc_start((int32_t)getpid()) : 0, best_made = 0;
-    int best = -1;
-    for (int i = 0; i + 1 < n; i += 2) {
-        if (ipcf_load_acquire(&pairs[i]) != from)
-            continue;
-        int is_fork = (ipcf_load_relaxed(&pairs[i + 1]) & FORK_BIT) != 0;
-        if (!fork) {
-            if (!is_fork) {
-                best = i;
-                break;
-            }
-            continue;
-        }
-        uint64_t made = is_fork ? fork_made_ticks(expiry(&pairs[i + 1])) : 0;
-        if (is_fork && start && made <= start && (best < 0 || made >= best_made)) {
-            best = i;
-            best_made = made;
-        }
-    }
-    uint64_t cur = from;
-    if (best >= 0 && ipcf_cas(&pairs[best], &cur, 0))
-        return;
-    for (int i = 0; i + 1 < n; i += 2) {
-        cur = from;
+    for (int i = 0; from && i + 1 < n; i += 2) {
+        uint64_t cur = from;
         if (ipcf_cas(&pairs[i], &cur, 0))
             return;
     }
