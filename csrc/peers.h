@@ -44,19 +44,22 @@ int ipcf_table_any(uint64_t *table, int n);        /* any entry at all: cheap, n
 /* ---- transit tables (n words = n / 2 pairs): transit.c ---- */
 int ipcf_transit_add(uint64_t *pairs, int n, int64_t ttl_ns);   /* 0 or IPCF_EFULL */
 void ipcf_transit_del(uint64_t *pairs, int n, uint64_t from);   /* one entry of `from` */
-/* Entries alive and unexpired. Our own pickle entries count only while this process has a
- * live descendant: a handle we pickled can only arrive through one. A fork transit
- * (ipcf_transit_add_fork) is the parent's entry for a handle a fork child inherits. The
- * child attaches (joins `peers`) before it ends the transit, so our own fork entries count
- * only while we have a live descendant that is not in `peers` and was started after the
- * oldest of them (an older one, such as a forkserver, cannot be that child): a fork child
- * killed before it attached never holds the end off for the whole transit time. Reads /proc. */
+/* Entries alive and unexpired. Our own entries count only while this process has a live
+ * descendant: a handle we pickled or forked can only arrive through one. Reads /proc. */
+int ipcf_transit_live(uint64_t *pairs, int n);
+/* A fork transit (ipcf_transit_add_fork): the parent's entry for a handle a fork child
+ * inherits. The child attaches (joins `peers`) before it ends the transit, so, as in
+ * ipcf_transit_live_unattached, our own fork entries count only while we have a live
+ * descendant that is not in `peers`: a fork child killed before it attached never holds the
+ * end off for the whole transit time. */
 int ipcf_transit_add_fork(uint64_t *pairs, int n, int64_t ttl_ns);
 int ipcf_transit_live_unattached(uint64_t *pairs, int n, const uint64_t *peers, int npeers);
 /* Others' fork transits likewise count only while their sender has a live descendant that
- * is not in `peers` and is younger than the transit. ipcf_transit_held_unattached: the same, but our own pickle transits
+ * is not in `peers`. ipcf_transit_held_unattached: the same, but our own pickle transits
  * always count (this process may unpickle them): for the last close. */
 int ipcf_transit_held_unattached(uint64_t *pairs, int n, const uint64_t *peers, int npeers);
+/* Entries alive and unexpired, our own counted whether or not a child could take them. */
+int ipcf_transit_held(uint64_t *pairs, int n);
 int ipcf_transit_any(uint64_t *pairs, int n);      /* any entry at all: cheap, no /proc */
 int ipcf_transit_unexpired(uint64_t *pairs, int n); /* any unexpired entry: no /proc */
 void ipcf_transit_forget(uint64_t *pairs, int n);  /* drop all of our own entries */

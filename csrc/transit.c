@@ -43,12 +43,7 @@ static int in_table(const uint64_t *table, int n, uint64_t w)
  * `me` may be any process: the sender of a fork transit is asked about by its peers too.
  * The asking process itself never counts: it holds its handles already (and at its last
  * close it has just left the peer table, but is not on its way to attach). */
-/* With `since` (clock ticks since boot, as /proc's start times; 0: any), only descendants
- * started at or after it count: a fork transit's child is forked after the transit was
- * made, so an older descendant (a forkserver, a pool worker, any long-lived child) cannot
- * be the one it waits for. */
-static int live_descendant_of_not_in(int32_t me, const uint64_t *attached, int nattached,
-                                     uint64_t since)
+static int live_descendant_of_not_in(int32_t me, const uint64_t *attached, int nattached)
 {
     DIR *d = opendir("/proc");
     if (!d)
@@ -61,7 +56,7 @@ static int live_descendant_of_not_in(int32_t me, const uint64_t *attached, int n
         long p = strtol(e->d_name, &end, 10);
         struct ipcf_proc_stat st;
         if (*end || p <= 1 || p == me || p == self || !ipcf_proc_stat((int32_t)p, &st) ||
-            st.state == 'Z' || st.state == 'X' || st.start < since)
+            st.state == 'Z' || st.state == 'X')
             continue;
         int32_t up = st.ppid;
         for (int depth = 0; up > 1 && depth < 64; depth++) {   /* bounded: pids may recycle */
@@ -80,14 +75,14 @@ static int live_descendant_of_not_in(int32_t me, const uint64_t *attached, int n
     return found;
 }
 
-static int live_descendant_not_in(const uint64_t *attached, int nattached, uint64_t since)
+static int live_descendant_not_in(const uint64_t *attached, int nattached)
 {
-    return live_descendant_of_not_in((int32_t)getpid(), attached, nattached, since);
+    return live_descendant_of_not_in((int32_t)getpid(), attached, nattached);
 }
 
 static int live_descendant(void)
 {
-    return live_descendant_not_in(NULL, 0, 0);
+    return live_descendant_not_in(NULL, 0);
 }
 
 /* ---- transit tables ---- */
@@ -99,27 +94,6 @@ static int live_descendant(void)
 static uint64_t expiry(const uint64_t *at)
 {
     return ipcf_load_relaxed(at) & ~FORK_BIT;
-}
-
-/* When a fork transit with this expiry was made, in clock ticks since boot: fork transits
- * always live IPCF_TRANSIT_NS. CLOCK_MONOTONIC never runs ahead of the boot-time clock that
- * /proc's start times count (it stops while the machine is suspended), and both round
- * down to a tick, so a child forked after the transit never starts before this; at worst a
- * slightly older descendant still counts (the safe side). */
-static uint64_t fork_made_ticks(uint64_t exp)
-{
-    static long hz;
-    long h = ipcf_load_relaxed(&hz);
-    if (h <= 0) {
-        h = sysconf(_SC_CLK_TCK);
-        if (h <= 0)
-            h = 100;
-        ipcf_store_relaxed(&hz, h);        /* the same value from every thread */
-    }
-    if (exp < (uint64_t)IPCF_TRANSIT_NS)
-        return 0;
-    uint64_t made = exp - (uint64_t)IPCF_TRANSIT_NS;
-    return made / 1000000000u * (uint64_t)h + made % 1000000000u * (uint64_t)h / 1000000000u;
 }
 
 static int transit_add(uint64_t *pairs, int n, int64_t ttl_ns, uint64_t flag)
@@ -161,16 +135,40 @@ void ipcf_transit_del(uint64_t *pairs, int n, uint64_t from)
 
 /* Count the entries alive and unexpired: ours in *mine (of which fork transits in *forks),
  * the others' returned. */
+static int transit_count2(uint64_t *pairs, int n, int *mine, int *forks)
+{
+    uint64_t now = ipcf_now_ns(), me = ipcf_self_word();
+    int live = 0;
+    *mine = *forks = 0;
+    for (int i = 0; i + 1 < n; i += 2) {
+        uint64_t w = ipcf_load_acquire(&pairs[i]);
+        if (w && expiry(&pairs[i + 1]) > now && ipcf_word_alive(w)) {
+            if (w == me) {
+                (*mine)++;
+                *forks += (ipcf_load_relaxed(&pairs[i + 1]) & FORK_BIT) != 0;
+            } else {
+                live++;
+            }
+        }
+    }
+    return live;
+}
+
+static int transit_count(uint64_t *pairs, int n, int *mine)
+{
+    int forks;
+    return transit_count2(pairs, n, mine, &forks);
+}
+
 /* A fork transit of another process `w`: the handle was inherited by a fork child of w, so
  * only a live descendant of w that has not attached yet can still take it (a fork child
  * attaches first thing). Without this, a fork child SIGKILLed before its after-fork hook
  * left its parent's entry behind, and while that parent lived every peer counted it as an
  * end on its way: a reader never saw EOF (or a writer broken pipe) for the whole transit
  * time, and the last close kept the ring. Reads /proc. */
-static int fork_transit_may_arrive(uint64_t w, uint64_t exp, const uint64_t *peers, int npeers)
+static int fork_transit_may_arrive(uint64_t w, const uint64_t *peers, int npeers)
 {
-    return live_descendant_of_not_in((int32_t)(w & 0xffffffffu), peers, npeers,
-                                     fork_made_ticks(exp));
+    return live_descendant_of_not_in((int32_t)(w & 0xffffffffu), peers, npeers);
 }
 
 /* Entries alive and unexpired, each fork transit only while it may still arrive (ours and
@@ -180,28 +178,22 @@ static int transit_count_forks(uint64_t *pairs, int n, const uint64_t *peers, in
                                int own_pickles)
 {
     uint64_t now = ipcf_now_ns(), me = ipcf_self_word();
-    uint64_t oldest_fork = UINT64_MAX;      /* the expiry of our oldest fork transit */
     int live = 0, mine = 0, forks = 0;
     for (int i = 0; i + 1 < n; i += 2) {
         uint64_t w = ipcf_load_acquire(&pairs[i]);
-        uint64_t exp = expiry(&pairs[i + 1]);
-        if (!w || exp <= now || !ipcf_word_alive(w))
+        if (!w || expiry(&pairs[i + 1]) <= now || !ipcf_word_alive(w))
             continue;
         int fork = (ipcf_load_relaxed(&pairs[i + 1]) & FORK_BIT) != 0;
         if (w == me) {
             mine++;
             forks += fork;
-            if (fork && exp < oldest_fork)
-                oldest_fork = exp;
-        } else if (!fork || fork_transit_may_arrive(w, exp, peers, npeers)) {
+        } else if (!fork || fork_transit_may_arrive(w, peers, npeers)) {
             live++;
         }
     }
     if (mine - forks > 0 && (own_pickles > 0 || live_descendant()))
         live += mine - forks;
-    /* any of our fork children may take any of our fork transits: one started after the
-     * oldest of them may still be on its way */
-    if (forks && live_descendant_not_in(peers, npeers, fork_made_ticks(oldest_fork)))
+    if (forks && live_descendant_not_in(peers, npeers))
         live += forks;
     return live;
 }
@@ -214,6 +206,22 @@ int ipcf_transit_live_unattached(uint64_t *pairs, int n, const uint64_t *peers, 
 int ipcf_transit_held_unattached(uint64_t *pairs, int n, const uint64_t *peers, int npeers)
 {
     return transit_count_forks(pairs, n, peers, npeers, 1);
+}
+
+int ipcf_transit_live(uint64_t *pairs, int n)
+{
+    int mine, live = transit_count(pairs, n, &mine);
+    /* a handle we pickled for a child (spawn) or forked into one can only arrive through it:
+     * once all our children are gone (say, killed before attaching) it never will */
+    if (mine && live_descendant())
+        live += mine;
+    return live;
+}
+
+int ipcf_transit_held(uint64_t *pairs, int n)
+{
+    int mine, live = transit_count(pairs, n, &mine);
+    return live + mine;
 }
 
 void ipcf_transit_forget(uint64_t *pairs, int n)
