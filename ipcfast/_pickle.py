@@ -52,18 +52,55 @@ def dumps_pieces(obj):
     except IndexError:
         p, chunks = _new_pickler()
     p.dump(obj)            # on error this pickler (maybe holding half a frame) is dropped
+    p.clear_memo()         # the memo would keep obj alive
     if len(chunks) == 1:
-        data = chunks[0]
-        chunks.clear()
+        data = chunks.pop()
     else:
         data = chunks[:]
         chunks.clear()
-    p.clear_memo()         # the memo would keep obj alive
     _pool.append((p, chunks))
     return data
 
 
 def dumps(obj) -> bytes:
-    """Pickle *obj* (protocol 5) with multiprocessing's reducers. Raises what pickle raises."""
-    data = dumps_pieces(obj)
-    return data if data.__class__ is bytes else b"".join(data)
+    """Pickle *obj* (protocol 5) with multiprocessing's reducers. Raises what pickle raises.
+    (dumps_pieces written out again: one Python call per item less on every send.)"""
+    try:
+        p, chunks = _pool.pop()
+    except IndexError:
+        p, chunks = _new_pickler()
+    p.dump(obj)
+    p.clear_memo()
+    if len(chunks) == 1:
+        data = chunks.pop()
+    else:
+        data = b"".join(chunks)
+        chunks.clear()
+    _pool.append((p, chunks))
+    return data
+
+
+def dumps_many(objs) -> list:
+    """``[dumps(o) for o in objs]`` with one pickler for them all: each item still its own
+    stream (the memo cleared after each), as a consumer unpickles them one by one."""
+    try:
+        p, chunks = _pool.pop()
+    except IndexError:
+        p, chunks = _new_pickler()
+    dump, clear = p.dump, p.clear_memo
+    ends = []
+    end = ends.append
+    for o in objs:        # on error this pickler is dropped, as in dumps
+        dump(o)
+        clear()
+        end(len(chunks))
+    if len(chunks) == len(ends):    # one piece per item, the usual case: nothing to join
+        out = chunks[:]
+    else:
+        out, a = [], 0
+        for b in ends:
+            out.append(chunks[a] if b == a + 1 else b"".join(chunks[a:b]))
+            a = b
+    chunks.clear()
+    _pool.append((p, chunks))
+    return out

@@ -1,6 +1,7 @@
 """ipcfast.Ring: a named shared-memory byte ring (bytes in, bytes out, zero-copy views)."""
 from __future__ import annotations
 
+import itertools
 import queue as _queue
 import time
 from typing import Iterable, List, Optional, Tuple
@@ -16,6 +17,10 @@ _send = lib.ipcf_ring_send
 _recv = lib.ipcf_ring_recv
 _peek = lib.ipcf_ring_peek
 _unpack = ffi.unpack
+_from_buffer = ffi.from_buffer
+_accumulate = itertools.accumulate
+_types = lambda msgs: set(map(type, msgs))      # noqa: E731 (one C pass over a batch)
+_ONLY_BYTES = {bytes}
 
 
 def ring_capacity(capacity) -> int:
@@ -128,10 +133,9 @@ class Ring(Handle):
         h = self._h                       # the closed check (Handle._live), inline
         if h is None:
             raise self._closed_error()
-        if type(data) is bytes:
-            n = len(data)
-        else:
-            data, n = N.as_buffer(data)
+        if type(data) is not bytes:
+            data = _from_buffer(data)         # N.as_buffer, inline
+        n = len(data)
         rc = _send(h, data, n, _SLICE if block and timeout is None else N.first_slice(block, timeout))
         if rc and self._send_rest(rc, h, data, n, block, timeout):
             raise self._closed_error()
@@ -164,18 +168,24 @@ class Ring(Handle):
         fits). Returns how many were sent; on timeout raises queue.Full whose ``sent``
         attribute says how many went before it."""
         h = self._live()
-        msgs = [m if type(m) is bytes else memoryview(m).tobytes() for m in messages]
+        msgs = messages if type(messages) is list else list(messages)
         if not msgs:
             return 0
-        lens = [len(m) for m in msgs]
+        if _types(msgs) != _ONLY_BYTES:       # len() of a non-bytes buffer need not be bytes
+            msgs = [m if type(m) is bytes else memoryview(m).tobytes() for m in msgs]
+        lens = list(map(len, msgs))
         big = max(lens)
         if big > self.max_message:
             raise self._too_big(big)
         blob = b"".join(msgs)
         clens = ffi.new("uint64_t[]", lens)
-        done = 0
-        offset = 0
-        sent = ffi.new("uint64_t *")
+        sent = ffi.new("uint64_t *")     # per call: threads may send_many on one handle at once
+        # the first try without the closure and bookkeeping of the waiting path below
+        rc = lib.ipcf_ring_send_many(h, blob, clens, len(msgs), N.first_slice(block, timeout), sent)
+        done = sent[0]
+        if rc == 0:
+            return done
+        offset = sum(lens[:done])
 
         def attempt(t: int) -> int:
             nonlocal done, offset
@@ -186,7 +196,6 @@ class Ring(Handle):
             done += k
             return rc
 
-        rc = attempt(N.first_slice(block, timeout))
         if rc in (N.EFULL, N.EINTR):
             rc = N.call_blocking(attempt, block, timeout, N.EFULL)
         if rc == N.EFULL:
@@ -310,12 +319,8 @@ class Ring(Handle):
         if n == N.EBUFSMALL:          # the next message alone exceeds the batch buffer
             return [self.recv_bytes(block=block, timeout=timeout)]
         self._check(n)
-        out = []
-        o = 0
-        for s in sizes:
-            out.append(raw[o:o + s])
-            o += s
-        return out
+        # the slices made in C: map/slice/accumulate, no bytecode per message
+        return list(map(raw.__getitem__, map(slice, _accumulate(sizes, initial=0), _accumulate(sizes))))
 
     def view(self, block: bool = True, timeout: Optional[float] = None) -> View:
         """``with ring.view() as mv``: a read-only memoryview of the oldest message in place
