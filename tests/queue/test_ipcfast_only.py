@@ -819,3 +819,19 @@ def test_a_squatted_first_ring_name_does_not_stop_creation_nor_get_deleted(make)
             assert f.read() == b"not yours"
     finally:
         os.unlink(p)
+
+
+def test_put_many_of_items_pickled_in_pieces_among_small_ones_round_trips_each_whole(make):
+    # put_many pickles a batch with one pickler (memo cleared per item); items of 64 KiB or
+    # more reach its file in several pieces, which must be joined per item, not per batch
+    q = make()
+    shared = ["shared"]
+    big = bytes(range(256)) * 300                         # 76,800 bytes: in pieces
+    items = ["a", (big, big), [shared, shared], bytearray(big), 7, [shared]]
+    q.put_many(iter(items))                               # a one-shot iterable
+    got = q.get_many(timeout=5)
+    while len(got) < len(items):
+        got += q.get_many(timeout=5)
+    assert got == items
+    assert got[2][0] is got[2][1]                         # references kept within an item
+    assert got[2][0] is not got[5][0]                     # each item its own stream
