@@ -1,14 +1,17 @@
-"""The batch calls (send_many, recv_many) on a live mailbox whose segment another process
-rewrote: derived state (a list link, a head, the tail) is mended by a repair with no
-message lost, duplicated or reordered. Each case writes one field through the mailbox's
-/dev/shm file (a field the repair rewrites itself, so the close stays clean)."""
+"""The batch calls (send_many, recv_many) and the fast paths (send/recv with the defaults)
+on a live mailbox whose segment another process rewrote: derived state (a list link, a
+head, the tail) is mended by a repair with no message lost, duplicated or reordered; a
+slot no sender could have written (a length past max_message) is IncompatibleSegmentError
+("is corrupt"). Each case writes one field through the mailbox's /dev/shm file; what the
+repair does not rewrite itself is restored afterwards so the close stays clean."""
 from __future__ import annotations
 
+import contextlib
 import mmap
 
 import pytest
 
-from ipcfast import Mailbox
+from ipcfast import IncompatibleSegmentError, Mailbox
 from ipcfast._native import ffi, lib
 from tests.support.shm import path
 
@@ -43,6 +46,15 @@ def _write(m: Mailbox, where, value: int) -> bytes:
         f.seek(off)
         f.write(value.to_bytes(size, "little"))
     return orig
+
+
+@contextlib.contextmanager
+def _rewritten(m: Mailbox, where, value: int):
+    orig = _write(m, where, value)
+    try:
+        yield
+    finally:
+        _write(m, where, int.from_bytes(orig, "little"))
 
 
 def _repairs(m: Mailbox) -> int:
@@ -101,3 +113,42 @@ def test_send_many_does_not_link_after_its_own_unpublished_slot_named_by_a_rewri
     mb.send_many(["x", "y"], timeout=5)
     assert _ready_list(mb) == [0, 1, 2]
     assert [m.body for m in mb.recv_many(timeout=5)] == ["head", "x", "y"]
+
+
+@pytest.mark.parametrize("receive", ["recv_bytes fast path", "recv fast path", "recv_many"])
+def test_a_first_message_longer_than_max_message_is_reported_by_every_receive(mb, receive):
+    mb.send("one")
+    mb.send("two")
+    call = {"recv_bytes fast path": lambda: mb.recv_bytes(block=False),
+            "recv fast path": lambda: mb.recv(block=False),
+            "recv_many": lambda: mb.recv_many(timeout=5)}[receive]
+    with _rewritten(mb, _slot_field(0, "length"), MAX_MESSAGE + 1):
+        with pytest.raises(IncompatibleSegmentError, match=f"{mb.name}.*is corrupt"):
+            call()
+    # the bad slot was dropped (freed by the repair); the other message is intact
+    assert mb.recv(timeout=5).body == "two"
+    assert len(mb) == 0
+
+
+def test_recv_many_leaves_a_later_message_longer_than_max_message_to_the_next_call(mb):
+    """A bad length past a batch's first is not copied: the batch ends before it and the
+    next receive reports it; the messages after it are still delivered."""
+    for body in ("one", "two", "three"):
+        mb.send(body)
+    with _rewritten(mb, _slot_field(1, "length"), 0xFFFFFFFF):
+        assert [m.body for m in mb.recv_many(timeout=5)] == ["one"]
+        with pytest.raises(IncompatibleSegmentError, match=f"{mb.name}.*is corrupt"):
+            mb.recv_many(timeout=5)
+    assert [m.body for m in mb.recv_many(timeout=5)] == ["three"]
+
+
+def test_fast_path_send_and_send_many_mend_a_wild_free_head(mb):
+    """free_head past the slots: each send rebuilds the free list and sends, nothing lost."""
+    mb.send("a")
+    mb.recv(timeout=5)                        # slot 0 on the free list
+    _write(mb, _ctl_field("free_head"), 0xFFFFFFFF)
+    mb.send_bytes(b"fast", block=False)       # the fast path
+    _write(mb, _ctl_field("free_head"), NSLOTS + 1)
+    mb.send_many(["b", "c"], timeout=5)
+    assert mb.recv_bytes(block=False).body == b"fast"
+    assert [m.body for m in mb.recv_many(timeout=5)] == ["b", "c"]
