@@ -152,3 +152,23 @@ def test_fast_path_send_and_send_many_mend_a_wild_free_head(mb):
     mb.send_many(["b", "c"], timeout=5)
     assert mb.recv_bytes(block=False).body == b"fast"
     assert [m.body for m in mb.recv_many(timeout=5)] == ["b", "c"]
+
+
+@pytest.mark.parametrize("send", ["send fast path", "send_bytes fast path", "send_many"])
+def test_a_send_that_finds_a_slot_in_no_state_reports_it(mb, send):
+    """A wild free_head makes the send repair; the repair drops a slot whose state no
+    process writes and the send must say so (the fast path retried the general way, which
+    found the state mended, and returned as if nothing had happened)."""
+    mb.send("a")
+    mb.send("b")
+    mb.recv(timeout=5)                        # slot 0 free, slot 1 READY
+    _write(mb, _slot_field(1, "state"), 99)   # (the repair frees it: nothing to restore)
+    _write(mb, _ctl_field("free_head"), 0xFFFFFFFF)
+    call = {"send fast path": lambda: mb.send("x", block=False),
+            "send_bytes fast path": lambda: mb.send_bytes(b"x", block=False),
+            "send_many": lambda: mb.send_many(["x", "y"], timeout=5)}[send]
+    with pytest.raises(IncompatibleSegmentError, match=f"{mb.name}.*is corrupt"):
+        call()
+    assert len(mb) == 0                       # the bad slot dropped, nothing sent
+    mb.send("after")                          # mended: the mailbox works on
+    assert mb.recv(timeout=5).body == "after"
