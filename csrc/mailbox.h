@@ -28,7 +28,8 @@
  * sender wrote) is dropped and the call reports IPCF_ECORRUPT.
  *
  * Files: mailbox.c (lifetime, accessors, waiting), mailbox_send.c (post, receipts,
- * withdraw), mailbox_recv.c (receive, the exclusive right), mailbox_lists.c, mailbox_repair.c.
+ * withdraw), mailbox_recv.c (receive, the exclusive right), mailbox_batch.c (send_many,
+ * take_many), mailbox_lists.c, mailbox_repair.c.
  */
 #ifndef IPCF_MAILBOX_H
 #define IPCF_MAILBOX_H

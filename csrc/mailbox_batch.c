@@ -2,13 +2,20 @@
  * messages under one lock hold (all or nothing), ipcf_mbox_take_many takes what is ready
  * for us into one buffer of records (header, body) under one more.
  *
- * Only bodies up to IPCF_MB_SMALL travel in a batch: they are copied under the lock, so a
- * slot is never WRITING or READING here, and the crash-safety argument is the one of the
- * single calls: a sender killed before it publishes leaves FREE slots off the free list
- * (the repair relinks them: the unpublished messages of its batch never existed), one
- * killed while publishing leaves READY slots the repair links (those messages are
- * delivered; a batch is atomic for the living, not across the sender's death); a receiver
- * killed before finish_take leaves READY slots off the list (delivered again), none after.
+ * Only bodies up to IPCF_MB_SMALL travel in a batch: they are copied under the lock, so no
+ * copy is ever in flight outside it, and the crash-safety argument is the one of the
+ * single calls: a sender killed before it publishes leaves its slots WRITING with owner 0
+ * (the repair frees them, as handed-back writes: the unpublished messages of its batch
+ * never existed), one killed while publishing leaves READY slots the repair links (those
+ * messages are delivered; a batch is atomic for the living, not across the sender's
+ * death); a receiver killed before finish_take leaves READY slots off the list (delivered
+ * again), none after.
+ *
+ * A slot of the batch is marked WRITING the moment it is taken, and stays so until it is
+ * linked: a free list rewritten into a cycle then hands out a slot the batch already holds
+ * as a non-FREE one (ipcf_mbox_slot_alloc: IPCF_ECORRUPT, mended by a repair) instead of
+ * giving one slot two of the batch's messages, and a list link that names a slot of the
+ * batch not yet linked fails the READY check of the insert instead of being followed.
  */
 #define _GNU_SOURCE
 #include <string.h>
@@ -16,7 +23,7 @@
 #include "mailbox.h"
 
 /* Lock held: put back the k slots of a batch that could not be completed (never
- * published: FREE, off the free list, linked through `next` from `first`). */
+ * published: WRITING, off the free list, linked through `next` from `first`). */
 static void give_back(struct ipcf_mbox *m, uint32_t first, uint32_t k, const uint64_t *lens)
 {
     for (uint32_t j = 0, at = first; j < k; j++) {
@@ -28,8 +35,10 @@ static void give_back(struct ipcf_mbox *m, uint32_t first, uint32_t k, const uin
     }
 }
 
-/* Lock held: n slots with room for their bodies, linked through `next` from *first (FREE,
- * off the free list). 0, -1 none (nothing kept), or IPCF_ECORRUPT. A repair may only run
+/* Lock held: n slots with room for their bodies, linked through `next` from *first
+ * (WRITING with owner 0, off the free list). 0, -1 none (nothing kept), or IPCF_ECORRUPT.
+ * Each is marked as it is taken: ipcf_mbox_slot_alloc hands out only FREE slots, so no
+ * slot is taken twice however the free list was rewritten. A repair may only run
  * while the batch holds no slot (it would relink them as free): the first slot is taken
  * as a single post takes one, the rest with repairs off; when one of those fails, the
  * batch gives its slots back first, then repairs (once per call, as take_slot would) and
@@ -47,6 +56,13 @@ static int64_t take_slots(struct ipcf_mbox *m, const uint64_t *lens, uint32_t n,
                   : ipcf_mbox_take_slot(m, lens[0], repaired, budget);
             if (i < 0)
                 break;
+            struct ipcf_mbox_slot *s = ipcf_mbox_slot_at(m, (uint32_t)i);
+            /* owner 0: nobody's (a repair after our death frees it; relaxed, as post's),
+             * with the length the repair checks. release: a sender awaiting a receipt
+             * reads state without the lock */
+            s->length = (uint32_t)lens[k];
+            ipcf_store_relaxed(&s->owner, 0);
+            ipcf_store_release(&s->state, IPCF_SLOT_WRITING);
             ipcf_add_relaxed(&c->bytes_held, lens[k]);
             if (k)
                 ipcf_mbox_slot_at(m, last - 1)->next = (uint32_t)i + 1;
@@ -72,25 +88,37 @@ static int64_t take_slots(struct ipcf_mbox *m, const uint64_t *lens, uint32_t n,
     }
 }
 
-/* Lock held: publish the n slots linked from `first`, in order. Every slot is made READY
- * (with its seq) before any is linked: an insert that finds the list inconsistent repairs
- * it, and the repair links every READY slot, the rest of the batch included. */
+/* Lock held: make slot s READY with the next seq. (seq and state: a sender awaiting this
+ * slot's receipt reads them without the lock; release: the header is visible first.) */
+static void make_ready(struct ipcf_mbox_ctl *c, struct ipcf_mbox_slot *s)
+{
+    ipcf_store_relaxed(&s->seq, c->next_seq++);
+    ipcf_store_release(&s->state, IPCF_SLOT_READY);
+}
+
+/* Lock held: publish the n slots linked from `first`, in order, each made READY just before
+ * it is linked (the rest stay WRITING: no list link may name them). An insert that finds
+ * the list inconsistent changes nothing; the rest of the batch is then made READY too and
+ * the repair links every READY slot, the whole batch included. */
 static void publish_all(struct ipcf_mbox *m, uint32_t first, uint32_t n)
 {
     struct ipcf_mbox_ctl *c = m->ctl;
-    for (uint32_t k = 0, at = first; k < n; k++) {
+    uint32_t k = 0, at = first;
+    for (; k < n; k++) {
         struct ipcf_mbox_slot *s = ipcf_mbox_slot_at(m, at - 1);
-        ipcf_store_relaxed(&s->seq, c->next_seq++);
-        ipcf_store_release(&s->state, IPCF_SLOT_READY);
-        at = s->next;
-    }
-    for (uint32_t k = 0, at = first; k < n; k++) {
-        uint32_t next = ipcf_mbox_slot_at(m, at - 1)->next;   /* (the insert relinks it) */
-        if (ipcf_mbox_ready_insert(m, at - 1) != 0) {
-            ipcf_mbox_repair(m);
+        uint32_t next = s->next;              /* (the insert relinks it) */
+        make_ready(c, s);
+        if (ipcf_mbox_ready_insert(m, at - 1) != 0)
             break;
-        }
         at = next;
+    }
+    if (k < n) {
+        for (uint32_t j = k + 1, nx = ipcf_mbox_slot_at(m, at - 1)->next; j < n; j++) {
+            struct ipcf_mbox_slot *s = ipcf_mbox_slot_at(m, nx - 1);
+            nx = s->next;
+            make_ready(c, s);
+        }
+        ipcf_mbox_repair(m);
     }
     ipcf_mbox_bump(&c->published);
 }
@@ -134,14 +162,12 @@ int ipcf_mbox_send_many(ipcf_mbox *m, const char *blob, const uint64_t *lens, ui
     for (uint32_t k = 0, at = first; k < n; k++) {
         struct ipcf_mbox_slot *s = ipcf_mbox_slot_at(m, at - 1);
         s->flags = 0;
-        s->length = (uint32_t)lens[k];
-        s->type = type;
+        s->type = type;                      /* (length: set by take_slots) */
         s->priority = priority;
         s->sender = sender;
         s->to = 0;
         s->sent_at = now;
-        ipcf_store_relaxed(&s->owner, 0);
-        s->waiter = 0;
+        s->waiter = 0;                       /* (owner: 0 since take_slots) */
         s->receiver = 0;
         s->receiver_pid = 0;
         memcpy(ipcf_mbox_body(s), blob + off, lens[k]);
@@ -180,6 +206,7 @@ int64_t ipcf_mbox_take_many(ipcf_mbox *m, char *buf, uint64_t cap, uint32_t max,
         return n;
     uint64_t off = record_size((uint64_t)n);
     uint32_t k = 1;
+    /* (count without the lock: relaxed, a hint only; the lock hold below decides) */
     if (max == 1 || ipcf_load_relaxed(&c->count) == 0 || off + IPCF_MSG_HEAD > cap)
         return k;
     /* the rest: what is ready for us now, under one lock hold (a try: never a wait) */

@@ -28,7 +28,7 @@ _send_fast = lib.ipcf_mbox_send      # the common case in 6 arguments (ipcfast.h
 _take = lib.ipcf_mbox_take           # header and body into one buffer, in 4
 _new = object.__new__
 _pickle_loads = _pickle.loads
-_EEMPTY, _EINTR, _EBUFSMALL = N.EEMPTY, N.EINTR, N.EBUFSMALL
+_EEMPTY, _EINTR, _EBUFSMALL, _ECORRUPT = N.EEMPTY, N.EINTR, N.EBUFSMALL, lib.IPCF_ECORRUPT
 _RECEIPT = lib.IPCF_MSG_RECEIPT
 _POLICIES = {"shared": lib.IPCF_POLICY_SHARED, "exclusive": lib.IPCF_POLICY_EXCLUSIVE}
 _RENDEZVOUS_GRACE = 0.01   # a non-blocking rendezvous send waits this long for a waiting receiver
@@ -255,14 +255,18 @@ class Mailbox(Batches, Handle):
         h = self._h
         # the common case (to anyone, no receipt, no timeout): one call with 6 arguments;
         # anything it does not send (no room, a bad argument, closed) goes the general way,
-        # which sends it or raises what it should
+        # which sends it or raises what it should. A corruption is raised here: the repair
+        # that found it has mended the state, so the general way would send without a word
         if (data.__class__ is bytes and wait is None and timeout is None and to == 0 and
                 h is not None and not self._rendezvous):
             try:
-                if not _send_fast(h, data, len(data), type, priority, _SLICE if block else 0):
+                rc = _send_fast(h, data, len(data), type, priority, _SLICE if block else 0)
+                if not rc:
                     return None
             except (OverflowError, TypeError):
-                pass
+                rc = 0
+            if rc == _ECORRUPT:
+                self._check(rc)
         return self._send(data, type, priority, to, block, timeout, wait)
 
     def send_bytes(self, data, *, type: int = 0, priority: int = 0, to: Union[int, str] = 0,
@@ -273,10 +277,13 @@ class Mailbox(Batches, Handle):
         if (data.__class__ is bytes and wait is None and timeout is None and to == 0 and
                 h is not None and not self._rendezvous):     # the fast path, as in send
             try:
-                if not _send_fast(h, data, len(data), type, priority, _SLICE if block else 0):
+                rc = _send_fast(h, data, len(data), type, priority, _SLICE if block else 0)
+                if not rc:
                     return None
             except (OverflowError, TypeError):
-                pass
+                rc = 0
+            if rc == _ECORRUPT:
+                self._check(rc)
         return self._send(data, type, priority, to, block, timeout, wait)
 
     def _send(self, data, type: int, priority: int, to, block: bool, timeout: Optional[float],

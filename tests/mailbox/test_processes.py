@@ -448,6 +448,38 @@ def test_sender_killed_holding_the_lock_does_not_wedge_the_mailbox(mailboxes):
     assert mb.recv_bytes(timeout=5).body == b"after"
 
 
+@pytest.mark.timeout(60)
+def test_batch_sender_killed_holding_the_lock_leaves_whole_messages_and_every_slot_usable(mailboxes):
+    """A process SIGKILLed inside send_many between taking its batch's slots and publishing
+    them (holding the mutex; the slots WRITING with no owner): the next locker repairs, the
+    slots go back, nothing torn or repeated is delivered, and a batch as large as the
+    mailbox then fits."""
+    nslots = 16
+    mb = mailboxes(capacity=None, max_message=4096, max_messages=nslots)
+    def mid_batch():                                   # slots taken, not yet published
+        return W.lock_owner(mb) == p.pid and lib.IPCF_SLOT_WRITING in W.slot_states(mb)
+
+    for _ in range(10):
+        p = FORK.Process(target=W.child_batches_forever, args=(mb.name, 8))
+        with running(p):
+            caught = W.stop_while(p.pid, mid_batch, timeout=3)
+            reap(p)
+        if caught:
+            break
+        W.drain(mb)
+    if not caught:
+        pytest.skip("never caught the batch sender between taking its slots and publishing")
+    assert lib.IPCF_SLOT_WRITING in W.slot_states(mb)  # (before any lock repairs them)
+    left = [m.body for m in W.drain(mb)]               # (the first lock repairs)
+    assert W.ctl(mb).repairs > 0, "the lock was not recovered from its dead owner"
+    assert len(set(left)) == len(left) and all(isinstance(b, tuple) for b in left)
+    assert len(left) <= 8                              # at most the batch in flight
+    assert mb.bytes_held == 0 and len(mb) == 0
+    batch = [("after", i) for i in range(nslots)]
+    mb.send_many(batch, timeout=5)                     # needs every slot back
+    assert [m.body for m in mb.recv_many(timeout=5)] == batch
+
+
 def _random_kill_run(mb, seconds, nsenders=2, low=5000, high=300_000):
     """Senders of large checksummed messages are SIGKILLed at random moments and
     replaced; the parent receives throughout. Returns (messages checked, kills)."""

@@ -236,6 +236,15 @@ def child_send_sealed_forever(name: str, seed: int, low: int, high: int) -> None
             mb.send_bytes(rng.choice(bodies), timeout=CHILD_WAIT)
 
 
+def child_batches_forever(name: str, n: int) -> None:
+    """send_many a batch of n numbered items, then recv_many them back, until killed (so it
+    is nearly always inside one of the two, holding the lock)."""
+    with Mailbox.open(name) as mb:
+        for k in range(1 << 62):
+            mb.send_many([(k, j) for j in range(n)], timeout=CHILD_WAIT)
+            mb.recv_many(n, timeout=CHILD_WAIT)
+
+
 def child_check_sealed(name: str, results) -> None:
     """Receive checksummed messages until b"STOP"; report (checked, torn)."""
     checked = torn = 0

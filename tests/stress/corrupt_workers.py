@@ -17,7 +17,8 @@ this process, so a debugger sees the crash (and a crash leaves the files: rm
 /dev/shm/NAME*).
 
 Every blocking call is given a 0.2 s timeout (Connection.recv_bytes has none: it is only
-called after poll() said there is something to read, or EOF).
+called after poll() said there is something to read, or EOF); the Mailbox's fast paths
+(send_bytes / recv_bytes with no timeout) are called with block=False.
 
 Imports only the standard library, ipcfast and tests.* helpers (forked children use it).
 """
@@ -170,11 +171,16 @@ def queue(rec: Recorder, name: str, t: S.Template) -> None:
 
 def mailbox(rec: Recorder, name: str, t: S.Template) -> None:
     _stat(rec, name)
-    mb = rec.op("Mailbox.open", Mailbox.open, name)
+    # bodies as they are (the template's are raw bytes): recv_many / send_many need no pickle
+    mb = rec.op("Mailbox.open", Mailbox.open, name, dumps=bytes, loads=bytes)
     if not _got(mb):
         return
     rec.op("len", len, mb)
     rec.op("bytes_held", lambda: mb.bytes_held)
+    # the fast path (ipcf_mbox_take) and a batch (ipcf_mbox_take_many) see the corrupted
+    # state first, before a slower call has repaired it
+    rec.op("recv_bytes (fast path)", mb.recv_bytes, block=False)
+    rec.op("recv_many(3)", mb.recv_many, 3, timeout=T)
     for _ in range(len(t.expected) + 1):
         if not _got(rec.op("recv_bytes", mb.recv_bytes, timeout=T)):
             break
@@ -184,6 +190,9 @@ def mailbox(rec: Recorder, name: str, t: S.Template) -> None:
     rec.op("recv_bytes", mb.recv_bytes, timeout=T)
     rec.op("send_bytes(wait='received')", mb.send_bytes, b"r" * 10, wait="received", timeout=T)
     rec.op("recv_bytes(type=99)", mb.recv_bytes, type=99, timeout=T)
+    rec.op("send_many", mb.send_many, [b"m" * 10, b"n" * 300, b"o" * 40], priority=3, timeout=T)
+    rec.op("send_bytes (fast path)", mb.send_bytes, b"f" * 20, block=False)
+    rec.op("recv_many", mb.recv_many, timeout=T)
     rec.op("release", mb.release)
     rec.op("close", mb.close)
 
