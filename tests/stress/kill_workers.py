@@ -322,6 +322,23 @@ def _unpickle(raw: bytes) -> Tuple[bytes, int, Optional[str]]:
                        f"{_first_zero_run(raw)}")
 
 
+def _verdict(data: bytes, at: int, pickle_error: Optional[str], seed: int, big: int,
+             max_producer: int) -> Tuple[int, int, int, dict]:
+    """check_message of a message a consumer got (from the body's offset *at*), TORN too
+    when its payload is intact but the pickle around it is not."""
+    verdict, p, s, details = check_message(data, seed, big, max_producer)
+    if pickle_error and verdict == OK:
+        verdict = TORN
+        n = len(data) - HDR.size
+        details = {"producer": p, "seq": s, "length": n, "expected_length": n,
+                   "why": "payload intact, pickle framing broken"}
+    if verdict != OK:
+        details.update(pickle_error=pickle_error, data_offset_in_body=at)
+        if details.get("first_bad_byte") is not None:
+            details["first_bad_byte_of_body"] = at + HDR.size + details["first_bad_byte"]
+    return verdict, p, s, details
+
+
 def _begin(board: Board, slot: int, limit: float) -> None:
     board.set(slot, F_STATE, IN_CALL)
     board.set(slot, F_CALL_LIMIT, int(limit * 1e9))
@@ -415,16 +432,7 @@ def consumer(kind: str, obj, board_path: str, slot: int, logdir: str, seed: int,
                 os.write(fd, REC.pack(-1, -1, GARBLED, 0, me, began, time.monotonic_ns()))
                 _note(logdir, slot, what="torn", verdict=GARBLED, why="undecodable", error=str(e))
             else:
-                verdict, p, s, details = check_message(data, seed, big, max_producer)
-                if pickle_error and verdict == OK:
-                    verdict = TORN
-                    n = len(data) - HDR.size
-                    details = {"producer": p, "seq": s, "length": n, "expected_length": n,
-                               "why": "payload intact, pickle framing broken"}
-                if verdict != OK:
-                    details.update(pickle_error=pickle_error, data_offset_in_body=at)
-                    if details.get("first_bad_byte") is not None:
-                        details["first_bad_byte_of_body"] = at + HDR.size + details["first_bad_byte"]
+                verdict, p, s, details = _verdict(data, at, pickle_error, seed, big, max_producer)
                 os.write(fd, REC.pack(p, s, verdict, len(data), me, began, time.monotonic_ns()))
                 if verdict != OK:
                     _note(logdir, slot, what="torn", verdict=verdict, **details)
