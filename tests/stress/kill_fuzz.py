@@ -410,12 +410,16 @@ class Fuzz:
         producers = {c.slot: c for c in self.children if c.role == kw.PRODUCER}
         consumers = [c for c in self.children if c.role == kw.CONSUMER]
         pid_of = {self.board.get(c.slot, kw.F_PID): c for c in consumers}
-        # what each producer sent: confirmed seqs, the in-flight one, what it was told
-        done, inflight, outcome = {}, {}, {}
+        # what each producer sent: confirmed seqs, the in-flight one(s), what it was told;
+        # sent[p]: the seqs of p that may have been sent (below it), the in-flight message
+        # (or batch: F_SEQ, F_BATCH of them) of a producer killed inside its send included
+        done, sent, inflight, outcome = {}, {}, {}, {}
         for slot, c in producers.items():
-            done[slot] = self.board.get(slot, kw.F_COUNT)
+            done[slot] = sent[slot] = self.board.get(slot, kw.F_COUNT)
             if c.held:
-                inflight[slot] = self.board.get(slot, kw.F_SEQ)
+                first = self.board.get(slot, kw.F_SEQ)
+                inflight[slot] = (first, max(1, self.board.get(slot, kw.F_BATCH)))
+                sent[slot] = max(done[slot] + 1, first + inflight[slot][1])
             for seq, out, _, _, who, _, _ in kw.read_log(self.logdir, slot):
                 outcome[(slot, seq)] = (out, who)
         # what the consumers got, in the order each got it
@@ -449,7 +453,7 @@ class Fuzz:
         for (p, s), pids in got.items():
             if len(pids) > 1:
                 fig.note("duplicates", f"{kind}: w{p}#{s} received {len(pids)} times", len(pids) - 1)
-            if p not in producers or s > done[p] or (s == done[p] and p not in inflight):
+            if p not in producers or s >= sent[p]:
                 fig.note("errors", f"{kind}: received w{p}#{s}, which was never sent "
                                    f"(its producer sent {done.get(p)})")
             out = outcome.get((p, s))
@@ -459,23 +463,39 @@ class Fuzz:
             elif out and out[0] == kw.RECEIPT and out[1] not in pids:
                 fig.note("errors", f"{kind}: the receipt of w{p}#{s} names pid {out[1]}, but "
                                    f"{pids or 'nobody'} logged it")
-        # what is missing
+        # what is missing: of a producer killed inside a send, what it had sent before,
+        # and of its interrupted batch every message before the last one that arrived (a
+        # batch is delivered whole, or none of it, or -- its sender killed while publishing
+        # it -- a prefix of it; one message: it or nothing)
         missing = []
+        cut = collections.Counter()                # interrupted batches: whole, none, a prefix
         for slot in producers:
-            for s in range(done[slot]):
+            upto = done[slot]
+            if slot in inflight:
+                first, n = inflight[slot]
+                upto = max([upto] + [s + 1 for s in range(first, first + n) if (slot, s) in got])
+                if n > 1 and done[slot] == first:
+                    cut["whole" if upto == first + n else "none" if upto == first else "a prefix"] += 1
+            for s in range(upto):
                 out = outcome.get((slot, s))
                 if (slot, s) in got or (out and out[0] in (kw.RECEIVER_DIED, kw.WITHDRAWN)):
                     continue                      # arrived, or its sender was told it did not
                 missing.append((slot, s, out))
+        if cut:
+            fig.extra.append("batches whose producer was killed inside the send arrived: " +
+                             ", ".join(f"{what} {cut[what]}" for what in ("whole", "none", "a prefix")))
         if tail_may_be_lost:
             last_got = max((k for k in got if k[0] in producers), default=(-1, -1))
             missing = [m for m in missing if (m[0], m[1]) < last_got]
         held = [c for c in consumers if c.held and c.fate in ("killed", "hung")]
-        budget = len(held)
+        # what each held kill may have taken: one message, or a batch kind's whole batch
+        # (up to the max_messages of its receive, F_BATCH: taken, then lost with it)
+        caps = [max(1, self.board.get(c.slot, kw.F_BATCH)) for c in held]
+        budget = sum(caps)
         if explain == "sequential":
             lost = self._unexplained(missing, consumers, owner)
         elif explain == "timed":
-            lost = self._untimely(missing, held, when)
+            lost = self._untimely(missing, held, when, caps)
         elif explain == "receipts":
             lost = self._unreceipted(missing, held, pid_of)
         else:
@@ -491,14 +511,17 @@ class Fuzz:
                 return f"w{p}#{s} (its receipt names pid {o[1]}: {state})"
             if explain != "count":
                 text = (f"{len(lost)} sent messages never received that no kill of their consumer "
-                        f"inside a receive explains ({len(missing)} missing, {budget} held kills)")
+                        f"inside a receive explains ({len(missing)} missing, {len(held)} held kills, "
+                        f"which may have taken {budget})")
                 count = len(lost)
             else:
                 text = f"{len(missing)} sent messages never received, allowance {budget}"
                 count = len(missing) - budget
             fig.note("lost", f"{kind}: {text}: {', '.join(show(*m) for m in lost[:SHOW])}", count)
-        if kind.startswith("mailbox") and self.reordered:
-            # a message re-delivered after its receiver died may overtake later ones
+        if kind.startswith("mailbox") and kind not in kw.BATCH_KINDS and self.reordered:
+            # a message re-delivered after its receiver died may overtake later ones (not
+            # in a batch kind: its bodies, up to 4 KiB, are copied under the lock, and the
+            # repair that relinks a dead receiver's message runs before any other take)
             allowed = min(max(0, budget - len(missing)), len(self.reordered))
             fig.reordered_allowed += allowed
             self.reordered = self.reordered[allowed:]
@@ -520,13 +543,14 @@ class Fuzz:
         return lost
 
     @staticmethod
-    def _untimely(missing: list, held: List[Child], when: Dict[tuple, tuple]) -> list:
+    def _untimely(missing: list, held: List[Child], when: Dict[tuple, tuple],
+                  caps: List[int]) -> list:
         """The missing messages that no held kill can have taken, by time: messages of one
         producer are taken in order, so a consumer that died holding m=(p, s) took it after
         the receive of the previous message of p that arrived began, and before the next
         one that arrived was logged; it took it inside its last receive, which began at
-        ``last_call_ns``, and before it was reaped. Each kill explains one message at most
-        (a bipartite matching)."""
+        ``last_call_ns``, and before it was reaped. Kill k explains ``caps[k]`` messages at
+        most (one; a batch kind's max_messages): a bipartite matching."""
         by_producer = collections.defaultdict(list)
         for (p, s) in when:
             by_producer[p].append(s)
@@ -539,15 +563,19 @@ class Fuzz:
             lo = when[(p, seqs[j - 1])][0] if j > 0 else -1
             hi = when[(p, seqs[j])][1] if j < len(seqs) else 1 << 62
             fits.append([k for k, c in enumerate(held) if c.died_ns > lo and c.last_call_ns < hi])
-        match: Dict[int, int] = {}                     # kill -> missing message
+        match: Dict[int, List[int]] = collections.defaultdict(list)   # kill -> missing messages
 
         def place(i: int, seen: set) -> bool:
             for k in fits[i]:
                 if k not in seen:
                     seen.add(k)
-                    if k not in match or place(match[k], seen):
-                        match[k] = i
+                    if len(match[k]) < caps[k]:
+                        match[k].append(i)
                         return True
+                    for x, j in enumerate(match[k]):
+                        if place(j, seen):
+                            match[k][x] = i
+                            return True
             return False
         placed = {i for i in range(len(missing)) if place(i, set())}
         return [m for i, m in enumerate(missing) if i not in placed]

@@ -60,12 +60,14 @@ def _mix(*words: int) -> int:
 
 def payload_of(seed: int, producer: int, seq: int, big: int) -> bytes:
     """The payload of message *seq* of *producer*: its length is drawn from 55% under
-    256 B, 25% under 4 KiB, 15% 4-16 KiB, 5% 16 KiB..*big* bytes; its bytes are a slice of
-    the blob."""
+    256 B, 25% under 4 KiB, 15% 4-16 KiB, 5% 16 KiB..*big* bytes (with *big* up to 4 KiB:
+    55% under 256 B, 45% 256 B..*big*); its bytes are a slice of the blob."""
     h = _mix(seed, producer, seq)
     pick, h = h % 100, h // 100
     if pick < 55:
         n = h % 256
+    elif big <= 4096:
+        n = 256 + h % (big - 256)
     elif pick < 80:
         n = 256 + h % (4096 - 256)
     elif pick < 95:
@@ -129,6 +131,9 @@ G_STOP_PRODUCERS, G_STOP_CONSUMERS = 0, 1
 GLOBALS = 8
 # per-worker fields
 F_PID, F_ROLE, F_STATE, F_CALL_START, F_CALL_LIMIT, F_COUNT, F_SEQ, F_READY, F_END, F_END_NS = range(10)
+# F_BATCH: a batch producer's batch being sent (its first seq is F_SEQ), a batch consumer's
+# max_messages of the receive in progress; 0 for the one-message kinds (one message)
+F_BATCH = 10
 F_STOP = 15             # written by the parent: stop this one worker
 FIELDS = 16
 # F_STATE: IDLE between calls, IN_CALL inside a send/receive (from just before the call to
@@ -261,6 +266,35 @@ def sender(kind: str, obj) -> Tuple[Callable[[bytes], Tuple[int, int]], float]:
             obj.send_bytes(msg)          # no timeout: BrokenPipeError ends the writer
             return SENT, 0
         return send, UNTIMED
+    if kind == "mailbox-batch":          # a list of messages: all of them sent, or none
+        def send(msgs):
+            obj.send_many(msgs, timeout=SEND_TIMEOUT)
+            return SENT, 0
+        return send, SEND_TIMEOUT
+    raise ValueError(kind)
+
+
+#: the kinds whose producers send batches and consumers receive them (of 1..MAX_BATCH)
+BATCH_KINDS = ("mailbox-batch",)
+MAX_BATCH = 64
+
+
+def batch_receiver(kind: str, obj) -> Tuple[Callable[[int], list], float]:
+    """(take, timeout) of a batch kind: ``take(n)`` receives up to *n* messages (waiting
+    for the first; queue.Empty after the timeout) and returns one callable per message,
+    which returns what ``recv()`` of :func:`receiver` does (or raises _Undecodable).
+    AssertionError if the batch breaks what its call promises (the worker then fails)."""
+    if kind == "mailbox-batch":          # the Mailbox is made with loads=bytes: we unpickle
+        def take(n):
+            msgs = obj.recv_many(n, timeout=RECV_TIMEOUT)
+            # in delivery order (one priority: increasing seq), each header's length its body's
+            seqs = [m.seq for m in msgs]
+            if not 0 < len(msgs) <= n or any(a >= b for a, b in zip(seqs, seqs[1:])) or \
+                    any(m.length != len(m.body) for m in msgs):
+                raise AssertionError(f"recv_many({n}) returned {len(msgs)} messages, seqs {seqs}, "
+                                     f"lengths {[(m.length, len(m.body)) for m in msgs]}")
+            return [lambda b=m.body: _unpickle(b) for m in msgs]
+        return take, RECV_TIMEOUT
     raise ValueError(kind)
 
 
@@ -272,7 +306,7 @@ def receiver(kind: str, obj) -> Tuple[Callable[[], Tuple[bytes, int, Optional[st
         return (lambda: _unpickle(obj.get(timeout=RECV_TIMEOUT))), RECV_TIMEOUT
     if kind == "ring":
         return (lambda: (obj.recv_bytes(timeout=RECV_TIMEOUT), 0, None)), RECV_TIMEOUT
-    if kind in ("mailbox", "mailbox-receipts"):
+    if kind in ("mailbox", "mailbox-receipts", "mailbox-batch"):   # (the parent's drain)
         return (lambda: _unpickle(obj.recv_bytes(timeout=RECV_TIMEOUT).body)), RECV_TIMEOUT
     if kind == "mailbox-fast":
         def recv():
@@ -373,27 +407,34 @@ def _drop_other_end(kind: str, obj, other) -> None:
 def producer(kind: str, obj, board_path: str, slot: int, logdir: str, seed: int, big: int,
              other=None) -> None:
     """Send messages 0, 1, 2, ... of producer *slot* until the parent raises the stop flag
-    (or, for a pipe, until BrokenPipeError). On the board: F_SEQ is the message being sent,
-    F_COUNT the number of messages whose send has returned."""
+    (or, for a pipe, until BrokenPipeError); a batch kind sends them in batches of random
+    size (1..MAX_BATCH, drawn per call). On the board: F_SEQ is the (first) message being
+    sent, F_BATCH how many (batch kinds), F_COUNT the number of messages whose send has
+    returned."""
     board = Board(board_path)
     _drop_other_end(kind, obj, other)
     send, limit = sender(kind, obj)
+    batches = kind in BATCH_KINDS
+    sizes = random.Random(_mix(seed, slot, PRODUCER))
     fd = os.open(log_path(logdir, slot), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     _started(board, slot, PRODUCER)
     seq = 0
     try:
         while not (board.flag(G_STOP_PRODUCERS) or board.get(slot, F_STOP)):
-            msg = make_message(seed, slot, seq, big)
+            n = sizes.randint(1, MAX_BATCH) if batches else 1
+            msgs = [make_message(seed, slot, seq + k, big) for k in range(n)]
             board.set(slot, F_SEQ, seq)
+            if batches:
+                board.set(slot, F_BATCH, n)
             _begin(board, slot, limit)
             try:
-                outcome, who = send(msg)
-            except queue.Full:             # nothing was sent: the same message again
+                outcome, who = send(msgs if batches else msgs[0])
+            except queue.Full:             # nothing was sent: the same message(s) again
                 _end(board, slot)
                 continue
             if outcome != SENT:
                 os.write(fd, REC.pack(seq, outcome, 0, 0, who, 0, 0))
-            seq += 1
+            seq += n
             board.set(slot, F_COUNT, seq)
             _end(board, slot)
         _finish(board, slot, END_STOPPED)
@@ -411,32 +452,52 @@ def producer(kind: str, obj, board_path: str, slot: int, logdir: str, seed: int,
 def consumer(kind: str, obj, board_path: str, slot: int, logdir: str, seed: int, big: int,
              max_producer: int, other=None) -> None:
     """Receive until the parent raises the consumer stop flag (or, for a pipe, until
-    EOFError); log every message with its verdict. F_COUNT counts messages logged."""
+    EOFError); log every message with its verdict (a batch kind: batches of up to a random
+    1..MAX_BATCH, drawn per call and put in F_BATCH; the batch's records in one write).
+    F_COUNT counts messages logged."""
     board = Board(board_path)
     _drop_other_end(kind, obj, other)
-    recv, limit = receiver(kind, obj)
+    batches = kind in BATCH_KINDS
+    if batches:
+        take, limit = batch_receiver(kind, obj)
+    else:
+        recv, limit = receiver(kind, obj)
+        take = lambda n: [recv]          # noqa: E731 (recv() raises queue.Empty, EOFError)
+    sizes = random.Random(_mix(seed, slot, CONSUMER))
     fd = os.open(log_path(logdir, slot), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     _started(board, slot, CONSUMER)
     me = os.getpid()
     count = 0
     try:
         while not (board.flag(G_STOP_CONSUMERS) or board.get(slot, F_STOP)):
+            want = sizes.randint(1, MAX_BATCH) if batches else 1
+            if batches:
+                board.set(slot, F_BATCH, want)
             _begin(board, slot, limit)
             began = board.get(slot, F_CALL_START)
+            records, notes = [], []
             try:
-                data, at, pickle_error = recv()
+                for get in take(want):
+                    try:
+                        data, at, pickle_error = get()
+                    except _Undecodable as e:
+                        records.append(REC.pack(-1, -1, GARBLED, 0, me, began, time.monotonic_ns()))
+                        notes.append(dict(verdict=GARBLED, why="undecodable", error=str(e)))
+                        continue
+                    verdict, p, s, details = _verdict(data, at, pickle_error, seed, big,
+                                                      max_producer)
+                    records.append(REC.pack(p, s, verdict, len(data), me, began, time.monotonic_ns()))
+                    if verdict != OK:
+                        notes.append(dict(verdict=verdict, **details))
             except queue.Empty:
                 _end(board, slot)
                 continue
-            except _Undecodable as e:
-                os.write(fd, REC.pack(-1, -1, GARBLED, 0, me, began, time.monotonic_ns()))
-                _note(logdir, slot, what="torn", verdict=GARBLED, why="undecodable", error=str(e))
-            else:
-                verdict, p, s, details = _verdict(data, at, pickle_error, seed, big, max_producer)
-                os.write(fd, REC.pack(p, s, verdict, len(data), me, began, time.monotonic_ns()))
-                if verdict != OK:
-                    _note(logdir, slot, what="torn", verdict=verdict, **details)
-            count += 1
+            if len(records) > want:
+                raise AssertionError(f"asked for at most {want} messages, got {len(records)}")
+            os.write(fd, b"".join(records))
+            for n in notes:
+                _note(logdir, slot, what="torn", **n)
+            count += len(records)
             board.set(slot, F_COUNT, count)
             _end(board, slot)
         _finish(board, slot, END_STOPPED)

@@ -68,6 +68,18 @@ send returned must arrive, unless a held kill explains its absence:
   count holds: lost + reordered <= held kills. No duplicate.
 * **Mailbox fast path** (``send(block=False)`` / ``recv_bytes(block=False)``: the calls
   without a timeout, receipt or filter, ipcf_mbox_send / ipcf_mbox_take): as Mailbox.
+* **Mailbox batches** (``send_many`` of 1-64 messages, ``recv_many`` of up to 1-64, drawn
+  per call; payloads under 4 KiB, so every batch is sent by ipcf_mbox_send_many under one
+  lock hold and every body is copied under the lock): a batch whose send returned arrives
+  whole; one whose sender was killed inside send_many arrives whole, not at all, or as a
+  prefix (killed while publishing it), so every message of it before the last one that
+  arrived must arrive; queue.Full means none of it was sent. A receiver killed inside
+  recv_many (until its batch is logged) may take its batch with it: a held kill explains
+  up to that receive's max_messages, matched by time as for Queue. Nothing is re-delivered
+  behind later messages (the repair that relinks a dead receiver's message runs before
+  any other take), so no reordering at all. No duplicate. A recv_many that returns more
+  than its max_messages, out of delivery order (seq not increasing) or a header length
+  other than its body's fails its worker (an error).
 * **Mailbox with receipts** (``send(..., wait="received")``, RECEIPT_TIMEOUT 5 s): as
   Mailbox, and each sender learns the fate of its message: a Receipt means the receiver it
   names logged it, or was killed inside that receive (a held kill, one message per kill:
@@ -121,6 +133,7 @@ QUEUE_CAPACITY = 16 * 1024
 QUEUE_MAXSIZE = 64
 MAILBOX_BIG = 48 * 1024       # largest payload (max_message is 64 KiB)
 BIG = 100 * 1024              # largest payload elsewhere
+BATCH_BIG = 4000              # Mailbox batches: pickled with its header, under IPCF_MB_SMALL
 FORK = multiprocessing.get_context("fork")
 
 
@@ -293,6 +306,17 @@ def test_mailbox_fast_path(request, tmp_path, capsys, kills):
     mb = ipcfast.Mailbox()
     run_one(h, FORK, "mailbox-fast", mb, lambda: len(mb), producers=3, consumers=3,
             big=MAILBOX_BIG, state=lambda: mailbox_state(mb))
+    h.conclude()
+
+
+@budget(120, 1.5)
+def test_mailbox_batch(request, tmp_path, capsys, kills):
+    """Mailbox through send_many / recv_many (batches of 1-64 small messages: ipcf_mbox_send_many
+    and ipcf_mbox_take_many), 3 senders x 3 receivers."""
+    h = Harness(request, tmp_path, capsys, "Mailbox batches", kills)
+    mb = ipcfast.Mailbox(loads=bytes)          # (we unpickle: a torn body is located)
+    run_one(h, FORK, "mailbox-batch", mb, lambda: len(mb), producers=3, consumers=3,
+            big=BATCH_BIG, explain="timed", state=lambda: mailbox_state(mb))
     h.conclude()
 
 
