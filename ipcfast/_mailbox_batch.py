@@ -8,6 +8,7 @@ unpickled in place.
 """
 from __future__ import annotations
 
+import queue as _queue
 from typing import Any, Iterable, List, Optional
 
 from . import _native as N
@@ -35,7 +36,9 @@ class Batches:
         order, or none (queue.Full on timeout, or at once with block=False, while there is
         no room for all). ValueError if they could never fit together (more messages than
         ``max_messages``, more bytes than ``capacity``). A body over 4 KiB, or a rendezvous
-        mailbox, makes the batch go one :meth:`send` at a time (each with *timeout*)."""
+        mailbox, makes the batch go one :meth:`send` at a time (each with *timeout*): that
+        is not all or none, and its queue.Full has a ``sent`` attribute saying how many
+        went before it, as ``Ring.send_many``'s."""
         h = self._live()
         dumps = self._dumps
         datas = [dumps(o) for o in objs]
@@ -43,20 +46,38 @@ class Batches:
             return
         datas = [d if d.__class__ is bytes else bytes(memoryview(d)) for d in datas]
         lens = [len(d) for d in datas]
-        if self._rendezvous or max(lens) > _BODY_MAX:
-            for d in datas:
-                self._send(d, type, priority, 0, block, timeout, None)
-            return
         n, total = len(datas), sum(lens)
-        if n > self.max_messages or (self.capacity is not None and total > self.capacity):
+        if not self._rendezvous and (n > self.max_messages or
+                                     (self.capacity is not None and total > self.capacity)):
             raise ValueError(f"send_many of {n} messages ({total} bytes) can never fit this "
                              f"mailbox ({self.max_messages} messages, capacity {self.capacity})")
+        if self._rendezvous or max(lens) > _BODY_MAX:
+            self._send_each(datas, type, priority, block, timeout)
+            return
         if not (isinstance(type, int) and isinstance(priority, int)) or \
                 not (-(1 << 31) <= type < 1 << 31 and -(1 << 31) <= priority < 1 << 31):
             raise ValueError(f"type and priority must be 32-bit ints, not {type!r} and {priority!r}")
         blob, lengths = b"".join(datas), ffi.new("uint64_t[]", lens)
         self._check(N.call_blocking(lambda t: _send_many(h, blob, lengths, n, type, priority, t),
                                     block, timeout, N.EFULL))
+
+    def _send_each(self, datas: List[bytes], type: int, priority: int, block: bool,
+                   timeout: Optional[float]) -> None:
+        """send_many's one-at-a-time path. Its queue.Full after some were sent says how
+        many in ``sent`` (any other error gets ``sent`` too, where it can take one)."""
+        for i, d in enumerate(datas):
+            try:
+                self._send(d, type, priority, 0, block, timeout, None)
+            except _queue.Full as e:
+                full = _queue.Full(f"mailbox full after {i} of {len(datas)} messages")
+                full.sent = i
+                raise full from (e if i else None)
+            except BaseException as e:
+                try:
+                    e.sent = i
+                except AttributeError:
+                    pass
+                raise
 
     def recv_many(self, max_messages: int = 1 << 30, *, block: bool = True,
                   timeout: Optional[float] = None, type: Optional[int] = None,

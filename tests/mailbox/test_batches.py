@@ -144,15 +144,23 @@ def test_send_many_of_large_bodies_and_on_a_rendezvous_goes_one_by_one(mailboxes
     assert got == [1, 2]
 
 
-@pytest.mark.xfail(strict=True, reason="send_many of a body over 4 KiB goes one send at a "
-                   "time (_mailbox_batch.py, Batches.send_many), so queue.Full can come after "
-                   "some of the batch were sent, and the caller cannot tell how many: the "
-                   "docstring's 'all of them, in order, or none' does not hold there")
-def test_send_many_of_large_bodies_on_a_full_mailbox_sends_all_or_none(mailboxes):
-    mb = mailboxes(capacity=20000)             # room for 3 of the 4 bodies
-    with pytest.raises(queue.Full):
+def test_send_many_of_large_bodies_that_could_never_fit_together_sends_none(mailboxes):
+    mb = mailboxes(capacity=20000)             # 4 x 6000 bytes: more than the capacity
+    with pytest.raises(ValueError, match="can never fit"):
         mb.send_many([b"x" * 6000] * 4, block=False)
     assert len(mb) == 0
+
+
+def test_send_many_of_large_bodies_on_a_full_mailbox_says_how_many_were_sent(mailboxes):
+    # bodies over 4 KiB go one send at a time: not all or none, so Full says how many went
+    mb = mailboxes(capacity=20000)
+    mb.send(b"y" * 6000)                       # room for 2 of the next 3
+    with pytest.raises(queue.Full, match="after 2 of 3 messages") as info:
+        mb.send_many([b"x" * 6000] * 3, block=False)
+    assert info.value.sent == 2 and len(mb) == 3
+    assert [mb.recv(block=False).body for _ in range(3)] == [b"y" * 6000] + [b"x" * 6000] * 2
+    mb.send_many([b"z" * 6000])                # still usable
+    assert mb.recv().body == b"z" * 6000
 
 
 @pytest.mark.parametrize("kwargs", [{"type": 1 << 40}, {"priority": "high"}])
