@@ -69,9 +69,12 @@ class Batches:
             try:
                 self._send(d, type, priority, 0, block, timeout, None)
             except _queue.Full as e:
-                full = _queue.Full(f"mailbox full after {i} of {len(datas)} messages")
-                full.sent = i
-                raise full from (e if i else None)
+                if i:                     # (nothing sent: the Full as it is, sent=0 below)
+                    full = _queue.Full(f"mailbox full after {i} of {len(datas)} messages")
+                    full.sent = i
+                    raise full from e
+                e.sent = 0
+                raise
             except BaseException as e:
                 try:
                     e.sent = i
