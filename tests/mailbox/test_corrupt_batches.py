@@ -13,7 +13,7 @@ import pytest
 
 from ipcfast import IncompatibleSegmentError, Mailbox
 from ipcfast._native import ffi, lib
-from tests.support.shm import path
+from tests.support.shm import path, poke
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -39,13 +39,7 @@ def _ctl_field(field: str):
 
 def _write(m: Mailbox, where, value: int) -> bytes:
     """Write *value* at *where* (offset, size) of *m*'s file; the bytes that were there."""
-    off, size = where
-    with open(path(m.name), "r+b") as f:
-        f.seek(off)
-        orig = f.read(size)
-        f.seek(off)
-        f.write(value.to_bytes(size, "little"))
-    return orig
+    return poke(m.name, where, value)
 
 
 @contextlib.contextmanager

@@ -42,6 +42,18 @@ def path(name: str) -> str:
     return _segments.path(name)
 
 
+def poke(name: str, where: Tuple[int, int], value: int) -> bytes:
+    """Write *value* (little-endian) at *where* = (offset, size) of segment *name*'s file,
+    as a corrupting process would; returns the bytes that were there, for restoring."""
+    off, size = where
+    with open(path(name), "r+b") as f:
+        f.seek(off)
+        orig = f.read(size)
+        f.seek(off)
+        f.write(value.to_bytes(size, "little"))
+    return orig
+
+
 def new_name(tag: str = "test") -> str:
     """A fresh segment name ``ipcf-<tag>-<our pid>-<random>`` (the pid tells the leak check
     and `ipcfast gc` whose it is)."""
