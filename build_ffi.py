@@ -56,11 +56,37 @@ def _sanitize() -> tuple:
 
 _SAN_CFLAGS, _SAN_LDFLAGS = _sanitize()
 
+# The GIL, released lazily (csrc/host.h). cffi wraps every call in Py_BEGIN/END_ALLOW_THREADS
+# and saves and restores errno around it: ~460 instructions, more than a ring put costs.
+# This preamble comes after Python.h and before cffi's wrappers, so its definitions are the
+# ones they expand: a call keeps the GIL unless the core says it is about to block
+# (ipcf_host_block), and the GIL is retaken when the call returns. errno is not carried:
+# the core returns its errors (nothing here reads ffi.errno).
+_GIL = r"""
+static __thread PyThreadState **ipcf_gil_slot;   /* the running wrapper's _save, or NULL */
+
+void ipcf_host_block(void)
+{
+    PyThreadState **slot = ipcf_gil_slot;
+    if (slot && !*slot)
+        *slot = PyEval_SaveThread();
+}
+
+#undef Py_BEGIN_ALLOW_THREADS
+#define Py_BEGIN_ALLOW_THREADS { PyThreadState *_save = NULL; ipcf_gil_slot = &_save;
+#undef Py_END_ALLOW_THREADS
+#define Py_END_ALLOW_THREADS ipcf_gil_slot = NULL; if (_save) PyEval_RestoreThread(_save); }
+#undef _cffi_restore_errno
+#define _cffi_restore_errno() ((void)0)
+#undef _cffi_save_errno
+#define _cffi_save_errno() ((void)0)
+"""
+
 ffibuilder = FFI()
 ffibuilder.cdef(_cdef())
 ffibuilder.set_source(
     "ipcfast._ipcfast",
-    "".join(f'#include "{h}"\n' for h in HEADERS),
+    "".join(f'#include "{h}"\n' for h in HEADERS) + _GIL,
     sources=[str(p.relative_to(HERE)) for p in sorted(CSRC.glob("*.c"))],
     include_dirs=[str(CSRC.relative_to(HERE))],
     define_macros=[("IPCF_PKG_VERSION", _version())],

@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "host.h"
+
 #include "atomics.h"
 #include "futex.h"
 #include "peers.h"
@@ -266,6 +268,7 @@ int ipcf_wait(struct ipcf_event *ev, ipcf_ready_fn ready, void *arg, int64_t tim
     int r = ready(arg);
     if (r || timeout_ns == 0)
         return r ? r : IPCF_ETIMEOUT;
+    ipcf_host_block();                /* from here on this call may take long (host.h) */
 
     uint64_t start = ipcf_now_ns();
     uint64_t deadline = timeout_ns < 0 ? 0 : start + (uint64_t)timeout_ns;

@@ -33,6 +33,7 @@ static inline int ipcf_lock_init(void *slot)
 
 #include "atomics.h"
 #include "futex.h"
+#include "host.h"
 
 /* The mutex lives in shared memory another process may have scribbled on, and glibc aborts
  * (assert) on a robust mutex whose type word is garbage. Before each lock, its type word is
@@ -75,6 +76,8 @@ static inline int ipcf_lock(void *slot, struct ipcf_timeout *t)
         if ((i & 15) == 15)
             rc = pthread_mutex_trylock(m);
     }
+    if (rc == EBUSY)
+        ipcf_host_block();            /* about to sleep on the mutex (host.h) */
     uint64_t deadline = rc == EBUSY && t ? ipcf_deadline(t) : 0;   /* t NULL: forever */
     if (rc == EBUSY && deadline && ipcf_now_ns() >= deadline) {
         rc = ETIMEDOUT;

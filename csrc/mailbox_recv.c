@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include <string.h>
 
+#include "host.h"
 #include "mailbox.h"
 #include "peers.h"
 
@@ -85,7 +86,7 @@ int64_t ipcf_mbox_take_one(struct ipcf_mbox *m, uint32_t i, uint64_t len, char *
         ipcf_store_release(&s->state, IPCF_SLOT_READING);
         ipcf_add_relaxed(&c->inflight, 1);
         ipcf_mbox_unlock(m);
-        memcpy(buf, ipcf_mbox_body(s), len);  /* outside the lock; the slot is ours */
+        ipcf_host_copy(buf, ipcf_mbox_body(s), len);  /* outside the lock; the slot is ours */
         /* bounded (the caller's timeout, at least IPCF_MB_RELOCK_NS): a lock held past it
          * (a stopped process) makes the receive time out; the message is handed back
          * (owner 0: the next repair makes it READY again, receipt or not), not taken */

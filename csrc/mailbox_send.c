@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include <string.h>
 
+#include "host.h"
 #include "mailbox.h"
 #include "peers.h"
 
@@ -109,7 +110,7 @@ int ipcf_mbox_post(ipcf_mbox *m, const char *buf, uint64_t len, int32_t type, in
         ipcf_store_release(&s->state, IPCF_SLOT_WRITING);
         ipcf_add_relaxed(&c->inflight, 1);
         ipcf_mbox_unlock(m);
-        memcpy(ipcf_mbox_body(s), buf, len);     /* outside the lock; the slot is ours */
+        ipcf_host_copy(ipcf_mbox_body(s), buf, len);   /* outside the lock; the slot is ours */
         /* bounded (the caller's timeout, at least IPCF_MB_RELOCK_NS): a lock held past it
          * (a stopped process) makes the send time out unsent; the slot is handed back
          * (owner 0: the next repair frees it, as a dead writer's) */

@@ -162,6 +162,8 @@ static int room_soon(struct ipcf_queue *q, struct ipcf_rb *b, uint64_t tail, uin
             ipcf_cpu_relax();
             continue;
         }
+        if (i == 256)
+            ipcf_host_block();        /* yielding from here on (host.h) */
         sched_yield();
         uint64_t now = ipcf_now_ns();
         uint64_t h = ipcf_load_acquire(&b->ctl->head);

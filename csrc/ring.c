@@ -358,7 +358,7 @@ int64_t ipcf_ring_recv(ipcf_ring *r, char *buf, uint64_t cap, int64_t timeout_ns
         UNLOCK_C(r);
         return IPCF_EBUFSMALL;
     }
-    memcpy(buf, body, len);
+    ipcf_host_copy(buf, body, len);
     ipcf_rb_consume(&r->rb, head + ipcf_rec_size(len), 1, len);
     UNLOCK_C(r);
     ipcf_event_wake(&r->ctl->space);
@@ -382,7 +382,7 @@ int64_t ipcf_ring_recv_many(ipcf_ring *r, char *buf, uint64_t cap, uint64_t *len
         return IPCF_EBUFSMALL;
     }
     do {
-        memcpy(buf + used, body, len);
+        ipcf_host_copy(buf + used, body, len);
         used += len;
         lens[n++] = len;
         head += ipcf_rec_size(len);

@@ -25,6 +25,7 @@
 
 #include <string.h>
 #include "atomics.h"
+#include "host.h"
 #include "layout.h"
 
 struct ipcf_rb {
@@ -74,7 +75,7 @@ static inline uint64_t ipcf_rb_write_tagged(struct ipcf_rb *b, uint64_t pos, con
     uint8_t *p = b->data + (pos & (b->cap - 1));
     uint32_t h[2] = {(uint32_t)len, tag};
     memcpy(p, h, sizeof h);
-    memcpy(p + IPCF_REC_HDR, src, len);
+    ipcf_host_copy(p + IPCF_REC_HDR, src, len);
     return pos + ipcf_rec_size(len);
 }
 
@@ -94,7 +95,7 @@ static inline uint64_t ipcf_rb_writev(struct ipcf_rb *b, uint64_t pos, const cha
     memcpy(p, h, sizeof h);
     p += IPCF_REC_HDR;
     for (uint64_t i = 0; i < n; i++) {
-        memcpy(p, bufs[i], lens[i]);
+        ipcf_host_copy(p, bufs[i], lens[i]);
         p += lens[i];
     }
     return pos + ipcf_rec_size(len);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "atomics.h"
+#include "host.h"
 #include "peers.h"
 #include "shm.h"
 
@@ -151,6 +152,7 @@ int ipcf_seg_create(struct ipcf_seg *s, const char *name, uint32_t kind, uint64_
     if (capacity && (capacity < IPCF_MIN_CAPACITY || capacity > IPCF_MAX_CAPACITY ||
                      (is_ring(kind) && (capacity & (capacity - 1))) || capacity % IPCF_MIN_CAPACITY))
         return IPCF_EBADARG;
+    ipcf_host_block();     /* reserving a ring's memory can take a while (host.h) */
     int fd = shm_open(s->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;
@@ -244,6 +246,7 @@ int ipcf_seg_open(struct ipcf_seg *s, const char *name, uint32_t kind)
     /* (a copy read with pread: the kernel orders it; no atomics on our private copy) */
     for (int tries = 0; h.magic == 0 && tries < 200; tries++) {
         /* the creator stores the magic last: give it up to ~1 s to finish */
+        ipcf_host_block();
         struct timespec ts = {0, 5000000};
         nanosleep(&ts, NULL);
         if (pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h)

@@ -1,0 +1,34 @@
+/* host.h - what the core tells the program that calls it: "this call is about to block".
+ *
+ * The Python binding (build_ffi.py) calls into the core holding the GIL, and keeps holding
+ * it while the call does not wait: a put into a ring with room, a get of a queued item.
+ * Releasing and retaking the GIL around every call cost ~400 instructions, as much as the
+ * ring operation itself. So the core releases it lazily: before anything that can take
+ * long (a spin or futex wait, a contended lock's sleep, a yield, a large copy) it calls
+ * ipcf_host_block(), which hands the GIL back once, and the binding retakes it when the
+ * call returns. Rules this relies on, kept by every caller of ipcf_host_block:
+ *   - the core never retakes the GIL itself, so it may call ipcf_host_block with a lock
+ *     held (a thread waiting for the GIL holds no core lock);
+ *   - anything that can block for longer than a bounded spin calls it first, so no
+ *     thread sleeps holding the GIL.
+ * Outside the binding (no Python call in progress on this thread) it does nothing.
+ */
+#ifndef IPCF_HOST_H
+#define IPCF_HOST_H
+
+#include <stddef.h>
+#include <string.h>
+
+void ipcf_host_block(void);
+
+/* a copy of this many bytes or more lets other threads of the host run meanwhile */
+#define IPCF_HOST_COPY_MIN (256u * 1024u)
+
+static inline void ipcf_host_copy(void *dst, const void *src, size_t n)
+{
+    if (n >= IPCF_HOST_COPY_MIN)
+        ipcf_host_block();
+    memcpy(dst, src, n);
+}
+
+#endif
