@@ -33,13 +33,16 @@ class _Sink:
 
 
 def _new_pickler():
-    chunks: list = []
+    chunks = collections.deque()
     sink = _Sink()
     sink.write = chunks.append
     return _Pickler(sink, 5), chunks
 
 
-_pool: list = []
+# The pool and each pickler's chunks are deques, not lists: a list that is popped empty
+# frees its array and the next append allocates one again (~700 instructions per dumps
+# between the two); a deque keeps its block.
+_pool = collections.deque()
 
 
 def dumps_pieces(obj):
@@ -56,7 +59,7 @@ def dumps_pieces(obj):
     if len(chunks) == 1:
         data = chunks.pop()
     else:
-        data = chunks[:]
+        data = list(chunks)
         chunks.clear()
     _pool.append((p, chunks))
     return data
@@ -95,11 +98,11 @@ def dumps_many(objs) -> list:
         clear()
         end(len(chunks))
     if len(chunks) == len(ends):    # one piece per item, the usual case: nothing to join
-        out = chunks[:]
+        out = list(chunks)
     else:
-        out, a = [], 0
+        out, a, pieces = [], 0, list(chunks)
         for b in ends:
-            out.append(chunks[a] if b == a + 1 else b"".join(chunks[a:b]))
+            out.append(pieces[a] if b == a + 1 else b"".join(pieces[a:b]))
             a = b
     chunks.clear()
     _pool.append((p, chunks))
