@@ -45,9 +45,12 @@ _RXCAP = _SCRATCH + _H
 
 def _new_rx():
     """A receive buffer for ipcf_mbox_take, with the views Python reads it through, made
-    once: (the buffer, a memoryview of all of it, a pointer to the body)."""
+    once: (the buffer, a memoryview of all of it, a pointer to the body, a memoryview from
+    the body to the end: pickle.loads reads it whole, as it ignores what follows its
+    stream's STOP, so no view of the message's exact length is made per message)."""
     buf = N.new_raw("char[]", _RXCAP)
-    return buf, memoryview(ffi.buffer(buf)), buf + _H
+    mv = memoryview(ffi.buffer(buf))
+    return buf, mv, buf + _H, mv[_H:]
 
 
 _pid = [os.getpid()]          # os.getpid() is a syscall: cache it, refresh in forked children
@@ -381,7 +384,7 @@ class Mailbox(Batches, Handle):
                     m._h = _head(rx[1])
                     # unpickled in place (pickle.loads keeps no reference to its input);
                     # the buffer goes back only once it has been read
-                    m.body = (_pickle_loads(rx[1][_H:_H + n]) if self._loads_view
+                    m.body = (_pickle_loads(rx[3]) if self._loads_view
                               else self._loads(_unpack(rx[2], n)))
                     return m
             finally:
