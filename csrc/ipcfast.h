@@ -118,6 +118,18 @@ uint64_t ipcf_proc_start(int32_t pid);
 /* The calling thread's spin before a wait sleeps, in ns (adapted: futex.c, spin policy). */
 uint64_t ipcf_spin_budget_ns(void);
 
+/* A receive described once, in the caller's own memory (never shared): the fast receive
+ * paths (Queue.get, Ring.recv_bytes, Mailbox.recv) pass one pointer to it. Under cffi a
+ * function of one argument is a METH_O call; four or five arguments cost an argument
+ * tuple, its unpacking and a conversion each: ~600 instructions more per call. */
+struct ipcf_recv_args {
+    void *handle;          /* the ipcf_queue *, ipcf_ring * or ipcf_mbox * */
+    char *buf;
+    uint64_t cap;
+    int64_t timeout_ns;
+    uint64_t need;         /* out, ipcf_queue_get1: the item's size with IPCF_EBUFSMALL */
+};
+
 /* ---- Ring: one segment, variable-length byte records ---- */
 typedef struct ipcf_ring ipcf_ring;
 int ipcf_ring_create(const char *name, uint64_t capacity, uint32_t flags, ipcf_ring **out);
@@ -148,6 +160,8 @@ uint32_t ipcf_ring_last_tag(const ipcf_ring *r);
 int ipcf_ring_send_many(ipcf_ring *r, const char *buf, const uint64_t *lens, uint64_t n,
                         int64_t timeout_ns, uint64_t *sent);
 int64_t ipcf_ring_recv(ipcf_ring *r, char *buf, uint64_t cap, int64_t timeout_ns);
+/* ipcf_ring_recv(a->handle, a->buf, a->cap, a->timeout_ns) (see struct ipcf_recv_args) */
+int64_t ipcf_ring_recv1(struct ipcf_recv_args *a);
 int64_t ipcf_ring_recv_many(ipcf_ring *r, char *buf, uint64_t cap, uint64_t *lens,
                             uint64_t max, int64_t timeout_ns);
 int ipcf_ring_claim(ipcf_ring *r, uint64_t len, int64_t timeout_ns, char **out);
@@ -214,6 +228,9 @@ int ipcf_queue_putv(ipcf_queue *q, const char *const *bufs, const uint64_t *lens
                     int64_t timeout_ns);
 /* get: returns the length copied into buf, or IPCF_EBUFSMALL with *need set (nothing taken) */
 int64_t ipcf_queue_get(ipcf_queue *q, char *buf, uint64_t cap, int64_t timeout_ns, uint64_t *need);
+
+/* ipcf_queue_get(a->handle, a->buf, a->cap, a->timeout_ns, &a->need) */
+int64_t ipcf_queue_get1(struct ipcf_recv_args *a);
 /* peek: up to max of the next items in place (of one ring) - returns how many, *first
  * pointing at the first record's header (8-byte headers, records padded to 8 bytes) and
  * lens filled, with the consumer side held; the caller reads them and then calls
@@ -295,6 +312,8 @@ int ipcf_mbox_send(ipcf_mbox *m, const char *buf, uint64_t len, int32_t type, in
  * aligned and cap >= IPCF_MSG_HEAD (else IPCF_EBADARG). */
 #define IPCF_MSG_HEAD 72
 int64_t ipcf_mbox_take(ipcf_mbox *m, char *buf, uint64_t cap, int64_t timeout_ns);
+/* ipcf_mbox_take(a->handle, a->buf, a->cap, a->timeout_ns) (see struct ipcf_recv_args) */
+int64_t ipcf_mbox_take1(struct ipcf_recv_args *a);
 /* Batches (bodies up to 4096 bytes each, else IPCF_EBADARG). send_many posts the n bodies
  * laid end to end in blob (lens[k] bytes each) as n messages of this type and priority
  * from the handle's id, to anyone, no receipt: all under one lock hold, in order, or none

@@ -206,3 +206,8 @@ int64_t ipcf_mbox_take(ipcf_mbox *m, char *buf, uint64_t cap, int64_t timeout_ns
     return ipcf_mbox_recv(m, buf + IPCF_MSG_HEAD, cap - IPCF_MSG_HEAD, ipcf_mbox_self_id(m), 0, 0,
                           0, timeout_ns, (struct ipcf_msg_info *)(void *)buf);
 }
+
+int64_t ipcf_mbox_take1(struct ipcf_recv_args *a)
+{
+    return ipcf_mbox_take(a->handle, a->buf, a->cap, a->timeout_ns);
+}

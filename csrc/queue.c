@@ -325,6 +325,11 @@ int64_t ipcf_queue_get(ipcf_queue *q, char *buf, uint64_t cap, int64_t timeout_n
     return n == 1 ? (int64_t)len : n;
 }
 
+int64_t ipcf_queue_get1(struct ipcf_recv_args *a)
+{
+    return ipcf_queue_get(a->handle, a->buf, a->cap, a->timeout_ns, &a->need);
+}
+
 int64_t ipcf_queue_peek(ipcf_queue *q, uint64_t max, int64_t timeout_ns, const char **first,
                         uint64_t *lens)
 {

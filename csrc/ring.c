@@ -365,6 +365,11 @@ int64_t ipcf_ring_recv(ipcf_ring *r, char *buf, uint64_t cap, int64_t timeout_ns
     return (int64_t)len;
 }
 
+int64_t ipcf_ring_recv1(struct ipcf_recv_args *a)
+{
+    return ipcf_ring_recv(a->handle, a->buf, a->cap, a->timeout_ns);
+}
+
 int64_t ipcf_ring_recv_many(ipcf_ring *r, char *buf, uint64_t cap, uint64_t *lens,
                             uint64_t max, int64_t timeout_ns)
 {

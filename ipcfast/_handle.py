@@ -52,6 +52,22 @@ def new_scratch():
     return _new_raw("char[]", SCRATCH)
 
 
+def recv_args(h, buf, cap: int):
+    """The ``struct ipcf_recv_args`` of a blocking receive on handle *h* into *buf* (*cap*
+    bytes), one slice (SLICE_NS) at a time: what the one-argument receive calls take."""
+    a = ffi.new("struct ipcf_recv_args *")
+    a.handle, a.buf, a.cap, a.timeout_ns = h, buf, cap, N.SLICE_NS
+    return a
+
+
+def new_recv_scratch(h):
+    """A scratch buffer for *h*'s fast receive, with what reads it made once: (the buffer,
+    a cffi buffer of all of it, its ``recv_args``). Taken and given back like any scratch
+    buffer; it holds *h*, whose memory outlives the handle object (freed at its GC)."""
+    buf = new_scratch()
+    return buf, ffi.buffer(buf), recv_args(h, buf, SCRATCH)
+
+
 @dataclass(frozen=True)
 class Kind:
     """The C functions of one kind of handle: the one table each class names them in."""
@@ -393,4 +409,4 @@ def _arrive(cls: "type[Handle]", name: str, sender: int, setup: Dict[str, Any]) 
     return self
 
 
-__all__ = ["Handle", "HandleTable", "Kind", "SCRATCH", "new_scratch"]
+__all__ = ["Handle", "HandleTable", "Kind", "SCRATCH", "new_recv_scratch", "new_scratch", "recv_args"]

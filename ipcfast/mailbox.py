@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional, Tuple, Union
 
 from . import _native as N
 from . import _pickle
-from ._handle import SCRATCH as _SCRATCH, Handle, Kind, new_scratch as _new_scratch
+from ._handle import SCRATCH as _SCRATCH, Handle, Kind, new_scratch as _new_scratch, recv_args
 from ._mailbox_batch import Batches
 from ._native import ffi, lib
 from ._native import ReceiverBusyError, ReceiverDiedError  # noqa: F401 (raised by check; named here too)
@@ -26,6 +26,7 @@ _post = lib.ipcf_mbox_post
 _recv = lib.ipcf_mbox_recv
 _send_fast = lib.ipcf_mbox_send      # the common case in 6 arguments (ipcfast.h)
 _take = lib.ipcf_mbox_take           # header and body into one buffer, in 4
+_take1 = lib.ipcf_mbox_take1         # the same, its arguments in one struct (_new_rx)
 _new = object.__new__
 _pickle_loads = _pickle.loads
 _EEMPTY, _EINTR, _EBUFSMALL, _ECORRUPT = N.EEMPTY, N.EINTR, N.EBUFSMALL, lib.IPCF_ECORRUPT
@@ -43,14 +44,15 @@ assert _H == _INFO.size
 _RXCAP = _SCRATCH + _H
 
 
-def _new_rx():
-    """A receive buffer for ipcf_mbox_take, with the views Python reads it through, made
-    once: (the buffer, a memoryview of all of it, a pointer to the body, a memoryview from
-    the body to the end: pickle.loads reads it whole, as it ignores what follows its
-    stream's STOP, so no view of the message's exact length is made per message)."""
+def _new_rx(h):
+    """A receive buffer for ipcf_mbox_take on handle *h*, with what reads it made once:
+    (the buffer, a memoryview of all of it, a pointer to the body, a memoryview from the
+    body to the end, and the one-argument call's recv_args). pickle.loads reads the body's
+    view whole, as it ignores what follows its stream's STOP: no view of the message's
+    exact length is made per message."""
     buf = N.new_raw("char[]", _RXCAP)
     mv = memoryview(ffi.buffer(buf))
-    return buf, mv, buf + _H, mv[_H:]
+    return buf, mv, buf + _H, mv[_H:], recv_args(h, buf, _RXCAP)
 
 
 _pid = [os.getpid()]          # os.getpid() is a syscall: cache it, refresh in forked children
@@ -356,8 +358,8 @@ class Mailbox(Batches, Handle):
             # (taken and given back like Handle's scratch: a racing thread makes its own)
             rx, self._rx = self._rx, None
             if rx is None:
-                rx = _new_rx()
-            n = _take(h, rx[0], _RXCAP, _SLICE if block else 0)
+                rx = _new_rx(h)
+            n = _take1(rx[4]) if block else _take(h, rx[0], _RXCAP, 0)
             if n >= 0:
                 m = _new(Message)
                 m._h = _head(rx[1])
@@ -376,9 +378,9 @@ class Mailbox(Batches, Handle):
         if h is not None and type is None and timeout is None and if_busy == "error":
             rx, self._rx = self._rx, None      # the fast path, as in recv_bytes
             if rx is None:
-                rx = _new_rx()
+                rx = _new_rx(h)
             try:
-                n = _take(h, rx[0], _RXCAP, _SLICE if block else 0)
+                n = _take1(rx[4]) if block else _take(h, rx[0], _RXCAP, 0)
                 if n >= 0:
                     m = _new(Message)
                     m._h = _head(rx[1])

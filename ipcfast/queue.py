@@ -15,13 +15,14 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional
 
 from . import _native as N
 from . import _pickle
-from ._handle import SCRATCH as _SCRATCH, Handle, Kind, new_scratch as _new_scratch
+from ._handle import SCRATCH as _SCRATCH, Handle, Kind, new_recv_scratch as _new_recv_scratch
 from ._native import ffi, lib
 from .ring import ring_capacity
 
 _put = lib.ipcf_queue_put
 _putv = lib.ipcf_queue_putv
 _get = lib.ipcf_queue_get
+_get1 = lib.ipcf_queue_get1
 _peek = lib.ipcf_queue_peek
 _release = lib.ipcf_queue_release
 _REC_HDR = lib.IPCF_REC_HDR
@@ -35,14 +36,6 @@ _dumps_many = _pickle.dumps_many
 #: copy, larger ones from a view of the batch buffer (ffi.buffer costs ~3x ffi.unpack of
 #: 40 bytes, and one memoryview slice per item more)
 _COPY_MAX = 2048
-
-
-def _new_scratch_pair():
-    """A scratch buffer and a view of all of it, made once: ``get`` hands the view to
-    pickle.loads whole (pickle ignores what follows its stream's STOP), so no copy and no
-    view of the item's exact length is made per item (~1,200 instructions a get)."""
-    buf = _new_scratch()
-    return buf, _view(buf)
 
 
 def _records_span(sizes) -> int:
@@ -62,7 +55,10 @@ class Queue(Handle):
     fit. Keyword-only extras: ``capacity`` (bytes of each shared ring), ``name`` (segment
     name, for attaching
     from unrelated processes with :meth:`Queue.attach`), ``dumps``/``loads`` (serializer;
-    the default is pickle with multiprocessing's reducers).
+    the default is pickle with multiprocessing's reducers). A handle with the default loads
+    unpickles from its whole receive buffer, relying on pickle stopping at its stream's
+    STOP: give every reader of a queue whose writers use a custom dumps the matching loads
+    (a record that is not a whole pickle could otherwise be read into stale bytes).
 
     Any number of producer and consumer processes and threads may share a queue; items from
     one producer arrive in the order it put them, each exactly once. The queue's memory is
@@ -237,12 +233,14 @@ class Queue(Handle):
             raise self._closed_error()
         if timeout is not None:           # multiprocessing's rule: negative = do not wait
             timeout = _timeout(timeout, True)
-        # this queue's scratch pair (_new_scratch_pair; Handle._take_scratch, inline)
+        # this queue's scratch (new_recv_scratch: buffer, view, call; Handle._take_scratch,
+        # inline). The item is unpickled from the view of the whole buffer (pickle.loads
+        # ignores what follows its stream's STOP): no copy or view of its size per item.
         sc, self._scratch = self._scratch, None
         if sc is None:
-            sc = _new_scratch_pair()
-        n = _get(h, sc[0], _SCRATCH, _SLICE if block and timeout is None else N.first_slice(block, timeout),
-                 self._need)
+            sc = _new_recv_scratch(h)
+        n = (_get1(sc[2]) if block and timeout is None else
+             _get(h, sc[0], _SCRATCH, N.first_slice(block, timeout), self._need))
         if n >= 0:
             obj = self._loads(sc[1]) if self._loads_view else self._loads(_unpack(sc[0], n))
             self._scratch = sc                       # given back once unpickled
@@ -250,8 +248,9 @@ class Queue(Handle):
         return self._get_slow(n, h, sc, block, timeout)
 
     def _get_slow(self, n: int, h, sc, block: bool, timeout: Optional[float]) -> Any:
-        """After a first try into the scratch pair *sc* returned *n*: wait while empty, or
-        take an item larger than the scratch buffer in place. Gives *sc* back."""
+        """After a first try into the scratch *sc* (new_recv_scratch) returned *n*: wait
+        while empty, or take an item larger than the scratch buffer in place. Gives *sc*
+        back."""
         need, scratch = self._need, sc[0]
         start = None if timeout is None else time.monotonic()
         while n != N.EBUFSMALL:

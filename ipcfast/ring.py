@@ -7,7 +7,7 @@ import time
 from typing import Iterable, List, Optional, Tuple
 
 from . import _native as N
-from ._handle import SCRATCH as _SCRATCH, Handle, Kind, new_scratch as _new_scratch
+from ._handle import SCRATCH as _SCRATCH, Handle, Kind, new_recv_scratch as _new_recv_scratch
 from ._native import ffi, lib
 from ._inplace import _KEPT, Claim, ClaimMany, View, ViewMany, prune_kept
 from ._units import fmt_size
@@ -15,6 +15,7 @@ from ._units import fmt_size
 _SLICE = N.SLICE_NS
 _send = lib.ipcf_ring_send
 _recv = lib.ipcf_ring_recv
+_recv1 = lib.ipcf_ring_recv1
 _peek = lib.ipcf_ring_peek
 _unpack = ffi.unpack
 _from_buffer = ffi.from_buffer
@@ -227,15 +228,16 @@ class Ring(Handle):
         h = self._h                       # the closed check (Handle._live), inline
         if h is None:
             raise self._closed_error()
-        buf, self._scratch = self._scratch, None     # Handle._take_scratch, inline
-        if buf is None:
-            buf = _new_scratch()
-        n = _recv(h, buf, _SCRATCH, _SLICE if block and timeout is None else N.first_slice(block, timeout))
+        sc, self._scratch = self._scratch, None      # Handle._take_scratch, inline
+        if sc is None:
+            sc = _new_recv_scratch(h)                # (buffer, view, its one-argument call)
+        buf = sc[0]
+        n = _recv1(sc[2]) if block and timeout is None else _recv(h, buf, _SCRATCH, N.first_slice(block, timeout))
         if n >= 0:
             data = _unpack(buf, n)
-            self._scratch = buf                      # given back once copied out
+            self._scratch = sc                       # given back once copied out
             return data
-        data = self._recv_rest(n, h, buf, block, timeout)
+        data = self._recv_rest(n, h, sc, block, timeout)
         if data is None:
             raise self._closed_error()
         return data
@@ -246,28 +248,31 @@ class Ring(Handle):
         h = self._h                       # as in recv_bytes: Handle._live, inline
         if h is None:
             raise self._closed_error()
-        buf, self._scratch = self._scratch, None     # Handle._take_scratch, inline
-        if buf is None:
-            buf = _new_scratch()
-        n = _recv(h, buf, _SCRATCH, _SLICE if block and timeout is None else N.first_slice(block, timeout))
+        sc, self._scratch = self._scratch, None      # Handle._take_scratch, inline
+        if sc is None:
+            sc = _new_recv_scratch(h)                # (buffer, view, its one-argument call)
+        buf = sc[0]
+        n = _recv1(sc[2]) if block and timeout is None else _recv(h, buf, _SCRATCH, N.first_slice(block, timeout))
         if n >= 0:
             data = _unpack(buf, n)
-            self._scratch = buf                      # given back once copied out
+            self._scratch = sc                       # given back once copied out
             return data
-        return self._recv_rest(n, h, buf, block, timeout)
+        return self._recv_rest(n, h, sc, block, timeout)
 
-    def _recv_rest(self, n: int, h, buf, block: bool, timeout: Optional[float]) -> Optional[bytes]:
-        """The slow path after a first try into the scratch *buf* returned *n*: wait while
-        the ring is empty, or copy a message larger than the scratch buffer out in place.
-        Gives *buf* back; returns the message, or None for IPCF_ECLOSED; raises the rest."""
+    def _recv_rest(self, n: int, h, sc, block: bool, timeout: Optional[float]) -> Optional[bytes]:
+        """The slow path after a first try into the scratch *sc* (new_recv_scratch)
+        returned *n*: wait while the ring is empty, or copy a message larger than the
+        scratch buffer out in place. Gives *sc* back; returns the message, or None for
+        IPCF_ECLOSED; raises the rest."""
         start = time.monotonic()
+        buf = sc[0]
         if n == N.EEMPTY or n == N.EINTR:
             n = N.call_blocking(lambda t: _recv(h, buf, _SCRATCH, t), block, timeout, N.EEMPTY, start)
         if n >= 0:
             data = _unpack(buf, n)
-            self._give_scratch(buf)
+            self._give_scratch(sc)
             return data
-        self._give_scratch(buf)               # nothing was copied into it
+        self._give_scratch(sc)                # nothing was copied into it
         if n == N.EBUFSMALL:
             # larger than the scratch buffer: copy it out in place. Another consumer may take
             # it first, so this waits for the next message like any blocking receive.
