@@ -50,8 +50,15 @@ int64_t ipcf_mbox_take_slot(struct ipcf_mbox *m, uint64_t len, int *repaired, in
                 return rc;
             continue;
         }
-        if (!*repaired && (c->high_water >= m->nslots || c->inflight) &&
-            ipcf_mbox_repair_if_due(m)) {      /* a dead writer may hold slots */
+        /* A dead writer may hold slots; or bytes are held by no slot we know of (nothing
+         * READY, no copy in flight: a rewritten bytes_held below the bound above), which
+         * would keep a send without a timeout waiting forever. Either way a recount
+         * (rate-limited: a sender that finds it not yet due waits one slice and retries).
+         * Not for the later slots of a batch (*repaired set): their batch holds bytes of
+         * its own that are not READY yet. */
+        if (!*repaired && (c->high_water >= m->nslots || c->inflight ||
+                           (c->bytes_held && ipcf_load_relaxed(&c->count) == 0)) &&
+            ipcf_mbox_repair_if_due(m)) {
             *repaired = 1;
             continue;
         }

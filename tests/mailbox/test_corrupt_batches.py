@@ -166,3 +166,24 @@ def test_a_send_that_finds_a_slot_in_no_state_reports_it(mb, send):
     assert len(mb) == 0                       # the bad slot dropped, nothing sent
     mb.send("after")                          # mended: the mailbox works on
     assert mb.recv(timeout=5).body == "after"
+
+
+
+@pytest.mark.parametrize("send", [lambda m, o: m.send(o), lambda m, o: m.send_many([o])],
+                         ids=["send", "send_many"])
+def test_a_send_without_timeout_to_a_mailbox_whose_bytes_held_was_rewritten_full_goes_in(send):
+    # nothing is held, but the counter says the mailbox is full: a send with no timeout
+    # must not wait forever (a recount mends the counter and the message goes in). Five
+    # slots have been used, so the rewritten count (4096) stays within what used slots
+    # could hold (5 x 1024), and fewer than all the slots: only "bytes held with nothing
+    # READY" tells that the count is wrong
+    with Mailbox(capacity=4096, max_message=1024, max_messages=NSLOTS) as m:
+        for k in range(5):
+            m.send(k)
+        assert [m.recv(timeout=5).body for _ in range(5)] == list(range(5))
+        before = _repairs(m)
+        off = lib.IPCF_CTL_OFFSET + ffi.offsetof("struct ipcf_mbox_ctl", "bytes_held")
+        _write(m, (off, 8), 4096)
+        send(m, "second")
+        assert m.recv(timeout=5).body == "second"
+        assert _repairs(m) > before
