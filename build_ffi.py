@@ -61,8 +61,16 @@ _SAN_CFLAGS, _SAN_LDFLAGS = _sanitize()
 # This preamble comes after Python.h and before cffi's wrappers, so its definitions are the
 # ones they expand: a call keeps the GIL unless the core says it is about to block
 # (ipcf_host_block), and the GIL is retaken when the call returns. errno is not carried:
-# the core returns its errors (nothing here reads ffi.errno).
+# the core returns its errors (nothing here reads ffi.errno). The slot is saved and put
+# back, so a wrapper run inside another (a callback, were one added) leaves the outer
+# one's in place. A cffi that stopped defining these names fails the build here.
 _GIL = r"""
+#ifdef PYPY_VERSION
+void ipcf_host_block(void) {}    /* (PyPy calls the functions directly, no wrappers) */
+#else
+#if !defined(Py_BEGIN_ALLOW_THREADS) || !defined(_cffi_restore_errno) || !defined(_cffi_save_errno)
+#error "cffi's wrappers no longer use the macros build_ffi.py redefines: see _GIL there"
+#endif
 static __thread PyThreadState **ipcf_gil_slot;   /* the running wrapper's _save, or NULL */
 
 void ipcf_host_block(void)
@@ -73,20 +81,28 @@ void ipcf_host_block(void)
 }
 
 #undef Py_BEGIN_ALLOW_THREADS
-#define Py_BEGIN_ALLOW_THREADS { PyThreadState *_save = NULL; ipcf_gil_slot = &_save;
+#define Py_BEGIN_ALLOW_THREADS { PyThreadState *_save = NULL, **_outer = ipcf_gil_slot; \
+    ipcf_gil_slot = &_save;
 #undef Py_END_ALLOW_THREADS
-#define Py_END_ALLOW_THREADS ipcf_gil_slot = NULL; if (_save) PyEval_RestoreThread(_save); }
+#define Py_END_ALLOW_THREADS ipcf_gil_slot = _outer; if (_save) PyEval_RestoreThread(_save); }
 #undef _cffi_restore_errno
 #define _cffi_restore_errno() ((void)0)
 #undef _cffi_save_errno
 #define _cffi_save_errno() ((void)0)
+#endif
+"""
+# The TSan build keeps cffi's own release around every call: with the GIL held through
+# the core, TSan would see every thread's core code ordered by the GIL's mutex and report
+# no race in it. (tests/api/test_gil.py checks the lazy release in the normal build.)
+_GIL_TSAN = r"""
+void ipcf_host_block(void) {}
 """
 
 ffibuilder = FFI()
 ffibuilder.cdef(_cdef())
 ffibuilder.set_source(
     "ipcfast._ipcfast",
-    "".join(f'#include "{h}"\n' for h in HEADERS) + _GIL,
+    "".join(f'#include "{h}"\n' for h in HEADERS) + (_GIL_TSAN if "-DIPCF_TSAN=1" in _SAN_CFLAGS else _GIL),
     sources=[str(p.relative_to(HERE)) for p in sorted(CSRC.glob("*.c"))],
     include_dirs=[str(CSRC.relative_to(HERE))],
     define_macros=[("IPCF_PKG_VERSION", _version())],

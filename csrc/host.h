@@ -6,12 +6,20 @@
  * ring operation itself. So the core releases it lazily: before anything that can take
  * long (a spin or futex wait, a contended lock's sleep, a yield, a large copy) it calls
  * ipcf_host_block(), which hands the GIL back once, and the binding retakes it when the
- * call returns. Rules this relies on, kept by every caller of ipcf_host_block:
- *   - the core never retakes the GIL itself, so it may call ipcf_host_block with a lock
- *     held (a thread waiting for the GIL holds no core lock);
+ * call returns. What this relies on:
  *   - anything that can block for longer than a bounded spin calls it first, so no
- *     thread sleeps holding the GIL.
- * Outside the binding (no Python call in progress on this thread) it does nothing.
+ *     thread sleeps holding the GIL. Every shared lock is taken through ipcf_lock, which
+ *     calls it before sleeping on the mutex;
+ *   - so a thread may hold a core lock while it waits for the GIL (the core releases the
+ *     GIL with a lock held; claim and peek even return to Python holding a side lock): a
+ *     thread that holds the GIL and wants that lock spins briefly, then hands the GIL back
+ *     and sleeps, and the holder goes on. The core never retakes the GIL itself.
+ *   - the process-local mutexes (peers.c, pipe.c) are held only for table updates and
+ *     /proc reads, by threads that never need the GIL meanwhile: a thread holding the
+ *     GIL waits on them briefly, never for good.
+ * Outside the binding (no Python call in progress on this thread) it does nothing. The
+ * TSan build keeps cffi's release around every call (build_ffi.py), so that threads run
+ * the core at once and TSan sees their races.
  */
 #ifndef IPCF_HOST_H
 #define IPCF_HOST_H

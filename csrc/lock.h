@@ -76,12 +76,11 @@ static inline int ipcf_lock(void *slot, struct ipcf_timeout *t)
         if ((i & 15) == 15)
             rc = pthread_mutex_trylock(m);
     }
-    if (rc == EBUSY)
-        ipcf_host_block();            /* about to sleep on the mutex (host.h) */
     uint64_t deadline = rc == EBUSY && t ? ipcf_deadline(t) : 0;   /* t NULL: forever */
     if (rc == EBUSY && deadline && ipcf_now_ns() >= deadline) {
         rc = ETIMEDOUT;
     } else if (rc == EBUSY) {
+        ipcf_host_block();            /* about to sleep on the mutex (host.h) */
         if (deadline) {
 #ifndef IPCF_TSAN
             struct timespec ts = {(time_t)(deadline / 1000000000u), (long)(deadline % 1000000000u)};

@@ -106,3 +106,30 @@ def test_a_call_that_does_not_wait_keeps_working_from_many_threads():
         for t in threads:
             t.join(30)
         assert sorted(got) == sorted((p, i) for p in range(k) for i in range(n))
+
+
+def test_send_waiting_in_c_for_the_producer_lock_held_by_a_claim_lets_the_holder_run():
+    # claim() returns to Python holding the ring's producer lock; a send from another thread
+    # waits on that lock (in ipcf_lock, not in a futex wait) and must hand the GIL back
+    with ipcfast.Ring(1 << 16) as r:
+        claim = r.claim(5)
+        mv = claim.__enter__()
+        mv[:] = b"first"
+        data = b"second"
+        rc, took = _block_then_unblock(lambda: lib.ipcf_ring_send(r._h, data, len(data), WAIT_NS),
+                                       lambda: claim.__exit__(None, None, None))
+        assert rc == 0, f"the waiting send returned {rc}: it kept the GIL until it timed out"
+        assert r.recv_many(timeout=5) == [b"first", b"second"]
+
+
+def test_recv_waiting_in_c_for_the_consumer_lock_held_by_a_view_lets_the_holder_run():
+    with ipcfast.Ring(1 << 16) as r:
+        r.send_bytes(b"first")
+        r.send_bytes(b"second")
+        view = r.view()
+        assert view.__enter__().tobytes() == b"first"
+        buf = ffi.new("char[]", 4096)
+        rc, took = _block_then_unblock(lambda: lib.ipcf_ring_recv(r._h, buf, 4096, WAIT_NS),
+                                       lambda: view.__exit__(None, None, None))
+        assert rc == 6, f"the waiting recv returned {rc}: it kept the GIL until it timed out"
+        assert ffi.unpack(buf, 6) == b"second"
