@@ -25,6 +25,7 @@
 #define IPCF_HOST_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 void ipcf_host_block(void);
@@ -35,6 +36,15 @@ void ipcf_host_block(void);
 static inline void ipcf_host_copy(void *dst, const void *src, size_t n)
 {
     if (n >= IPCF_HOST_COPY_MIN)
+        ipcf_host_block();
+    memcpy(dst, src, n);
+}
+
+/* One piece of a larger copy (a batch of records, a pickle's pieces), `done` bytes of
+ * which are copied already: the rule applies to the whole. */
+static inline void ipcf_host_copy_more(void *dst, const void *src, size_t n, uint64_t done)
+{
+    if (done + n >= IPCF_HOST_COPY_MIN)
         ipcf_host_block();
     memcpy(dst, src, n);
 }

@@ -291,7 +291,7 @@ static int64_t get_locked(struct ipcf_queue *q, char *buf, uint64_t cap, uint64_
             }
             break;
         }
-        ipcf_host_copy(buf + used, body, len);
+        ipcf_host_copy_more(buf + used, body, len, used);
         used += len;
         lens[n++] = len;
         head += ipcf_rec_size(len);

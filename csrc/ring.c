@@ -387,7 +387,7 @@ int64_t ipcf_ring_recv_many(ipcf_ring *r, char *buf, uint64_t cap, uint64_t *len
         return IPCF_EBUFSMALL;
     }
     do {
-        ipcf_host_copy(buf + used, body, len);
+        ipcf_host_copy_more(buf + used, body, len, used);
         used += len;
         lens[n++] = len;
         head += ipcf_rec_size(len);

@@ -94,8 +94,8 @@ static inline uint64_t ipcf_rb_writev(struct ipcf_rb *b, uint64_t pos, const cha
     uint32_t h[2] = {(uint32_t)len, 0};
     memcpy(p, h, sizeof h);
     p += IPCF_REC_HDR;
-    for (uint64_t i = 0; i < n; i++) {
-        ipcf_host_copy(p, bufs[i], lens[i]);
+    for (uint64_t i = 0, done = 0; i < n; done += lens[i], i++) {
+        ipcf_host_copy_more(p, bufs[i], lens[i], done);
         p += lens[i];
     }
     return pos + ipcf_rec_size(len);
