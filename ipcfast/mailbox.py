@@ -354,7 +354,8 @@ class Mailbox(Batches, Handle):
         ReceiverBusyError, or with ``if_busy="wait"`` waits for the right."""
         h = self._h
         if h is not None and type is None and timeout is None and if_busy == "error":
-            # the common case: one call with 4 arguments, header and body in one buffer
+            # the common case: one call with one argument (_new_rx's recv_args; 4 without
+            # blocking), header and body in one buffer
             # (taken and given back like Handle's scratch: a racing thread makes its own)
             rx, self._rx = self._rx, None
             if rx is None:
