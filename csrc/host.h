@@ -8,8 +8,9 @@
  * ipcf_host_block(), which hands the GIL back once, and the binding retakes it when the
  * call returns. What this relies on:
  *   - anything that can block for longer than a bounded spin calls it first, so no
- *     thread sleeps holding the GIL. Every shared lock is taken through ipcf_lock, which
- *     calls it before sleeping on the mutex;
+ *     thread sleeps holding the GIL. Every shared lock a call can wait for is taken
+ *     through ipcf_lock, which calls it before sleeping on the mutex (pipe.c's reader-end
+ *     locks are only ever tried);
  *   - so a thread may hold a core lock while it waits for the GIL (the core releases the
  *     GIL with a lock held; claim and peek even return to Python holding a side lock): a
  *     thread that holds the GIL and wants that lock spins briefly, then hands the GIL back

@@ -127,7 +127,6 @@ struct ipcf_recv_args {
     char *buf;
     uint64_t cap;
     int64_t timeout_ns;
-    uint64_t need;         /* out, ipcf_queue_get1: the item's size with IPCF_EBUFSMALL */
 };
 
 /* ---- Ring: one segment, variable-length byte records ---- */
@@ -226,10 +225,11 @@ int ipcf_queue_put_many(ipcf_queue *q, const char *buf, const uint64_t *lens, ui
  * stream's chunks, written into the ring without being joined first) */
 int ipcf_queue_putv(ipcf_queue *q, const char *const *bufs, const uint64_t *lens, uint64_t n,
                     int64_t timeout_ns);
-/* get: returns the length copied into buf, or IPCF_EBUFSMALL with *need set (nothing taken) */
+/* get: returns the length copied into buf, or IPCF_EBUFSMALL with *need set (nothing taken;
+ * need may be NULL, as it is for get_many) */
 int64_t ipcf_queue_get(ipcf_queue *q, char *buf, uint64_t cap, int64_t timeout_ns, uint64_t *need);
 
-/* ipcf_queue_get(a->handle, a->buf, a->cap, a->timeout_ns, &a->need) */
+/* ipcf_queue_get(a->handle, a->buf, a->cap, a->timeout_ns, NULL) */
 int64_t ipcf_queue_get1(struct ipcf_recv_args *a);
 /* peek: up to max of the next items in place (of one ring) - returns how many, *first
  * pointing at the first record's header (8-byte headers, records padded to 8 bytes) and

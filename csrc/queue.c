@@ -286,7 +286,8 @@ static int64_t get_locked(struct ipcf_queue *q, char *buf, uint64_t cap, uint64_
     while (n < max && ipcf_rb_next(b, head, &body, &len) > 0) {
         if (used + len > cap) {
             if (n == 0) {
-                *need = len;
+                if (need)
+                    *need = len;
                 return IPCF_EBUFSMALL;
             }
             break;
@@ -327,7 +328,7 @@ int64_t ipcf_queue_get(ipcf_queue *q, char *buf, uint64_t cap, int64_t timeout_n
 
 int64_t ipcf_queue_get1(struct ipcf_recv_args *a)
 {
-    return ipcf_queue_get(a->handle, a->buf, a->cap, a->timeout_ns, &a->need);
+    return ipcf_queue_get(a->handle, a->buf, a->cap, a->timeout_ns, NULL);
 }
 
 int64_t ipcf_queue_peek(ipcf_queue *q, uint64_t max, int64_t timeout_ns, const char **first,

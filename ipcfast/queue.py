@@ -23,6 +23,7 @@ _put = lib.ipcf_queue_put
 _putv = lib.ipcf_queue_putv
 _get = lib.ipcf_queue_get
 _get1 = lib.ipcf_queue_get1
+_NULL = ffi.NULL          # the size of an item too large for the buffer: not needed here
 _peek = lib.ipcf_queue_peek
 _release = lib.ipcf_queue_release
 _REC_HDR = lib.IPCF_REC_HDR
@@ -112,7 +113,6 @@ class Queue(Handle):
         self._dumps = dumps or _pickle.dumps_pieces      # bytes, or a list of pieces
         self._loads = loads or _pickle.loads
         self._loads_view = loads is None      # pickle.loads reads our scratch buffer in place
-        self._need = ffi.new("uint64_t *")
 
     # ---- lifetime (close, closed, context manager, pickling: Handle) ----
     def join_thread(self) -> None:
@@ -240,7 +240,7 @@ class Queue(Handle):
         if sc is None:
             sc = _new_recv_scratch(h)
         n = (_get1(sc[2]) if block and timeout is None else
-             _get(h, sc[0], _SCRATCH, N.first_slice(block, timeout), self._need))
+             _get(h, sc[0], _SCRATCH, N.first_slice(block, timeout), _NULL))
         if n >= 0:
             obj = self._loads(sc[1]) if self._loads_view else self._loads(_unpack(sc[0], n))
             self._scratch = sc                       # given back once unpickled
@@ -251,13 +251,13 @@ class Queue(Handle):
         """After a first try into the scratch *sc* (new_recv_scratch) returned *n*: wait
         while empty, or take an item larger than the scratch buffer in place. Gives *sc*
         back."""
-        need, scratch = self._need, sc[0]
+        scratch = sc[0]
         start = None if timeout is None else time.monotonic()
         while n != N.EBUFSMALL:
             if n != N.EEMPTY and n != N.EINTR:
                 self._give_scratch(sc)
                 self._check(n)
-            n = N.call_blocking(lambda t: _get(h, scratch, _SCRATCH, t, need), block, timeout,
+            n = N.call_blocking(lambda t: _get(h, scratch, _SCRATCH, t, _NULL), block, timeout,
                                 N.EEMPTY, start)
             if n >= 0:
                 obj = self._loads(sc[1]) if self._loads_view else self._loads(_unpack(scratch, n))
@@ -330,8 +330,7 @@ class Queue(Handle):
         buf, lens = pair
         cap = self._BATCH_BYTES
         k = min(max_messages_to_get, self._BATCH_ITEMS)
-        need = ffi.new("uint64_t *")
-        n = N.call_blocking(lambda t: lib.ipcf_queue_get_many(h, buf, cap, lens, k, t, need),
+        n = N.call_blocking(lambda t: lib.ipcf_queue_get_many(h, buf, cap, lens, k, t, _NULL),
                             block, timeout, N.EEMPTY)
         if n < 0:
             self._give_batch(pair)        # nothing was copied into it
